@@ -1,0 +1,124 @@
+"""Particle classes: names, radii (Angstrom), metric weights, and the built-in CZII set.
+
+A :class:`ParticleSet` is the one place that maps class names to integer ids; every
+reader, writer, the simulator and the metric go through it, so an unknown class name is
+an error wherever it appears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from cryo3d.coords import angstrom_sigma_from_radius
+
+#: Default Gaussian sigma as a fraction of the particle radius.
+DEFAULT_SIGMA_FRACTION = 1.0 / 3.0
+
+
+@dataclass(frozen=True)
+class ParticleClass:
+    """One kind of particle.
+
+    Parameters
+    ----------
+    name : str
+        Class name as written in picks files (copick ``pickable_object_name``).
+    radius : float
+        Particle radius in Angstrom (sets the matching distance and NMS distance).
+    weight : float
+        Weight of the class in the aggregated F-beta score.
+    shape : str
+        Shape used by the built-in simulator (``sphere``, ``shell``, ``two_lobes``,
+        ``ring``, ``dumbbell``, ``cylinder``).
+    """
+
+    name: str
+    radius: float
+    weight: float = 1.0
+    shape: str = "sphere"
+
+
+@dataclass(frozen=True)
+class ParticleSet:
+    """An ordered list of particle classes; class id = position in the list."""
+
+    classes: tuple[ParticleClass, ...]
+    sigma_fraction: float = DEFAULT_SIGMA_FRACTION
+    _index: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"particle class names must be unique, got {names}")
+        if not names:
+            raise ValueError("a particle set needs at least one class")
+        object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def radii(self) -> np.ndarray:
+        """Radii in Angstrom, ``[C]``."""
+        return np.array([c.radius for c in self.classes], dtype=np.float64)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array([c.weight for c in self.classes], dtype=np.float64)
+
+    @property
+    def angstrom_sigmas(self) -> np.ndarray:
+        """Per-class Gaussian sigma in Angstrom, ``[C]``."""
+        return angstrom_sigma_from_radius(self.radii, self.sigma_fraction)
+
+    def index(self, name: str, where: str = "class") -> int:
+        """Class id of ``name``; ``ValueError`` naming ``where`` for an unknown class."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise ValueError(
+                f"{where}: unknown particle class {name!r}; known classes are {self.names}"
+            ) from None
+
+    def indices(self, names: Iterable[str], where: str = "class") -> np.ndarray:
+        return np.array([self.index(n, where) for n in names], dtype=np.int64)
+
+    def subset(self, names: Sequence[str]) -> "ParticleSet":
+        return ParticleSet(tuple(self.classes[self.index(n)] for n in names), self.sigma_fraction)
+
+    def to_dict(self) -> dict:
+        return {
+            "sigma_fraction": self.sigma_fraction,
+            "classes": [
+                {"name": c.name, "radius": c.radius, "weight": c.weight, "shape": c.shape}
+                for c in self.classes
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParticleSet":
+        return cls(
+            tuple(ParticleClass(**c) for c in d["classes"]),
+            float(d.get("sigma_fraction", DEFAULT_SIGMA_FRACTION)),
+        )
+
+
+#: The six scored classes of the CZII CryoET Object Identification challenge
+#: (radius in Angstrom, challenge weight; beta-amylase has weight 0).
+CZII_PARTICLES = ParticleSet(
+    (
+        ParticleClass("apo-ferritin", 60.0, 1.0, "shell"),
+        ParticleClass("beta-amylase", 65.0, 0.0, "two_lobes"),
+        ParticleClass("beta-galactosidase", 90.0, 2.0, "dumbbell"),
+        ParticleClass("ribosome", 150.0, 1.0, "two_lobes_large"),
+        ParticleClass("thyroglobulin", 130.0, 2.0, "ring"),
+        ParticleClass("virus-like-particle", 135.0, 1.0, "thick_shell"),
+    )
+)
