@@ -31,7 +31,7 @@ class ParticleClass:
     weight : float
         Weight of the class in the aggregated F-beta score.
     shape : str
-        Shape used by the built-in simulator (``sphere``, ``shell``, ``two_lobes``,
+        Shape used by the built-in simulator (``sphere``, ``shell``, ``two_lobes``, ``four_lobes``,
         ``ring``, ``dumbbell``, ``cylinder``).
     """
 
@@ -116,9 +116,30 @@ CZII_PARTICLES = ParticleSet(
     (
         ParticleClass("apo-ferritin", 60.0, 1.0, "shell"),
         ParticleClass("beta-amylase", 65.0, 0.0, "two_lobes"),
-        ParticleClass("beta-galactosidase", 90.0, 2.0, "dumbbell"),
+        ParticleClass("beta-galactosidase", 90.0, 2.0, "four_lobes"),
         ParticleClass("ribosome", 150.0, 1.0, "two_lobes_large"),
         ParticleClass("thyroglobulin", 130.0, 2.0, "ring"),
         ParticleClass("virus-like-particle", 135.0, 1.0, "thick_shell"),
     )
 )
+
+
+def load_particles(path: str | None) -> ParticleSet:
+    """A particle set from a YAML/JSON file, or the CZII set when ``path`` is None.
+
+    The file holds ``classes: [{name, radius, weight, shape}, ...]`` (radius in Angstrom)
+    and optionally ``sigma_fraction``.
+    """
+    if path is None:
+        return CZII_PARTICLES
+    import yaml
+
+    with open(path) as fh:
+        d = yaml.safe_load(fh)
+    if not isinstance(d, dict) or "classes" not in d:
+        raise ValueError(f"{path}: expected a mapping with a 'classes' list of {{name, radius, weight, shape}}")
+    for i, c in enumerate(d["classes"]):
+        for key in ("name", "radius"):
+            if key not in c:
+                raise ValueError(f"{path}: classes[{i}] lacks the field {key!r}")
+    return ParticleSet.from_dict(d)

@@ -1,0 +1,181 @@
+"""The ``cryo3d`` command: ``synth``, ``prepare``, ``evaluate`` (and more as they land).
+
+Run ``cryo3d <command> --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+TOMO_SUFFIXES = (".mrc", ".rec", ".map", ".nii", ".nii.gz")
+
+
+def _find_tomograms(specs: Sequence[str]) -> list[str]:
+    """Files from a list of files, folders and glob patterns (sorted, unique)."""
+    out: list[str] = []
+    for s in specs:
+        p = Path(s)
+        if p.is_dir():
+            out += [str(f) for f in sorted(p.iterdir()) if str(f).lower().endswith(TOMO_SUFFIXES)]
+        elif any(ch in s for ch in "*?["):
+            out += sorted(glob.glob(s))
+        elif p.exists():
+            out.append(str(p))
+        else:
+            raise FileNotFoundError(f"tomogram {s!r} not found")
+    out = list(dict.fromkeys(out))
+    if not out:
+        raise ValueError(f"no tomograms (*.mrc, *.rec, *.map, *.nii, *.nii.gz) found in {list(specs)}")
+    return out
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from cryo3d.particles import load_particles
+    from cryo3d.synth import SynthConfig, synthesize
+
+    over = dict(seed=a.seed)
+    if a.shape:
+        over["shape"] = tuple(a.shape)
+    for key in ("voxel_spacing", "snr", "tilt_range", "particles_per_class", "defocus_um"):
+        v = getattr(a, key)
+        if v is not None:
+            over[key] = v[0] if len(v) == 1 else tuple(v)
+    cfg = SynthConfig.preset(a.preset, **over)
+    man = synthesize(a.out, a.n, cfg, load_particles(a.particles), prefix=a.prefix,
+                     overwrite=a.overwrite, progress=not a.quiet)
+    n = sum(sum(t["counts"].values()) for t in man["tomograms"])
+    print(f"wrote {len(man['tomograms'])} tomograms with {n} particles to {a.out} "
+          f"(tomograms/, picks.csv, copick/, manifest.json)")
+    return 0
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from cryo3d.io.picks import read_picks
+    from cryo3d.io.tomogram import read_tomogram
+    from cryo3d.particles import ParticleSet, load_particles
+    from cryo3d.store import StoreSettings, prepare_store
+
+    tomo_specs, picks_path, particles_path = a.tomograms, a.picks, a.particles
+    if a.data:
+        d = Path(a.data)
+        tomo_specs = tomo_specs or [str(d / "tomograms")]
+        picks_path = picks_path or str(d / "picks.csv")
+        if particles_path is None and (d / "manifest.json").exists():
+            import json
+
+            particles = ParticleSet.from_dict(json.loads((d / "manifest.json").read_text())["particles"])
+        else:
+            particles = load_particles(particles_path)
+    else:
+        particles = load_particles(particles_path)
+    if not tomo_specs or not picks_path:
+        raise SystemExit("prepare: give --data FOLDER (synth layout) or both --tomograms and --picks")
+    tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in _find_tomograms(tomo_specs)]
+    picks = read_picks(picks_path)
+    settings = StoreSettings(
+        patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
+        stride=a.stride if len(a.stride) == 3 else a.stride[0],
+        ds_factor=a.ds_factor,
+        precompute_heatmaps=a.precompute_heatmaps,
+        normalization=a.normalization,
+    )
+    man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet)
+    print(f"store {a.out}: {man['n_patches']} patches of {man['patch_size']} voxels, "
+          f"{man['n_keypoints']} keypoint rows, ds_factor {man['ds_factor']}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from cryo3d.io.picks import read_picks
+    from cryo3d.metrics import score_picks, sweep_thresholds
+    from cryo3d.particles import load_particles
+
+    particles = load_particles(a.particles)
+    pred, gt = read_picks(a.pred), read_picks(a.gt)
+    res = score_picks(pred, gt, particles, beta=a.beta, distance_multiplier=a.distance_multiplier)
+    print(res.table())
+    if a.sweep:
+        sw = sweep_thresholds(pred, gt, particles, beta=a.beta, distance_multiplier=a.distance_multiplier)
+        print("\nbest threshold per class:")
+        for name, v in sw["per_class"].items():
+            print(f"  {name:24s} threshold {v['threshold']:.3f}  F{a.beta:g} {v['fbeta']:.4f}")
+        print(f"score with per-class best thresholds: {sw['score']:.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cryo3d",
+        description="Find particles in cryo-electron tomograms: simulate data, build patch stores, "
+        "train (MONAI bundle), predict and evaluate. Coordinates are (x, y, z) in Angstrom.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="simulate tomograms with known particles (the built-in data)",
+                       description="Simulate cryo-ET-like tomograms (missing wedge, CTF band-pass, noise, "
+                       "membranes, gold) with particles of several classes; write MRC, picks.csv, copick JSON.")
+    s.add_argument("--out", default="data/synth", help="output folder (default: %(default)s)")
+    s.add_argument("--n", type=int, default=4, help="number of tomograms (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    s.add_argument("--preset", default="default", choices=["default", "clean", "hard"],
+                   help="default: varied imaging; clean: high SNR, no distractors; hard: low SNR, crowded")
+    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default 184 256 256)")
+    s.add_argument("--voxel-spacing", type=float, nargs="+", metavar="A", help="Angstrom per voxel, or LOW HIGH")
+    s.add_argument("--snr", type=float, nargs="+", help="signal-to-noise ratio, or LOW HIGH")
+    s.add_argument("--tilt-range", type=float, nargs="+", help="maximum tilt in degrees about y, or LOW HIGH")
+    s.add_argument("--defocus-um", type=float, nargs="+", help="defocus in micrometres, or LOW HIGH")
+    s.add_argument("--particles-per-class", type=int, nargs="+", help="particles of each class, or LOW HIGH")
+    s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
+    s.add_argument("--prefix", default="synth", help="tomogram name prefix (default: %(default)s)")
+    s.add_argument("--overwrite", action="store_true", help="redo tomograms already in the folder")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("prepare", help="cut tomograms and picks into a patch store",
+                       description="Cut tomograms into overlapping patches with their keypoints "
+                       "(memory-mapped arrays + one keypoint table + manifest.json).")
+    s.add_argument("--data", help="a folder in the synth layout (tomograms/, picks.csv, manifest.json)")
+    s.add_argument("--tomograms", nargs="+", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz)")
+    s.add_argument("--picks", help="picks: CSV (tomo,class,x,y,z in Angstrom), copick JSON or root, or STAR")
+    s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
+    s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
+    s.add_argument("--out", default="data/store", help="store folder (default: %(default)s)")
+    s.add_argument("--patch-size", type=int, nargs="+", default=[64], help="patch size in voxels: N or Z Y X (default 64)")
+    s.add_argument("--stride", type=int, nargs="+", default=[48], help="patch stride in voxels: N or Z Y X (default 48)")
+    s.add_argument("--ds-factor", type=int, default=2, help="heatmap downsampling factor (default: %(default)s)")
+    s.add_argument("--precompute-heatmaps", action="store_true", help="also store downsampled heatmaps (cheap path)")
+    s.add_argument("--normalization", default="robust_zscore", choices=["robust_zscore", "none"])
+    s.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
+                       description="Per-class precision, recall and F-beta (a prediction is a true positive "
+                       "within distance_multiplier x radius of an unmatched ground-truth particle).")
+    s.add_argument("pred", help="predicted picks (CSV / copick / STAR)")
+    s.add_argument("gt", help="ground-truth picks (CSV / copick / STAR)")
+    s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: CZII)")
+    s.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
+    s.add_argument("--distance-multiplier", type=float, default=0.5, help="match radius / particle radius")
+    s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
+    s.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return int(a.func(a) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"cryo3d {a.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
