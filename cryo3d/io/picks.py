@@ -1,0 +1,984 @@
+"""Picks files: the CSV table, copick JSON and (simple) RELION STAR, plus validation.
+
+Every reader returns a :class:`cryo3d.picks.Picks` with centres ``(x, y, z)`` in Angstrom;
+every writer takes one. Formats (``ARCHITECTURE.md``, "What users hand us and get back"):
+
+* **CSV** -- header ``tomo,class,x,y,z`` (x, y, z in Angstrom) and optional further
+  columns, ``score`` first among them. One file may hold many tomograms.
+* **copick JSON** -- one file per run, user, session and object,
+  ``ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json``; a point's centre is its
+  ``location`` plus the translation of its ``transformation_``.
+* **STAR** (RELION-style, deliberately simple) -- a ``data_particles`` loop with
+  ``_rlnTomoName`` (or ``_rlnMicrographName``), ``_rlnCoordinateX/Y/Z`` in voxels of the
+  tomogram (voxel ``i`` centred at ``i``, the cryo3d convention; they need the voxel
+  spacing) or ``_rlnCoordinateX/Y/ZAngst`` in Angstrom, the class name in
+  ``_cryo3dClassName`` (RELION has no class-name label; ``_rlnClassName`` is read too, and
+  ``_rlnClassNumber`` is mapped 1-based onto a :class:`~cryo3d.particles.ParticleSet`),
+  and the score in ``_rlnAutopickFigureOfMerit``. RELION 5 centred coordinates
+  (``_rlnCenteredCoordinateXAngst``) and origin shifts are not converted.
+
+All writers are atomic (temporary file in the destination folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shlex
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryo3d.coords import angstrom_to_voxel, check_voxel_spacing, voxel_to_angstrom
+from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES, atomic_path, tomogram_name
+from cryo3d.particles import ParticleSet
+from cryo3d.picks import Picks
+
+__all__ = [
+    "CSV_COLUMNS",
+    "read_picks_csv",
+    "write_picks_csv",
+    "read_copick_json",
+    "read_copick",
+    "write_copick_json",
+    "write_copick",
+    "copick_picks_path",
+    "read_star",
+    "write_star",
+    "read_picks",
+    "write_picks",
+    "validate_picks",
+]
+
+#: Required CSV columns, in the order they are written.
+CSV_COLUMNS = ("tomo", "class", "x", "y", "z")
+
+#: STAR label that holds the class name (RELION has none; documented in the module).
+STAR_CLASS_LABEL = "_cryo3dClassName"
+
+_IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+Spacing = float | Mapping[str, float]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_file(p: Path, what: str) -> None:
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: {what} not found")
+    if p.is_dir():
+        raise ValueError(f"{p}: is a folder, expected a {what}")
+
+
+def _parse_floats(
+    values: list[str], where: str, column: str, lines: list[int], what: str, finite: bool = True
+) -> np.ndarray:
+    """Parse strings as float64; ``ValueError`` naming the file, line and column of a bad one."""
+    try:
+        arr = np.array(values, dtype=str).astype(np.float64) if values else np.empty(0)
+    except ValueError:
+        for v, line in zip(values, lines):
+            try:
+                float(v)
+            except ValueError:
+                raise ValueError(
+                    f"{where}, line {line}, column {column!r}: expected {what}, got {v!r}"
+                ) from None
+        raise  # pragma: no cover  (numpy and Python disagree on some spelling)
+    if finite:
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{where}, line {lines[i]}, column {column!r}: expected {what}, got {values[i]!r}"
+            )
+    return arr
+
+
+def _infer_column(values: list[str]) -> np.ndarray:
+    """An extra column as int64 if every value is an integer, else float64, else str."""
+    if not values:
+        return np.empty(0, dtype=np.float64)
+    arr = np.array(values, dtype=str)
+    for dtype in (np.int64, np.float64):
+        try:
+            return arr.astype(dtype)
+        except (ValueError, OverflowError):
+            pass
+    return np.array(values, dtype=object)
+
+
+def _format_column(values: np.ndarray) -> list[str]:
+    """Column values as text that reads back exactly (``repr`` for floats)."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return [repr(v) for v in values.astype(np.float64).tolist()]
+    if kind in "iub":
+        return [str(v) for v in values.tolist()]
+    return ["" if v is None else str(v) for v in values.tolist()]
+
+
+def _check_units(units: str) -> str:
+    u = str(units).strip().lower()
+    if u in ("angstrom", "angstroms", "a", "å"):
+        return "angstrom"
+    if u in ("voxel", "voxels", "pixel", "pixels"):
+        return "voxel"
+    raise ValueError(f"units must be 'angstrom' or 'voxel', got {units!r}")
+
+
+def _spacing_of(voxel_spacing: Spacing | None, tomo: str, where: str) -> float:
+    """Voxel spacing of tomogram ``tomo`` from a number or a ``{tomo: spacing}`` mapping."""
+    hint = "pass voxel_spacing=<Angstrom per voxel> (a number or a {tomogram: spacing} mapping)"
+    if voxel_spacing is None:
+        raise ValueError(f"{where}: coordinates are in voxels, so a voxel spacing is needed; {hint}")
+    if isinstance(voxel_spacing, Mapping):
+        if tomo not in voxel_spacing:
+            raise ValueError(
+                f"{where}: no voxel spacing for tomogram {tomo!r}; the mapping has "
+                f"{sorted(voxel_spacing)}"
+            )
+        return check_voxel_spacing(voxel_spacing[tomo], where=f"{where}: voxel spacing of {tomo!r}")
+    return check_voxel_spacing(voxel_spacing, where=f"{where}: voxel_spacing")
+
+
+def _voxel_xyz_to_angstrom(xyz_vox: np.ndarray, tomo: np.ndarray, voxel_spacing, where: str) -> np.ndarray:
+    """Voxel coordinates given as ``(x, y, z)`` -> Angstrom ``(x, y, z)`` (per tomogram)."""
+    out = np.empty_like(xyz_vox, dtype=np.float64)
+    for t in dict.fromkeys(tomo.tolist()):
+        sel = tomo == t
+        s = _spacing_of(voxel_spacing, t, where)
+        out[sel] = voxel_to_angstrom(xyz_vox[sel][:, ::-1], s)  # coords wants [z, y, x]
+    return out
+
+
+def _angstrom_to_voxel_xyz(xyz: np.ndarray, tomo: np.ndarray, voxel_spacing, where: str) -> np.ndarray:
+    """Angstrom ``(x, y, z)`` -> voxel coordinates in ``(x, y, z)`` order (per tomogram)."""
+    out = np.empty_like(xyz, dtype=np.float64)
+    for t in dict.fromkeys(tomo.tolist()):
+        sel = tomo == t
+        s = _spacing_of(voxel_spacing, t, where)
+        out[sel] = angstrom_to_voxel(xyz[sel], s)[:, ::-1]  # coords gives [z, y, x]
+    return out
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def read_picks_csv(
+    path: str | os.PathLike,
+    voxel_spacing: Spacing | None = None,
+    units: str = "angstrom",
+) -> Picks:
+    """Read a picks table ``tomo,class,x,y,z[,score,...]``.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV file with a header line. ``tomo``, ``class``, ``x``, ``y``, ``z`` are
+        required; ``score`` (float) is optional (1.0 when absent); any further column is
+        kept in ``Picks.extra`` as int64, float64 or str (the narrowest that holds every
+        value). Blank lines are skipped; values are stripped of surrounding spaces.
+    voxel_spacing : float or mapping of tomogram name -> float, optional
+        Angstrom per voxel; needed only when ``units="voxel"``.
+    units : {"angstrom", "voxel"}
+        Unit of x, y, z in the file. With ``"voxel"``, ``x`` is the voxel index along the
+        array's last axis (voxel ``i`` centred at ``i * spacing``); converted to Angstrom.
+
+    Returns
+    -------
+    Picks
+        Centres ``(x, y, z)`` in Angstrom.
+
+    Raises
+    ------
+    ValueError
+        A required column is missing, a row has the wrong number of fields, a
+        coordinate or score is not a finite number, a tomo or class cell is empty, or
+        voxel units without a voxel spacing. The message names file, line and column.
+    """
+    p = Path(path)
+    _check_file(p, "picks table")
+    units = _check_units(units)
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{p}: empty file; expected a header line {','.join(CSV_COLUMNS)}")
+        header = [h.strip() for h in header]
+        missing = [c for c in CSV_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(
+                f"{p}, line 1: missing column(s) {missing}; expected a header with "
+                f"{','.join(CSV_COLUMNS)} (x, y, z in Angstrom) and optional further columns "
+                f"(score first); found {header}"
+            )
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise ValueError(f"{p}, line 1: repeated column name(s) {dupes}")
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{p}, line {reader.line_num}: {len(row)} fields, expected {len(header)} "
+                    f"as in the header {header}"
+                )
+            rows.append([c.strip() for c in row])
+            lines.append(reader.line_num)
+    columns = {h: [r[i] for r in rows] for i, h in enumerate(header)}
+    where = str(p)
+    for name in ("tomo", "class"):
+        empty = [i for i, v in enumerate(columns[name]) if not v]
+        if empty:
+            raise ValueError(
+                f"{p}, line {lines[empty[0]]}, column {name!r}: expected a name, got an empty cell"
+            )
+    unit_word = "a finite number of voxels" if units == "voxel" else "a finite number of Angstrom"
+    xyz = np.stack(
+        [_parse_floats(columns[c], where, c, lines, unit_word) for c in ("x", "y", "z")], axis=-1
+    ).reshape(-1, 3)
+    tomo = np.array(columns["tomo"], dtype=object)
+    if units == "voxel":
+        xyz = _voxel_xyz_to_angstrom(xyz, tomo, voxel_spacing, where)
+    score = None
+    if "score" in columns:
+        score = _parse_floats(columns["score"], where, "score", lines, "a finite number")
+    extra = {
+        h: _infer_column(columns[h]) for h in header if h not in CSV_COLUMNS and h != "score"
+    }
+    return Picks(tomo, np.array(columns["class"], dtype=object), xyz, score, extra)
+
+
+def write_picks_csv(path: str | os.PathLike, picks: Picks) -> None:
+    """Write ``picks`` as ``tomo,class,x,y,z,score[,extra...]`` (Angstrom), atomically.
+
+    Floats are written with ``repr`` (the shortest text that reads back to the same
+    float64), so a round trip is exact. Extra columns follow in ``picks.extra`` order.
+    """
+    p = Path(path)
+    clash = [k for k in picks.extra if k in CSV_COLUMNS or k == "score"]
+    if clash:
+        raise ValueError(f"{p}: extra column name(s) {clash} clash with the standard columns")
+    header = [*CSV_COLUMNS, "score", *picks.extra]
+    cols = [
+        _format_column(picks.tomo),
+        _format_column(picks.cls),
+        _format_column(picks.xyz[:, 0]),
+        _format_column(picks.xyz[:, 1]),
+        _format_column(picks.xyz[:, 2]),
+        _format_column(picks.score),
+        *(_format_column(v) for v in picks.extra.values()),
+    ]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(zip(*cols))
+    _write_text_atomic(p, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- copick
+
+
+def _run_from_path(p: Path) -> str | None:
+    """Run name from ``.../ExperimentRuns/<run>/Picks/<file>.json``."""
+    parts = p.parts
+    if len(parts) >= 3 and parts[-2] == "Picks":
+        return parts[-3]
+    return None
+
+
+def _name_parts(p: Path) -> tuple[str | None, str | None, str | None]:
+    """``(user, session, object)`` from a copick file name ``user_session_object.json``."""
+    bits = p.stem.split("_", 2)
+    return tuple(bits) if len(bits) == 3 else (None, None, None)  # type: ignore[return-value]
+
+
+def _load_copick(p: Path) -> tuple[dict, Picks]:
+    """Parse one copick picks file; return its metadata and its picks."""
+    _check_file(p, "copick picks file")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{p}: expected a JSON object with pickable_object_name and points")
+    fuser, fsession, fobj = _name_parts(p)
+    obj = doc.get("pickable_object_name", fobj)
+    if not isinstance(obj, str) or not obj:
+        raise ValueError(f"{p}: missing field 'pickable_object_name' (the particle class)")
+    run = doc.get("run_name") or _run_from_path(p)
+    if not run:
+        raise ValueError(
+            f"{p}: no 'run_name' field and the path is not ExperimentRuns/<run>/Picks/<file>.json"
+        )
+    unit = doc.get("unit") or "angstrom"
+    if str(unit).lower() != "angstrom":
+        raise ValueError(f"{p}: field 'unit' is {unit!r}; only 'angstrom' is supported")
+    user = doc.get("user_id", fuser)
+    session = doc.get("session_id", fsession)
+    meta = {
+        "pickable_object_name": obj,
+        "run_name": str(run),
+        "user_id": None if user is None else str(user),
+        "session_id": None if session is None else str(session),
+    }
+    points = doc.get("points") or []
+    if not isinstance(points, list):
+        raise ValueError(f"{p}: field 'points' must be a list, got {type(points).__name__}")
+    n = len(points)
+    loc = np.empty((n, 3), dtype=np.float64)
+    shift = np.zeros((n, 3), dtype=np.float64)
+    score = np.ones(n, dtype=np.float64)
+    instance = np.zeros(n, dtype=np.int64)
+    for i, pt in enumerate(points):
+        try:
+            location = pt["location"]
+            loc[i] = [float(location["x"]), float(location["y"]), float(location["z"])]
+            t = pt.get("transformation_")
+            if t is not None:
+                m = np.asarray(t, dtype=np.float64)
+                if m.shape != (4, 4):
+                    raise ValueError(f"transformation_ has shape {m.shape}, expected (4, 4)")
+                shift[i] = m[:3, 3]
+            if pt.get("score") is not None:
+                score[i] = float(pt["score"])
+            if pt.get("instance_id") is not None:
+                instance[i] = int(pt["instance_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{p}: point {i}: expected location {{x, y, z}} in Angstrom, an optional 4x4 "
+                f"transformation_, score and instance_id ({type(exc).__name__}: {exc})"
+            ) from None
+    xyz = loc + shift
+    bad = ~(np.isfinite(xyz).all(axis=1) & np.isfinite(score))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{p}: point {i}: location, translation and score must be finite numbers")
+    extra = {
+        "user_id": np.full(n, "" if user is None else str(user), dtype=object),
+        "session_id": np.full(n, "" if session is None else str(session), dtype=object),
+        "instance_id": instance,
+    }
+    picks = Picks(np.full(n, str(run), dtype=object), np.full(n, obj, dtype=object), xyz, score, extra)
+    return meta, picks
+
+
+def read_copick_json(path: str | os.PathLike) -> Picks:
+    """Read one copick picks file.
+
+    Parameters
+    ----------
+    path : path-like
+        ``ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json`` holding
+        ``pickable_object_name``, ``run_name`` (inferred from the path when missing),
+        ``user_id``, ``session_id`` and ``points``; any further keys are ignored.
+
+    Returns
+    -------
+    Picks
+        One row per point: tomogram = run name, class = ``pickable_object_name``, centre
+        = ``location + transformation_[:3, 3]`` in Angstrom, score (1.0 when missing).
+        ``extra`` holds ``user_id``, ``session_id`` (str) and ``instance_id`` (int64).
+    """
+    return _load_copick(Path(path))[1]
+
+
+def _as_filter(value: str | Iterable[str] | None) -> set[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {value}
+    return {str(v) for v in value}
+
+
+def read_copick(
+    root: str | os.PathLike,
+    user_id: str | Iterable[str] | None = None,
+    session_id: str | Iterable[str] | None = None,
+    objects: Iterable[str] | None = None,
+) -> Picks:
+    """Read every copick picks file under ``root/ExperimentRuns/*/Picks/*.json``.
+
+    Parameters
+    ----------
+    root : path-like
+        copick overlay root (the folder holding ``ExperimentRuns``), or the
+        ``ExperimentRuns`` folder itself.
+    user_id, session_id : str or iterable of str, optional
+        Keep only files of these users / sessions (as written inside each file).
+    objects : iterable of str, optional
+        Keep only these ``pickable_object_name`` values.
+
+    Returns
+    -------
+    Picks
+        All matching picks, files in sorted path order. Empty (with a warning) if no
+        file matches.
+    """
+    r = Path(root)
+    if not r.exists():
+        raise FileNotFoundError(f"{r}: copick root not found")
+    runs = r if r.name == "ExperimentRuns" else r / "ExperimentRuns"
+    if not runs.is_dir():
+        raise FileNotFoundError(
+            f"{r}: no ExperimentRuns folder; expected a copick root holding "
+            "ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json"
+        )
+    users, sessions, objs = _as_filter(user_id), _as_filter(session_id), _as_filter(objects)
+    parts = []
+    for f in sorted(runs.glob("*/Picks/*.json")):
+        meta, picks = _load_copick(f)
+        if users is not None and meta["user_id"] not in users:
+            continue
+        if sessions is not None and meta["session_id"] not in sessions:
+            continue
+        if objs is not None and meta["pickable_object_name"] not in objs:
+            continue
+        parts.append(picks)
+    if not parts:
+        warnings.warn(
+            f"{r}: no copick picks files match user_id={user_id!r}, session_id={session_id!r}, "
+            f"objects={objects!r}",
+            stacklevel=2,
+        )
+        return Picks.empty()
+    return Picks.concat(parts)
+
+
+_BAD_NAME_CHARS = set('/\\<>:"|?*') | {"\0"}
+
+
+def _check_copick_name(value: str, field: str, allow_underscore: bool) -> str:
+    v = str(value)
+    bad = (
+        not v
+        or any(c in _BAD_NAME_CHARS or c.isspace() for c in v)
+        or v in (".", "..")
+        or (not allow_underscore and "_" in v)
+    )
+    if bad:
+        extra = "" if allow_underscore else ", '_' (it separates user, session and object)"
+        raise ValueError(
+            f"copick {field} {v!r} is not usable in a file name: it must be non-empty, without "
+            f"spaces, path separators or any of <>:\"|?*{extra}"
+        )
+    return v
+
+
+def copick_picks_path(root: str | os.PathLike, run: str, user_id: str, session_id: str, obj: str) -> Path:
+    """``root/ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json``."""
+    return Path(root) / "ExperimentRuns" / run / "Picks" / f"{user_id}_{session_id}_{obj}.json"
+
+
+def _copick_doc(picks: Picks, run: str, obj: str, user_id: str, session_id: str) -> dict:
+    if not np.isfinite(picks.xyz).all() or not np.isfinite(picks.score).all():
+        raise ValueError(f"copick run {run!r}, object {obj!r}: coordinates and scores must be finite")
+    inst = picks.extra.get("instance_id")
+    try:
+        inst = np.zeros(len(picks), np.int64) if inst is None else np.asarray(inst).astype(np.int64)
+    except (TypeError, ValueError):
+        inst = np.zeros(len(picks), np.int64)
+    points = [
+        {
+            "location": {"x": x, "y": y, "z": z},
+            "transformation_": _IDENTITY,
+            "instance_id": i,
+            "score": s,
+        }
+        for (x, y, z), s, i in zip(picks.xyz.tolist(), picks.score.tolist(), inst.tolist())
+    ]
+    return {
+        "pickable_object_name": obj,
+        "user_id": user_id,
+        "session_id": session_id,
+        "run_name": run,
+        "voxel_spacing": None,
+        "unit": "angstrom",
+        "trust_orientation": True,
+        "points": points,
+    }
+
+
+def write_copick_json(
+    path: str | os.PathLike, picks: Picks, user_id: str = "cryo3d", session_id: str = "0"
+) -> None:
+    """Write picks of ONE run and ONE object as a single copick picks file, atomically.
+
+    See :func:`write_copick` for the content. ``ValueError`` if ``picks`` spans several
+    tomograms or classes (or none).
+    """
+    p = Path(path)
+    tomos, classes = picks.tomograms, picks.classes
+    if len(tomos) != 1 or len(classes) != 1:
+        raise ValueError(
+            f"{p}: a copick picks file holds one run and one object; got tomograms {tomos} and "
+            f"classes {classes} (use write_copick(root, picks) for a whole project)"
+        )
+    user_id = _check_copick_name(user_id, "user_id", allow_underscore=False)
+    session_id = _check_copick_name(session_id, "session_id", allow_underscore=False)
+    doc = _copick_doc(picks, tomos[0], classes[0], user_id, session_id)
+    _write_text_atomic(p, json.dumps(doc))
+
+
+def write_copick(
+    root: str | os.PathLike, picks: Picks, user_id: str = "cryo3d", session_id: str = "0"
+) -> list[str]:
+    """Write ``picks`` as copick picks files, one per run and object, atomically.
+
+    Each file ``root/ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json`` holds
+    ``pickable_object_name``, ``user_id``, ``session_id``, ``run_name``, ``voxel_spacing``
+    (null), ``unit`` ("angstrom"), ``trust_orientation`` (true) and ``points``, each with
+    ``location`` {x, y, z} (Angstrom), ``transformation_`` (identity), ``instance_id``
+    (``picks.extra["instance_id"]`` if present, else 0) and ``score``. Existing files of
+    the same name are replaced; other files are left alone.
+
+    Parameters
+    ----------
+    root : path-like
+        copick overlay root (created if missing).
+    picks : Picks
+        Tomogram names become run names, class names object names.
+    user_id, session_id : str
+        Written into every file and its name (no ``_``, spaces or path separators).
+
+    Returns
+    -------
+    list of str
+        Paths written, in order of first appearance of (run, object).
+    """
+    user_id = _check_copick_name(user_id, "user_id", allow_underscore=False)
+    session_id = _check_copick_name(session_id, "session_id", allow_underscore=False)
+    written = []
+    for run in picks.tomograms:
+        _check_copick_name(run, "run name (tomogram)", allow_underscore=True)
+        in_run = picks.for_tomo(run)
+        for obj in in_run.classes:
+            _check_copick_name(obj, "object name (class)", allow_underscore=True)
+            sub = in_run.for_class(obj)
+            path = copick_picks_path(root, run, user_id, session_id, obj)
+            _write_text_atomic(path, json.dumps(_copick_doc(sub, run, obj, user_id, session_id)))
+            written.append(str(path))
+    return written
+
+
+# --------------------------------------------------------------------------- STAR
+
+
+def _star_tokens(line: str, where: str, lineno: int) -> list[str]:
+    if '"' in line or "'" in line:
+        try:
+            return shlex.split(line, comments=False, posix=True)
+        except ValueError as exc:
+            raise ValueError(f"{where}, line {lineno}: unbalanced quotes ({exc})") from None
+    return line.split()
+
+
+def _parse_star(text: str, where: str) -> list[dict]:
+    """Parse STAR text into blocks ``{name, loops: [{labels, rows, lines}]}``.
+
+    A small hand-written parser (RELION's subset of STAR: ``data_`` blocks, ``loop_``
+    tables, ``_label value`` pairs, ``#`` comment lines, simple quoting); written by hand
+    because no STAR reader is among the project's dependencies.
+    """
+    blocks: list[dict] = []
+    block: dict | None = None
+    loop: dict | None = None
+    in_labels = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("data_"):
+            block = {"name": line[5:].split()[0] if line[5:].strip() else "", "loops": [], "pairs": {}}
+            blocks.append(block)
+            loop, in_labels = None, False
+            continue
+        if block is None:
+            raise ValueError(f"{where}, line {lineno}: expected a data_ block before {line[:40]!r}")
+        if line == "loop_" or line.startswith("loop_"):
+            loop = {"labels": [], "rows": [], "lines": []}
+            block["loops"].append(loop)
+            in_labels = True
+            continue
+        if line.startswith("_"):
+            tokens = _star_tokens(line, where, lineno)
+            if loop is not None and in_labels:
+                loop["labels"].append(tokens[0])
+            else:
+                loop, in_labels = None, False
+                block["pairs"][tokens[0]] = tokens[1] if len(tokens) > 1 else ""
+            continue
+        if loop is None:
+            raise ValueError(f"{where}, line {lineno}: a value outside any loop_: {line[:40]!r}")
+        in_labels = False
+        tokens = _star_tokens(line, where, lineno)
+        if len(tokens) != len(loop["labels"]):
+            raise ValueError(
+                f"{where}, line {lineno}: {len(tokens)} values, expected {len(loop['labels'])} "
+                f"(one per label {loop['labels']})"
+            )
+        loop["rows"].append(tokens)
+        loop["lines"].append(lineno)
+    return blocks
+
+
+_COORD_LABELS = ("_rlnCoordinateX", "_rlnCoordinateXAngst", "_rlnCenteredCoordinateXAngst")
+
+
+def _star_table(blocks: list[dict], where: str) -> dict:
+    """The particles loop: ``data_particles`` if present, else the first loop with coordinates."""
+    candidates = [lp for b in blocks if b["name"] == "particles" for lp in b["loops"]]
+    candidates += [lp for b in blocks for lp in b["loops"]]
+    for lp in candidates:
+        if any(c in lp["labels"] for c in _COORD_LABELS):
+            return lp
+    raise ValueError(
+        f"{where}: no particles loop with _rlnCoordinateX/Y/Z; expected a data_particles block "
+        "with _rlnTomoName, _rlnCoordinateX, _rlnCoordinateY, _rlnCoordinateZ"
+    )
+
+
+def _star_tomo_name(value: str) -> str:
+    """Tomogram name from a STAR cell: a path or a file name loses folder and known ending."""
+    low = value.lower()
+    if "/" in value or low.endswith(MRC_SUFFIXES + NIFTI_SUFFIXES + (".tomostar",)):
+        return tomogram_name(value)
+    return value
+
+
+def read_star(
+    path: str | os.PathLike,
+    voxel_spacing: Spacing | None = None,
+    particles: ParticleSet | None = None,
+    class_name: str | None = None,
+) -> Picks:
+    """Read picks from a RELION-style STAR file (see the module docstring for the labels).
+
+    Parameters
+    ----------
+    path : path-like
+        STAR file with a ``data_particles`` loop.
+    voxel_spacing : float or mapping of tomogram name -> float, optional
+        Angstrom per voxel, needed for ``_rlnCoordinateX/Y/Z`` (voxels); not needed for
+        ``_rlnCoordinateX/Y/ZAngst`` (Angstrom).
+    particles : ParticleSet, optional
+        Maps ``_rlnClassNumber`` k (1-based) to ``particles.names[k - 1]`` when there is
+        no class-name column.
+    class_name : str, optional
+        Class of every row when the file has no class column at all.
+
+    Returns
+    -------
+    Picks
+        Centres ``(x, y, z)`` in Angstrom; score from ``_rlnAutopickFigureOfMerit``
+        (1.0 when absent).
+    """
+    p = Path(path)
+    _check_file(p, "STAR file")
+    where = str(p)
+    table = _star_table(_parse_star(p.read_text(encoding="utf-8"), where), where)
+    labels, rows, lines = table["labels"], table["rows"], table["lines"]
+    col = {lab: [r[i] for r in rows] for i, lab in enumerate(labels)}
+    n = len(rows)
+
+    if "_rlnTomoName" in col:
+        tomo_values = col["_rlnTomoName"]
+    elif "_rlnMicrographName" in col:
+        tomo_values = col["_rlnMicrographName"]
+    else:
+        raise ValueError(f"{where}: no _rlnTomoName (or _rlnMicrographName) column; found {labels}")
+    tomo = np.array([_star_tomo_name(v) for v in tomo_values], dtype=object)
+
+    if all(f"_rlnCoordinate{a}Angst" in col for a in "XYZ"):
+        xyz = np.stack(
+            [
+                _parse_floats(col[f"_rlnCoordinate{a}Angst"], where, f"_rlnCoordinate{a}Angst",
+                              lines, "a finite number of Angstrom")
+                for a in "XYZ"
+            ],
+            axis=-1,
+        ).reshape(-1, 3)
+    elif all(f"_rlnCoordinate{a}" in col for a in "XYZ"):
+        vox = np.stack(
+            [
+                _parse_floats(col[f"_rlnCoordinate{a}"], where, f"_rlnCoordinate{a}", lines,
+                              "a finite number of voxels")
+                for a in "XYZ"
+            ],
+            axis=-1,
+        ).reshape(-1, 3)
+        xyz = _voxel_xyz_to_angstrom(vox, tomo, voxel_spacing, where)
+    elif "_rlnCenteredCoordinateXAngst" in col:
+        raise ValueError(
+            f"{where}: RELION 5 centred coordinates (_rlnCenteredCoordinateXAngst) are not "
+            "supported; convert them to _rlnCoordinateX/Y/Z in voxels of the tomogram"
+        )
+    else:
+        raise ValueError(f"{where}: expected _rlnCoordinateX, _rlnCoordinateY, _rlnCoordinateZ; found {labels}")
+    origin = [c for c in ("_rlnOriginXAngst", "_rlnOriginYAngst", "_rlnOriginZAngst") if c in col]
+    if origin and any(float(v) != 0.0 for c in origin for v in col[c]):
+        warnings.warn(f"{where}: origin shifts (_rlnOrigin*Angst) are ignored", stacklevel=2)
+
+    name_label = next((c for c in (STAR_CLASS_LABEL, "_rlnClassName") if c in col), None)
+    if name_label is not None:
+        cls = np.array(col[name_label], dtype=object)
+    elif "_rlnClassNumber" in col and particles is not None:
+        k = _parse_floats(col["_rlnClassNumber"], where, "_rlnClassNumber", lines, "a class number")
+        bad = (k != np.round(k)) | (k < 1) | (k > len(particles))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{where}, line {lines[i]}, column '_rlnClassNumber': expected 1..{len(particles)} "
+                f"(1-based into {particles.names}), got {col['_rlnClassNumber'][i]!r}"
+            )
+        cls = np.array(particles.names, dtype=object)[k.astype(np.int64) - 1]
+    elif class_name is not None:
+        cls = np.full(n, str(class_name), dtype=object)
+    else:
+        raise ValueError(
+            f"{where}: no class column ({STAR_CLASS_LABEL}, _rlnClassName, or _rlnClassNumber "
+            "with particles=...); pass class_name=... for a single-class file"
+        )
+    score = None
+    if "_rlnAutopickFigureOfMerit" in col:
+        score = _parse_floats(
+            col["_rlnAutopickFigureOfMerit"], where, "_rlnAutopickFigureOfMerit", lines, "a finite number"
+        )
+    return Picks(tomo, cls, xyz, score)
+
+
+def _star_quote(value: str) -> str:
+    if not value or any(c.isspace() for c in value) or value[0] in "_#'\"" or value.startswith(("data_", "loop_")):
+        return '"' + value.replace('"', "'") + '"'
+    return value
+
+
+def write_star(
+    path: str | os.PathLike,
+    picks: Picks,
+    voxel_spacing: Spacing,
+    particles: ParticleSet | None = None,
+) -> None:
+    """Write ``picks`` as a RELION-style STAR file, atomically.
+
+    A ``data_particles`` loop with ``_rlnTomoName``, ``_rlnCoordinateX/Y/Z`` (voxels of
+    the tomogram at ``voxel_spacing``; voxel ``i`` centred at ``i``), ``_cryo3dClassName``,
+    ``_rlnAutopickFigureOfMerit`` and, when ``particles`` is given, ``_rlnClassNumber``
+    (1-based position of the class in ``particles``).
+
+    Parameters
+    ----------
+    voxel_spacing : float or mapping of tomogram name -> float
+        Angstrom per voxel of the tomograms the coordinates refer to.
+    """
+    p = Path(path)
+    where = str(p)
+    vox = _angstrom_to_voxel_xyz(picks.xyz, picks.tomo, voxel_spacing, where)
+    labels = ["_rlnTomoName", "_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ",
+              STAR_CLASS_LABEL, "_rlnAutopickFigureOfMerit"]
+    cols = [
+        [_star_quote(v) for v in _format_column(picks.tomo)],
+        _format_column(vox[:, 0]),
+        _format_column(vox[:, 1]),
+        _format_column(vox[:, 2]),
+        [_star_quote(v) for v in _format_column(picks.cls)],
+        _format_column(picks.score),
+    ]
+    if particles is not None:
+        labels.append("_rlnClassNumber")
+        cols.append([str(i + 1) for i in particles.indices(picks.cls.tolist(), where=where)])
+    out = ["", "# version 30001", "# written by cryo3d: coordinates in voxels (voxel i centred at i)", "",
+           "data_particles", "", "loop_"]
+    out += [f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
+    out += [" ".join(r) for r in zip(*cols)]
+    out.append("")
+    _write_text_atomic(p, "\n".join(out) + "\n")
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def read_picks(path: str | os.PathLike, **kw: Any) -> Picks:
+    """Read picks by file ending: ``.csv``, ``.json`` (one copick file), ``.star``; or a
+    folder (a copick root). Keyword arguments go to the reader."""
+    p = Path(path)
+    if p.is_dir():
+        return read_copick(p, **kw)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: picks file not found")
+    readers = {".csv": read_picks_csv, ".json": read_copick_json, ".star": read_star}
+    reader = readers.get(p.suffix.lower())
+    if reader is None:
+        raise ValueError(
+            f"{p}: unsupported picks file ending {p.suffix!r}; expected .csv, .json, .star or a "
+            "copick root folder"
+        )
+    return reader(p, **kw)
+
+
+def write_picks(path: str | os.PathLike, picks: Picks, **kw: Any) -> list[str]:
+    """Write picks by file ending: ``.csv``, ``.star`` (needs ``voxel_spacing``), ``.json``
+    (one run and object); a folder or a path without ending is a copick root.
+
+    Returns the paths written.
+    """
+    p = Path(path)
+    if p.is_dir() or not p.suffix:
+        return write_copick(p, picks, **kw)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        write_picks_csv(p, picks, **kw)
+    elif suffix == ".star":
+        write_star(p, picks, **kw)
+    elif suffix == ".json":
+        write_copick_json(p, picks, **kw)
+    else:
+        raise ValueError(
+            f"{p}: unsupported picks file ending {p.suffix!r}; expected .csv, .json, .star or a "
+            "folder (copick root)"
+        )
+    return [str(p)]
+
+
+# --------------------------------------------------------------------------- validation
+
+_AXES = ("x", "y", "z")
+
+
+def _inside(xyz: np.ndarray, shape_zyx: np.ndarray, spacing: float) -> np.ndarray:
+    """Per pick: inside the tomogram, i.e. voxel coordinate in [-0.5, n - 0.5] on every axis."""
+    vox = angstrom_to_voxel(xyz, spacing)  # [z, y, x]
+    return ((vox >= -0.5) & (vox <= shape_zyx - 0.5)).all(axis=-1)
+
+
+def _axis_hint(xyz_out: np.ndarray, shape_zyx: np.ndarray, spacing: float, n_total: int) -> str:
+    """A guess at why picks are outside: swapped axes or coordinates scaled by the spacing.
+
+    The swap hint is given when every pick outside would fit with two axes swapped; the
+    scale hint only when at least half of the tomogram's picks are outside (a few picks
+    just past the border are no sign of a unit mix-up).
+    """
+    swaps = [
+        ("x and z swapped (the file may hold (z, y, x) instead of (x, y, z))", [2, 1, 0]),
+        ("x and y swapped", [1, 0, 2]),
+        ("y and z swapped", [0, 2, 1]),
+    ]
+    for text, perm in swaps:
+        if _inside(xyz_out[:, perm], shape_zyx, spacing).all():
+            return (
+                f" Axes swapped? Every pick outside would fit with {text}; picks must be "
+                "(x, y, z) in Angstrom."
+            )
+    if 2 * len(xyz_out) >= n_total and _inside(xyz_out / spacing, shape_zyx, spacing).all():
+        return (
+            f" Every pick outside would fit if divided by the voxel spacing ({spacing} Angstrom): "
+            "were Angstrom coordinates read as voxels (units='voxel'), or converted twice?"
+        )
+    return ""
+
+
+def validate_picks(
+    picks: Picks,
+    particles: ParticleSet,
+    shapes: Mapping[str, tuple[int, int, int]] | None = None,
+    voxel_spacings: Mapping[str, float] | None = None,
+    source: str = "picks",
+) -> None:
+    """Check picks against the particle classes and, optionally, the tomograms.
+
+    Parameters
+    ----------
+    picks : Picks
+        Centres ``(x, y, z)`` in Angstrom.
+    particles : ParticleSet
+        Known classes.
+    shapes : mapping of tomogram name -> ``(Z, Y, X)``, optional
+        Tomogram shapes in voxels. When given, every tomogram in ``picks`` must be in it
+        and every pick must lie inside its tomogram: voxel coordinate in
+        ``[-0.5, n - 0.5]`` along each axis.
+    voxel_spacings : mapping of tomogram name -> float, optional
+        Angstrom per voxel; required with ``shapes``.
+    source : str
+        Names the picks (e.g. the file) in error messages.
+
+    Raises
+    ------
+    ValueError
+        Unknown class (naming the row, 0-based in table order, and the known classes),
+        NaN/Inf coordinates, a tomogram missing from ``shapes`` or ``voxel_spacings``, or
+        picks outside their tomogram (naming the tomogram, the pick, the axis and the
+        valid Angstrom range, with a hint when swapping axes would make them fit).
+    """
+    known = particles.names
+    cls = np.asarray(picks.cls, dtype=str)
+    unknown = ~np.isin(cls, np.asarray(known, dtype=str))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        names = list(dict.fromkeys(cls[unknown].tolist()))
+        raise ValueError(
+            f"{source}: row {i} (tomogram {str(picks.tomo[i])!r}) has unknown particle class "
+            f"{str(cls[i])!r} ({int(unknown.sum())} rows with unknown classes {names}); "
+            f"known classes are {known}"
+        )
+    finite = np.isfinite(picks.xyz).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise ValueError(
+            f"{source}: row {i} (tomogram {str(picks.tomo[i])!r}, class {str(cls[i])!r}) has non-finite "
+            f"coordinates (x, y, z) = {tuple(picks.xyz[i].tolist())}; "
+            f"{int((~finite).sum())} rows affected"
+        )
+    if shapes is None:
+        return
+    if voxel_spacings is None:
+        raise ValueError(f"{source}: validate_picks needs voxel_spacings together with shapes")
+    tomos = picks.tomograms
+    absent = [t for t in tomos if t not in shapes]
+    if absent:
+        raise ValueError(
+            f"{source}: picks refer to tomogram(s) {absent} that are not among the tomograms "
+            f"given ({sorted(shapes)[:20]}{' ...' if len(shapes) > 20 else ''})"
+        )
+    no_spacing = [t for t in tomos if t not in voxel_spacings]
+    if no_spacing:
+        raise ValueError(f"{source}: no voxel spacing for tomogram(s) {no_spacing}")
+    for t in tomos:
+        rows = np.flatnonzero(picks.tomo == t)
+        s = check_voxel_spacing(voxel_spacings[t], where=f"{source}: voxel spacing of {t!r}")
+        shape = np.asarray(shapes[t], dtype=np.float64).reshape(-1)
+        if shape.shape != (3,):
+            raise ValueError(f"{source}: shape of tomogram {t!r} must be (Z, Y, X), got {shapes[t]!r}")
+        xyz = picks.xyz[rows]
+        vox = angstrom_to_voxel(xyz, s)[:, ::-1]  # back to (x, y, z) order for reporting
+        n_xyz = shape[::-1]
+        out = (vox < -0.5) | (vox > n_xyz - 0.5)
+        bad = out.any(axis=1)
+        if not bad.any():
+            continue
+        j = int(np.flatnonzero(bad)[0])
+        a = int(np.flatnonzero(out[j])[0])
+        lo, hi = -0.5 * s, float(n_xyz[a] - 0.5) * s
+        row = int(rows[j])
+        raise ValueError(
+            f"{source}: {int(bad.sum())} of {len(rows)} picks in tomogram {t!r} lie outside it. "
+            f"The first, row {row} (class {str(cls[row])!r}, (x, y, z) = "
+            f"{tuple(xyz[j].tolist())} Angstrom), has {_AXES[a]} = {float(xyz[j, a])!r} Angstrom "
+            f"outside the valid range [{lo!r}, {hi!r}] Angstrom (tomogram shape [z, y, x] = "
+            f"{tuple(int(v) for v in shape)}, voxel spacing {s!r} Angstrom)."
+            + _axis_hint(xyz[bad], shape, s, len(rows))
+        )
