@@ -97,14 +97,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     particles = load_particles(a.particles)
     pred, gt = read_picks(a.pred), read_picks(a.gt)
-    res = score_picks(pred, gt, particles, beta=a.beta, distance_multiplier=a.distance_multiplier)
+    kw = dict(beta=a.beta, distance_multiplier=a.distance_multiplier, matching=a.matching)
+    res = score_picks(pred, gt, particles, **kw)
     print(res.table())
     if a.sweep:
-        sw = sweep_thresholds(pred, gt, particles, beta=a.beta, distance_multiplier=a.distance_multiplier)
-        print("\nbest threshold per class:")
-        for name, v in sw["per_class"].items():
-            print(f"  {name:24s} threshold {v['threshold']:.3f}  F{a.beta:g} {v['fbeta']:.4f}")
-        print(f"score with per-class best thresholds: {sw['score']:.4f}")
+        sw = sweep_thresholds(pred, gt, particles, **kw)
+        print("\nwith the best score threshold per class:")
+        print(sw["result"].table())
     return 0
 
 
@@ -162,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: CZII)")
     s.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
     s.add_argument("--distance-multiplier", type=float, default=0.5, help="match radius / particle radius")
+    s.add_argument("--matching", default="greedy", choices=["greedy", "czii"],
+                   help="greedy one-to-one by score, or the Kaggle metric's rule (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
     s.set_defaults(func=cmd_evaluate)
     return p

@@ -1,0 +1,444 @@
+"""Particle-picking score: the CZII CryoET Object Identification F-beta.
+
+Definition
+----------
+For each class ``c`` and tomogram, a prediction is a true positive when it lies within
+``distance_multiplier * radius_c`` Angstrom (inclusive) of a ground-truth particle of
+the same class in the same tomogram. Counts are summed over tomograms per class
+(micro), then per class
+
+* ``precision = tp / (tp + fp)``, ``recall = tp / (tp + fn)``,
+* ``F_beta = (1 + beta^2) P R / (beta^2 P + R)`` (``beta = 4``: recall weighs 16x),
+
+and the score is the weighted mean ``sum_c w_c F_c / sum_c w_c`` over every class of
+the :class:`~cryo3d.particles.ParticleSet` (CZII weights: apo-ferritin 1, beta-amylase
+0, beta-galactosidase 2, ribosome 1, thyroglobulin 2, virus-like-particle 1).
+
+Two matchings
+-------------
+``"greedy"`` (default): one-to-one. Predictions are visited by descending score (ties
+by row order); each takes the nearest (ties: lowest row) still unmatched ground truth
+within the radius. Every ground truth and every prediction counts at most once, so
+``tp <= min(n_pred, n_gt)`` and ``fp = n_pred - tp >= 0``. Computed from the candidate
+pairs of ``cKDTree.sparse_distance_matrix`` by a vectorised priority pass (a pair is
+accepted once it outranks every live pair sharing its prediction or its ground truth;
+this gives exactly the sequential greedy matching).
+
+``"czii"``: the official Kaggle metric (``czi-cryoet-84969``). Per tomogram and class,
+``tp`` = number of distinct ground truths within the radius of ANY prediction
+(``query_ball_tree``), ``fp = n_pred - tp``, ``fn = n_gt - tp``. A prediction is not
+used up by a match, so one prediction between two close particles counts 2 TP (and
+``fp`` can even go negative), while two predictions on one particle count 1 TP and
+1 FP as in greedy. The two agree whenever no prediction lies within the radius of two
+ground truths and no ground truth is reachable only by a prediction already used for
+another; they differ on crowded particles. ``"czii"`` also takes the Kaggle zero
+conventions below and, by default, only the tomograms of the ground truth (Kaggle
+drops submitted rows of other tomograms).
+
+Zero denominators
+-----------------
+``"greedy"`` (cryo3d convention): ``precision = 1`` when there are no predictions and
+nothing was missed (``tp + fp == 0`` and ``fn == 0``), else 0 when ``tp + fp == 0``;
+``recall = 1`` when there is no ground truth and no false positive, else 0 when
+``tp + fn == 0``. So a class absent from both tables scores ``F = 1`` (nothing to find,
+nothing wrongly found), a class with predictions but no ground truth, or ground truth
+but no predictions, scores 0. ``F = 0`` whenever ``beta^2 P + R == 0``.
+
+``"czii"`` (Kaggle convention): every zero denominator gives 0, so a class absent from
+both tables scores ``F = 0`` (its weight still counts in the mean, as in Kaggle, where
+every scored class is present in the ground truth and this never arises).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from cryo3d.particles import ParticleSet
+from cryo3d.picks import Picks
+
+__all__ = [
+    "MATCHINGS",
+    "ClassScore",
+    "ScoreResult",
+    "precision_recall_fbeta",
+    "match_greedy",
+    "score_picks",
+    "sweep_thresholds",
+]
+
+#: Matching rules accepted by :func:`score_picks` and :func:`sweep_thresholds`.
+MATCHINGS = ("greedy", "czii")
+
+
+@dataclass
+class ClassScore:
+    """Counts and rates of one class (summed over tomograms)."""
+
+    name: str
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    fbeta: float
+    weight: float
+    n_pred: int
+    n_gt: int
+
+
+@dataclass
+class ScoreResult:
+    """Per-class scores and the weighted mean F-beta.
+
+    Attributes
+    ----------
+    per_class : list of ClassScore
+        In the order of the particle set.
+    score : float
+        ``sum(w_c F_c) / sum(w_c)``.
+    beta : float
+        The F-beta ``beta``.
+    matching : str
+        ``"greedy"`` or ``"czii"``.
+    distance_multiplier : float
+        Match radius as a fraction of each class's particle radius.
+    thresholds : dict, optional
+        Per-class score thresholds applied to the predictions (from a sweep).
+    """
+
+    per_class: list[ClassScore]
+    score: float
+    beta: float
+    matching: str = "greedy"
+    distance_multiplier: float = 0.5
+    thresholds: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> ClassScore:
+        for c in self.per_class:
+            if c.name == name:
+                return c
+        raise KeyError(f"no class {name!r} in this score; classes are {[c.name for c in self.per_class]}")
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per class (the :class:`ClassScore` fields, plus ``threshold`` if swept)."""
+        rows = []
+        for c in self.per_class:
+            row = asdict(c)
+            if self.thresholds:
+                row["threshold"] = self.thresholds.get(c.name)
+            rows.append(row)
+        return rows
+
+    def table(self) -> str:
+        """Aligned text table, one row per class, then the weighted score."""
+        fb = f"F{self.beta:g}"
+        head = ["class", "weight", "n_gt", "n_pred", "tp", "fp", "fn", "precision", "recall", fb]
+        if self.thresholds:
+            head.append("threshold")
+        body = []
+        for c in self.per_class:
+            row = [c.name, f"{c.weight:g}", str(c.n_gt), str(c.n_pred), str(c.tp), str(c.fp), str(c.fn),
+                   f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.fbeta:.4f}"]
+            if self.thresholds:
+                t = self.thresholds.get(c.name)
+                row.append("" if t is None else f"{t:.3f}")
+            body.append(row)
+        widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+
+        def fmt(r: list[str]) -> str:
+            return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+
+        lines = [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in body]
+        lines.append(
+            f"score ({fb}, weighted mean, {self.matching} matching, "
+            f"radius x {self.distance_multiplier:g}): {self.score:.4f}"
+        )
+        return "\n".join(lines)
+
+
+def precision_recall_fbeta(
+    tp: Any, fp: Any, fn: Any, beta: float = 4.0, convention: str = "greedy"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F-beta from counts (vectorised over arrays of counts).
+
+    Parameters
+    ----------
+    tp, fp, fn : int or array
+        True positives, false positives, false negatives.
+    beta : float
+        Recall weighs ``beta^2`` times as much as precision.
+    convention : ``"greedy"`` or ``"czii"``
+        Zero-denominator rules (module docstring): ``"greedy"`` gives 1 for an empty
+        class (no predictions, no ground truth), ``"czii"`` gives 0 for every empty
+        denominator, like the Kaggle metric.
+
+    Returns
+    -------
+    precision, recall, fbeta : float64 arrays (0-d for scalar input)
+    """
+    if convention not in MATCHINGS:
+        raise ValueError(f"convention must be one of {MATCHINGS}, got {convention!r}")
+    tp = np.asarray(tp, dtype=np.float64)
+    fp = np.asarray(fp, dtype=np.float64)
+    fn = np.asarray(fn, dtype=np.float64)
+    b2 = float(beta) ** 2
+    pd_ = tp + fp
+    rd = tp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(pd_ > 0, tp / np.where(pd_ > 0, pd_, 1.0), 0.0)
+        r = np.where(rd > 0, tp / np.where(rd > 0, rd, 1.0), 0.0)
+        if convention == "greedy":
+            p = np.where((pd_ == 0) & (fn == 0), 1.0, p)
+            r = np.where((rd == 0) & (fp == 0), 1.0, r)
+        den = b2 * p + r
+        f = np.where(den > 0, (1.0 + b2) * p * r / np.where(den > 0, den, 1.0), 0.0)
+    return p, r, f
+
+
+def match_greedy(pair_pred: np.ndarray, pair_gt: np.ndarray, n_pred: int, n_gt: int) -> np.ndarray:
+    """Greedy one-to-one matching over candidate pairs given in priority order.
+
+    Parameters
+    ----------
+    pair_pred, pair_gt : int ``[E]``
+        Candidate pairs (prediction row, ground-truth row), sorted by priority (first =
+        best; for the metric: by prediction rank, then distance).
+    n_pred, n_gt : int
+        Number of predictions and ground truths.
+
+    Returns
+    -------
+    int64 ``[n_pred]``
+        Matched ground-truth row of each prediction, ``-1`` if unmatched. Equal to
+        visiting the pairs in order and accepting a pair when both ends are free.
+    """
+    pair_pred = np.asarray(pair_pred, dtype=np.int64)
+    pair_gt = np.asarray(pair_gt, dtype=np.int64)
+    E = pair_pred.shape[0]
+    to_gt = np.full(n_pred, -1, dtype=np.int64)
+    to_pred = np.full(n_gt, -1, dtype=np.int64)
+    alive = np.ones(E, dtype=bool)
+    prio = np.arange(E, dtype=np.int64)
+    while alive.any():  # rounds; each accepts at least the best live pair
+        e = prio[alive]
+        best_p = np.full(n_pred, E, dtype=np.int64)
+        best_g = np.full(n_gt, E, dtype=np.int64)
+        np.minimum.at(best_p, pair_pred[e], e)
+        np.minimum.at(best_g, pair_gt[e], e)
+        win = e[(best_p[pair_pred[e]] == e) & (best_g[pair_gt[e]] == e)]
+        to_gt[pair_pred[win]] = pair_gt[win]
+        to_pred[pair_gt[win]] = pair_pred[win]
+        alive &= (to_gt[pair_pred] < 0) & (to_pred[pair_gt] < 0)
+    return to_gt
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+@dataclass
+class _ClassCounts:
+    """What a threshold needs to count one class: TP scores, prediction scores, n_gt."""
+
+    tp_scores: np.ndarray  # score that makes each true positive count (sorted ascending)
+    pred_scores: np.ndarray  # every prediction's score (sorted ascending)
+    n_gt: int
+
+    def counts(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``tp, fp, fn, n_pred`` when keeping predictions with ``score >= t``, per ``t``."""
+        t = np.asarray(thresholds, dtype=np.float64)
+        tp = self.tp_scores.shape[0] - np.searchsorted(self.tp_scores, t, side="left")
+        n_pred = self.pred_scores.shape[0] - np.searchsorted(self.pred_scores, t, side="left")
+        return tp, n_pred - tp, self.n_gt - tp, n_pred
+
+
+def _check_args(beta: float, distance_multiplier: float, matching: str) -> None:
+    if matching not in MATCHINGS:
+        raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+    if not np.isfinite(beta) or beta <= 0:
+        raise ValueError(f"beta must be a positive number, got {beta!r}")
+    if not np.isfinite(distance_multiplier) or distance_multiplier <= 0:
+        raise ValueError(f"distance_multiplier must be a positive number, got {distance_multiplier!r}")
+
+
+def _match_all(
+    pred: Picks,
+    gt: Picks,
+    particles: ParticleSet,
+    distance_multiplier: float,
+    matching: str,
+    tomograms: Sequence[str] | None,
+) -> list[_ClassCounts]:
+    """Match every class once (all predictions, no threshold) -> per-class counters."""
+    pred_c = particles.indices(pred.cls, where="predictions")
+    gt_c = particles.indices(gt.cls, where="ground truth")
+    if tomograms is None:
+        tomograms = gt.tomograms if matching == "czii" else list(dict.fromkeys(gt.tomograms + pred.tomograms))
+    tomograms = [str(t) for t in tomograms]
+    code = {t: i for i, t in enumerate(tomograms)}
+    pred_t = np.array([code.get(str(t), -1) for t in pred.tomo], dtype=np.int64)
+    gt_t = np.array([code.get(str(t), -1) for t in gt.tomo], dtype=np.int64)
+
+    out = []
+    for c, radius in enumerate(particles.radii * distance_multiplier):  # classes (few)
+        ps = np.nonzero((pred_c == c) & (pred_t >= 0))[0]
+        gs = np.nonzero((gt_c == c) & (gt_t >= 0))[0]
+        score = pred.score[ps]
+        tp_scores = np.zeros(0)
+        if ps.size and gs.size:
+            # a 4th coordinate separates tomograms by more than the radius; within a
+            # tomogram it is identical, so distances there are the plain 3D ones
+            sep = 2.0 * radius + 1.0
+            p4 = np.column_stack([pred.xyz[ps], pred_t[ps] * sep])
+            g4 = np.column_stack([gt.xyz[gs], gt_t[gs] * sep])
+            pairs = cKDTree(p4).sparse_distance_matrix(cKDTree(g4), radius, output_type="ndarray")
+            pi, gj, dist = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), pairs["v"]
+            if matching == "greedy":
+                rank = np.empty(ps.size, dtype=np.int64)
+                rank[np.lexsort((np.arange(ps.size), -score))] = np.arange(ps.size)
+                order = np.lexsort((gj, dist, rank[pi]))
+                to_gt = match_greedy(pi[order], gj[order], ps.size, gs.size)
+                tp_scores = score[to_gt >= 0]
+            else:
+                best = np.full(gs.size, -np.inf)
+                np.maximum.at(best, gj, score[pi])  # a ground truth counts once the best hit passes
+                tp_scores = best[np.isfinite(best)]
+        out.append(_ClassCounts(np.sort(tp_scores), np.sort(score), int(gs.size)))
+    return out
+
+
+def _result(
+    counts: list[_ClassCounts],
+    thresholds: np.ndarray,
+    particles: ParticleSet,
+    beta: float,
+    distance_multiplier: float,
+    matching: str,
+    record_thresholds: bool,
+) -> ScoreResult:
+    per_class = []
+    for cls, cc, t in zip(particles.classes, counts, thresholds):
+        tp, fp, fn, n_pred = (int(v[0]) for v in cc.counts(np.array([t])))
+        p, r, f = precision_recall_fbeta(tp, fp, fn, beta, matching)
+        per_class.append(
+            ClassScore(cls.name, tp, fp, fn, float(p), float(r), float(f), float(cls.weight), n_pred, cc.n_gt)
+        )
+    score = _weighted_mean(np.array([c.fbeta for c in per_class]), particles)
+    thr = {n: float(t) for n, t in zip(particles.names, thresholds)} if record_thresholds else {}
+    return ScoreResult(per_class, score, float(beta), matching, float(distance_multiplier), thr)
+
+
+def _weighted_mean(f: np.ndarray, particles: ParticleSet) -> float:
+    w = particles.weights
+    if not w.sum() > 0:
+        raise ValueError(f"particle class weights must sum to a positive number, got {w.tolist()}")
+    return float((w * f).sum() / w.sum())
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def score_picks(
+    pred: Picks,
+    gt: Picks,
+    particles: ParticleSet,
+    beta: float = 4.0,
+    distance_multiplier: float = 0.5,
+    matching: str = "greedy",
+    tomograms: list[str] | None = None,
+) -> ScoreResult:
+    """Score predicted picks against ground truth (CZII F-beta, see module docstring).
+
+    Parameters
+    ----------
+    pred, gt : Picks
+        Predictions and ground truth, ``xyz`` in Angstrom. Every class name must be in
+        ``particles`` (``ValueError`` naming the table otherwise). ``gt.score`` is not used.
+    particles : ParticleSet
+        Classes, radii (Angstrom) and weights; every class is scored.
+    beta : float
+        F-beta ``beta`` (4 in the challenge).
+    distance_multiplier : float
+        Match radius as a fraction of the particle radius (0.5 in the challenge).
+    matching : ``"greedy"`` or ``"czii"``
+        One-to-one greedy matching, or the Kaggle rule (with Kaggle's zero conventions).
+    tomograms : list of str, optional
+        Tomograms to score; rows of other tomograms are ignored. Default: the union of
+        the tomograms of ``gt`` and ``pred`` (greedy; predictions in a tomogram without
+        ground truth are false positives), the tomograms of ``gt`` (czii, as Kaggle).
+
+    Returns
+    -------
+    ScoreResult
+    """
+    _check_args(beta, distance_multiplier, matching)
+    counts = _match_all(pred, gt, particles, distance_multiplier, matching, tomograms)
+    no_threshold = np.full(len(particles), -np.inf)
+    return _result(counts, no_threshold, particles, beta, distance_multiplier, matching, False)
+
+
+def sweep_thresholds(
+    pred: Picks,
+    gt: Picks,
+    particles: ParticleSet,
+    thresholds: Sequence[float] | np.ndarray = np.linspace(0.05, 0.95, 19),
+    beta: float = 4.0,
+    distance_multiplier: float = 0.5,
+    matching: str = "greedy",
+    tomograms: list[str] | None = None,
+) -> dict[str, Any]:
+    """Best score threshold per class (keep predictions with ``score >= t``).
+
+    Matching is done once per class on all predictions. Greedy matching visits
+    predictions by descending score, so dropping those below ``t`` leaves the others'
+    matches unchanged: ``tp(t)`` = matched predictions with ``score >= t``. For
+    ``"czii"``, ``tp(t)`` = ground truths whose best-scoring prediction within the radius
+    has ``score >= t``. Counting for all thresholds is then a ``searchsorted``.
+
+    Parameters
+    ----------
+    pred, gt, particles, beta, distance_multiplier, matching, tomograms
+        As in :func:`score_picks`.
+    thresholds : ``[T]``
+        Candidate thresholds on ``pred.score``.
+
+    Returns
+    -------
+    dict with
+        ``"thresholds"`` float64 ``[T]`` (as given, sorted ascending);
+        ``"fbeta"``: ``{class: [T] F-beta per threshold}``;
+        ``"best_threshold"``: ``{class: t}``, the threshold of highest F-beta (ties:
+        the lowest such threshold);
+        ``"best_fbeta"``: ``{class: F}``;
+        ``"score"``: weighted mean of the best F-beta, i.e. the score when each class
+        uses its own best threshold;
+        ``"score_curve"``: ``[T]`` score when every class uses the same threshold;
+        ``"result"``: the :class:`ScoreResult` at the best thresholds.
+    """
+    _check_args(beta, distance_multiplier, matching)
+    thr = np.sort(np.asarray(thresholds, dtype=np.float64).reshape(-1))
+    if thr.size == 0 or not np.all(np.isfinite(thr)):
+        raise ValueError(f"thresholds must be a non-empty list of finite numbers, got {thr.tolist()}")
+    counts = _match_all(pred, gt, particles, distance_multiplier, matching, tomograms)
+    curves = {}
+    best_t = np.empty(len(particles))
+    for k, (name, cc) in enumerate(zip(particles.names, counts)):
+        tp, fp, fn, _ = cc.counts(thr)
+        _, _, f = precision_recall_fbeta(tp, fp, fn, beta, matching)
+        curves[name] = f
+        best_t[k] = thr[int(np.argmax(f))]
+    result = _result(counts, best_t, particles, beta, distance_multiplier, matching, True)
+    fmat = np.stack([curves[n] for n in particles.names])  # [C, T]
+    w = particles.weights
+    return {
+        "thresholds": thr,
+        "fbeta": curves,
+        "best_threshold": {n: float(t) for n, t in zip(particles.names, best_t)},
+        "best_fbeta": {c.name: c.fbeta for c in result.per_class},
+        "score": result.score,
+        "score_curve": (w[:, None] * fmat).sum(axis=0) / w.sum(),
+        "result": result,
+    }

@@ -1,0 +1,300 @@
+"""The CZII particle F-beta: matching, zero conventions, weighting, threshold sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import KDTree
+
+from cryo3d.metrics import (
+    ClassScore,
+    ScoreResult,
+    match_greedy,
+    precision_recall_fbeta,
+    score_picks,
+    sweep_thresholds,
+)
+from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
+from cryo3d.picks import Picks
+
+# match radius = 0.5 * radius: "a" 50 A, "b" 30 A
+PARTICLES = ParticleSet(
+    (ParticleClass("a", 100.0, 1.0), ParticleClass("b", 60.0, 2.0), ParticleClass("z", 80.0, 0.0))
+)
+
+
+def picks(rows: list[tuple], scores: list[float] | None = None) -> Picks:
+    """Picks from ``(tomo, class, x, y, z)`` rows."""
+    if not rows:
+        return Picks.empty()
+    tomo, cls, x, y, z = zip(*rows)
+    return Picks(list(tomo), list(cls), np.column_stack([x, y, z]), scores)
+
+
+GT = picks([("t1", "a", 0, 0, 0), ("t1", "a", 500, 0, 0), ("t1", "b", 0, 500, 0), ("t2", "b", 0, 0, 0)])
+
+
+def test_exact_matches_score_one():
+    r = score_picks(GT, GT, PARTICLES)
+    assert r.score == pytest.approx(1.0)
+    assert (r["a"].tp, r["a"].fp, r["a"].fn) == (2, 0, 0)
+    assert (r["b"].tp, r["b"].fp, r["b"].fn) == (2, 0, 0)
+
+
+@pytest.mark.parametrize("matching", ["greedy", "czii"])
+@pytest.mark.parametrize("offset, hit", [(49.99, True), (50.0, True), (50.01, False)])
+def test_a_prediction_matches_within_half_the_radius_inclusive(matching, offset, hit):
+    gt = picks([("t1", "a", 100, 100, 100)])
+    pred = picks([("t1", "a", 100, 100, 100 + offset)])
+    r = score_picks(pred, gt, PARTICLES, matching=matching)["a"]
+    assert (r.tp, r.fp, r.fn) == ((1, 0, 0) if hit else (0, 1, 1))
+
+
+def test_the_match_distance_is_3d_euclidean():
+    gt = picks([("t1", "b", 0, 0, 0)])
+    d = 30.0 / np.sqrt(3)
+    assert score_picks(picks([("t1", "b", d - 0.01, d - 0.01, d - 0.01)]), gt, PARTICLES)["b"].tp == 1
+    assert score_picks(picks([("t1", "b", d + 0.01, d + 0.01, d + 0.01)]), gt, PARTICLES)["b"].tp == 0
+
+
+@pytest.mark.parametrize("matching", ["greedy", "czii"])
+def test_two_predictions_on_one_particle_count_one_tp_and_one_fp(matching):
+    gt = picks([("t1", "a", 0, 0, 0)])
+    pred = picks([("t1", "a", 5, 0, 0), ("t1", "a", 0, 8, 0)], [0.7, 0.9])
+    r = score_picks(pred, gt, PARTICLES, matching=matching)["a"]
+    assert (r.tp, r.fp, r.fn) == (1, 1, 0)
+
+
+def test_a_prediction_of_the_wrong_class_does_not_match():
+    pred = picks([("t1", "b", 0, 0, 0)])
+    r = score_picks(pred, picks([("t1", "a", 0, 0, 0)]), PARTICLES)
+    assert (r["a"].tp, r["a"].fn, r["b"].fp) == (0, 1, 1)
+
+
+def test_empty_predictions_give_zero_recall_and_zero_score():
+    r = score_picks(Picks.empty(), GT, PARTICLES)
+    for name in ("a", "b"):
+        c = r[name]
+        assert (c.tp, c.fp, c.fn, c.n_pred) == (0, 0, 2, 0)
+        assert (c.precision, c.recall, c.fbeta) == (0.0, 0.0, 0.0)
+    assert r.score == 0.0
+
+
+def test_empty_ground_truth_makes_every_prediction_a_false_positive():
+    r = score_picks(GT, Picks.empty(), PARTICLES)
+    c = r["a"]
+    assert (c.tp, c.fp, c.fn, c.n_gt) == (0, 2, 0, 0)
+    assert (c.precision, c.recall, c.fbeta) == (0.0, 0.0, 0.0)
+
+
+def test_a_class_absent_from_both_tables_scores_one_greedy_and_zero_czii():
+    gt = picks([("t1", "a", 0, 0, 0)])
+    greedy = score_picks(gt, gt, PARTICLES)
+    czii = score_picks(gt, gt, PARTICLES, matching="czii")
+    assert (greedy["b"].precision, greedy["b"].recall, greedy["b"].fbeta) == (1.0, 1.0, 1.0)
+    assert (czii["b"].precision, czii["b"].recall, czii["b"].fbeta) == (0.0, 0.0, 0.0)
+    assert greedy.score == pytest.approx(1.0)
+    assert czii.score == pytest.approx(1.0 / 3.0)  # Kaggle: absent class counts 0 with its weight
+
+
+def test_a_class_with_weight_zero_does_not_change_the_score():
+    gt = picks([("t1", "apo-ferritin", 0, 0, 0), ("t1", "beta-amylase", 900, 0, 0), ("t1", "ribosome", 0, 900, 0)])
+    pred = picks([("t1", "apo-ferritin", 10, 0, 0), ("t1", "ribosome", 400, 400, 0)])
+    junk = picks([("t1", "beta-amylase", 300 * i, 300, 300) for i in range(5)])
+    base = score_picks(pred, gt, CZII_PARTICLES)
+    with_junk = score_picks(Picks.concat([pred, junk]), gt, CZII_PARTICLES)
+    assert with_junk["beta-amylase"].fp == 5
+    assert with_junk.score == base.score
+
+
+def test_predictions_in_another_tomogram_do_not_match():
+    gt = picks([("t1", "a", 0, 0, 0)])
+    pred = picks([("t2", "a", 0, 0, 0)])
+    greedy = score_picks(pred, gt, PARTICLES)["a"]
+    assert (greedy.tp, greedy.fp, greedy.fn) == (0, 1, 1)
+    # Kaggle drops submitted rows of tomograms without ground truth
+    czii = score_picks(pred, gt, PARTICLES, matching="czii")["a"]
+    assert (czii.tp, czii.fp, czii.fn) == (0, 0, 1)
+
+
+def test_the_tomograms_argument_restricts_both_tables():
+    r = score_picks(GT, GT, PARTICLES, tomograms=["t2"])
+    assert (r["a"].n_gt, r["b"].n_gt, r["b"].tp) == (0, 1, 1)
+
+
+def test_fbeta_formula_matches_a_hand_computation():
+    p, r, f = precision_recall_fbeta(3, 2, 1, beta=4.0)
+    assert p == pytest.approx(0.6) and r == pytest.approx(0.75)
+    assert f == pytest.approx(17 * 0.6 * 0.75 / (16 * 0.6 + 0.75))
+    _, _, f1 = precision_recall_fbeta(3, 2, 1, beta=1.0)
+    assert f1 == pytest.approx(2 * 0.6 * 0.75 / (0.6 + 0.75))
+
+
+def test_zero_denominator_conventions():
+    assert [float(v) for v in precision_recall_fbeta(0, 0, 0)] == [1.0, 1.0, 1.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 0, 3)] == [0.0, 0.0, 0.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 3, 0)] == [0.0, 0.0, 0.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 0, 0, convention="czii")] == [0.0, 0.0, 0.0]
+
+
+def test_the_score_is_the_weighted_mean_of_class_fbeta():
+    # a: 1 TP, 1 FN; b: 2 TP, 2 FP (weights a 1, b 2, z 0)
+    pred = picks([("t1", "a", 0, 0, 0), ("t1", "b", 0, 500, 0), ("t2", "b", 0, 0, 0),
+                  ("t1", "b", 900, 900, 900), ("t2", "b", 900, 900, 900)])
+    r = score_picks(pred, GT, PARTICLES)
+    fa = 17 * 1.0 * 0.5 / (16 * 1.0 + 0.5)
+    fb = 17 * 0.5 * 1.0 / (16 * 0.5 + 1.0)
+    assert r["a"].fbeta == pytest.approx(fa) and r["b"].fbeta == pytest.approx(fb)
+    assert r.score == pytest.approx((1 * fa + 2 * fb + 0 * 1.0) / 3)
+
+
+def test_greedy_takes_predictions_by_score_and_the_nearest_free_particle():
+    # P1 (0.9) sits between G1 and G2, nearer G2; P2 (0.8) only reaches G2.
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 60, 0, 0)])
+    pred = picks([("t1", "a", 35, 0, 0), ("t1", "a", 100, 0, 0)], [0.9, 0.8])
+    greedy = score_picks(pred, gt, PARTICLES)["a"]
+    assert (greedy.tp, greedy.fp, greedy.fn) == (1, 1, 1)
+    # with the scores swapped P2 takes G2 first and P1 falls back to G1
+    swapped = score_picks(picks([("t1", "a", 35, 0, 0), ("t1", "a", 100, 0, 0)], [0.8, 0.9]), gt, PARTICLES)["a"]
+    assert (swapped.tp, swapped.fp, swapped.fn) == (2, 0, 0)
+
+
+def test_czii_counts_every_particle_a_prediction_reaches_and_greedy_only_one():
+    # one prediction midway between two particles, both within 50 A
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 80, 0, 0)])
+    pred = picks([("t1", "a", 40, 0, 0)])
+    czii = score_picks(pred, gt, PARTICLES, matching="czii")["a"]
+    greedy = score_picks(pred, gt, PARTICLES)["a"]
+    assert (czii.tp, czii.fp, czii.fn) == (2, -1, 0)
+    assert (greedy.tp, greedy.fp, greedy.fn) == (1, 0, 1)
+
+
+def test_unknown_class_names_raise_naming_the_table():
+    bad = picks([("t1", "mystery", 0, 0, 0)])
+    with pytest.raises(ValueError, match="predictions.*mystery"):
+        score_picks(bad, GT, PARTICLES)
+    with pytest.raises(ValueError, match="ground truth.*mystery"):
+        score_picks(GT, bad, PARTICLES)
+
+
+def test_bad_matching_name_raises():
+    with pytest.raises(ValueError, match="matching"):
+        score_picks(GT, GT, PARTICLES, matching="hungarian")
+
+
+def _random_case(seed: int) -> tuple[Picks, Picks]:
+    """Crowded random picks in two tomograms (many ambiguous pairs)."""
+    rng = np.random.default_rng(seed)
+    n_gt, n_pred = 60, 80
+    gt = Picks(rng.choice(["t1", "t2"], n_gt), rng.choice(["a", "b", "z"], n_gt), rng.uniform(0, 150, (n_gt, 3)))
+    base = rng.integers(0, n_gt, n_pred)
+    pred = Picks(
+        np.where(rng.random(n_pred) < 0.9, gt.tomo[base], "t3"),
+        np.where(rng.random(n_pred) < 0.85, gt.cls[base], "a"),
+        gt.xyz[base] + rng.normal(0, 25, (n_pred, 3)),
+        rng.random(n_pred),
+    )
+    return pred, gt
+
+
+def _kaggle_reference(pred: Picks, gt: Picks, particles: ParticleSet, beta: float = 4.0) -> float:
+    """The official rule written plainly: loops, query_ball_tree, Kaggle zero conventions."""
+    total = 0.0
+    for cls in particles.classes:
+        tp = fp = fn = 0
+        for tomo in set(gt.tomo.tolist()):
+            ref = gt.xyz[(gt.tomo == tomo) & (gt.cls == cls.name)]
+            cand = pred.xyz[(pred.tomo == tomo) & (pred.cls == cls.name)]
+            if len(ref) == 0:
+                fp += len(cand)
+                continue
+            if len(cand) == 0:
+                fn += len(ref)
+                continue
+            hits = KDTree(cand).query_ball_tree(KDTree(ref), r=0.5 * cls.radius)
+            t = len({j for h in hits for j in h})
+            tp, fp, fn = tp + t, fp + len(cand) - t, fn + len(ref) - t
+        p = tp / (tp + fp) if tp + fp > 0 else 0.0
+        r = tp / (tp + fn) if tp + fn > 0 else 0.0
+        f = (1 + beta**2) * p * r / (beta**2 * p + r) if p + r > 0 else 0.0
+        total += cls.weight * f
+    return total / particles.weights.sum()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_czii_matching_reproduces_the_official_rule(seed):
+    pred, gt = _random_case(seed)
+    assert score_picks(pred, gt, PARTICLES, matching="czii").score == pytest.approx(_kaggle_reference(pred, gt, PARTICLES))
+
+
+def _sequential_greedy_tp(pred: Picks, gt: Picks, particles: ParticleSet) -> dict[str, int]:
+    """Greedy matching written as the obvious loop over predictions."""
+    out = {}
+    tomos = set(gt.tomo.tolist()) | set(pred.tomo.tolist())
+    for cls in particles.classes:
+        tp = 0
+        for tomo in tomos:
+            ps = np.nonzero((pred.tomo == tomo) & (pred.cls == cls.name))[0]
+            gs = np.nonzero((gt.tomo == tomo) & (gt.cls == cls.name))[0]
+            used = set()
+            for i in ps[np.argsort(-pred.score[ps], kind="stable")]:
+                d = np.linalg.norm(gt.xyz[gs] - pred.xyz[i], axis=1)
+                for k in np.argsort(d, kind="stable"):
+                    if d[k] > 0.5 * cls.radius:
+                        break
+                    if k not in used:
+                        used.add(k)
+                        tp += 1
+                        break
+        out[cls.name] = tp
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_matching_equals_the_sequential_loop(seed):
+    pred, gt = _random_case(seed)
+    r = score_picks(pred, gt, PARTICLES)
+    assert {c.name: c.tp for c in r.per_class} == _sequential_greedy_tp(pred, gt, PARTICLES)
+
+
+def test_match_greedy_accepts_pairs_in_priority_order():
+    # pairs (pred, gt): 0-0 first, then 1-0 (gt taken), 1-1, 2-1 (gt taken)
+    np.testing.assert_array_equal(match_greedy([0, 1, 1, 2], [0, 0, 1, 1], 3, 2), [0, 1, -1])
+
+
+def test_sweep_finds_the_threshold_that_separates_true_from_false_predictions():
+    gt = picks([("t1", "a", 200.0 * i, 0, 0) for i in range(4)])
+    true = [("t1", "a", 200.0 * i + 5, 0, 0) for i in range(4)]
+    false = [("t1", "a", 200.0 * i, 900, 0) for i in range(4)]
+    pred = picks(true + false, [0.9, 0.8, 0.7, 0.62, 0.4, 0.3, 0.2, 0.1])
+    s = sweep_thresholds(pred, gt, PARTICLES)
+    assert s["best_threshold"]["a"] == pytest.approx(0.45)  # lowest threshold with F = 1
+    assert s["best_fbeta"]["a"] == pytest.approx(1.0)
+    assert s["result"]["a"].n_pred == 4
+    assert s["result"].thresholds["a"] == pytest.approx(0.45)
+
+
+@pytest.mark.parametrize("matching", ["greedy", "czii"])
+def test_sweep_curves_equal_scoring_the_thresholded_predictions(matching):
+    pred, gt = _random_case(4)
+    thresholds = np.linspace(0.05, 0.95, 7)
+    s = sweep_thresholds(pred, gt, PARTICLES, thresholds=thresholds, matching=matching)
+    for k, t in enumerate(thresholds):
+        r = score_picks(pred.select(pred.score >= t), gt, PARTICLES, matching=matching,
+                        tomograms=["t1", "t2", "t3"] if matching == "greedy" else None)
+        for c in r.per_class:
+            assert s["fbeta"][c.name][k] == pytest.approx(c.fbeta)
+        assert s["score_curve"][k] == pytest.approx(r.score)
+    best = sum(PARTICLES.weights[i] * s["best_fbeta"][n] for i, n in enumerate(PARTICLES.names))
+    assert s["score"] == pytest.approx(best / PARTICLES.weights.sum())
+
+
+def test_result_rows_and_table_carry_every_class():
+    r = score_picks(GT, GT, PARTICLES)
+    assert isinstance(r, ScoreResult) and all(isinstance(c, ClassScore) for c in r.per_class)
+    rows = r.to_rows()
+    assert [row["name"] for row in rows] == ["a", "b", "z"]
+    assert set(rows[0]) == {"name", "tp", "fp", "fn", "precision", "recall", "fbeta", "weight", "n_pred", "n_gt"}
+    text = r.table()
+    assert all(name in text for name in ("a", "b", "z", "F4", "score"))
+    assert "1.0000" in text.splitlines()[-1]
