@@ -83,6 +83,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         ds_factor=a.ds_factor,
         precompute_heatmaps=a.precompute_heatmaps,
         normalization=a.normalization,
+        voxel_spacing=a.target_spacing,
     )
     man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet)
     print(f"store {a.out}: {man['n_patches']} patches of {man['patch_size']} voxels, "
@@ -91,19 +92,26 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from cryo3d.io.picks import read_picks
-    from cryo3d.metrics import score_picks, sweep_thresholds
-    from cryo3d.particles import load_particles
+    from cryo3d.evaluation import evaluate_files
 
-    particles = load_particles(a.particles)
-    pred, gt = read_picks(a.pred), read_picks(a.gt)
-    kw = dict(beta=a.beta, distance_multiplier=a.distance_multiplier, matching=a.matching)
-    res = score_picks(pred, gt, particles, **kw)
-    print(res.table())
-    if a.sweep:
-        sw = sweep_thresholds(pred, gt, particles, **kw)
-        print("\nwith the best score threshold per class:")
-        print(sw["result"].table())
+    rep = evaluate_files(a.pred, a.gt, particles=a.particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
+                         matching=a.matching, sweep=a.sweep, output_json=a.json)
+    print(rep["text"])
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from cryo3d.inference import predict
+
+    thr = None
+    if a.threshold is not None:
+        thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
+    picks = predict(
+        a.checkpoint, _find_tomograms(a.tomograms), a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
+        tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
+        write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
+    )
+    print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
     return 0
 
 
@@ -149,9 +157,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ds-factor", type=int, default=2, help="heatmap downsampling factor (default: %(default)s)")
     s.add_argument("--precompute-heatmaps", action="store_true", help="also store downsampled heatmaps (cheap path)")
     s.add_argument("--normalization", default="robust_zscore", choices=["robust_zscore", "none"])
+    s.add_argument("--target-spacing", type=float,
+                   help="resample tomograms to this voxel spacing (Angstrom) first, e.g. 20 to train at bin 2")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("predict", help="pick particles in whole tomograms with a trained checkpoint",
+                       description="Sliding-window inference (the training patch as window, Gaussian blending), "
+                       "optional test-time flips, peak extraction; writes OUT/picks.csv (tomo,class,x,y,z,score in "
+                       "Angstrom), OUT/copick/ JSON and optionally heatmaps as MRC. Finished tomograms are skipped "
+                       "when the command is repeated.")
+    s.add_argument("checkpoint", help="a checkpoint written by the training bundle (best.pt, final.pt, last_*.pt)")
+    s.add_argument("tomograms", nargs="+", help="tomogram files, folders or globs")
+    s.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
+    s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
+    s.add_argument("--threshold", type=float, nargs="+",
+                   help="peak score threshold: one, or one per class (default: the checkpoint's validated thresholds)")
+    s.add_argument("--tta", default="none", choices=["none", "flips", "flips_rot90"], help="test-time augmentation")
+    s.add_argument("--overlap", type=float, default=0.25, help="window overlap (default: %(default)s)")
+    s.add_argument("--sw-batch-size", type=int, default=4, help="windows per forward pass (default: %(default)s)")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    s.add_argument("--write-heatmaps", action="store_true", help="also write each class heatmap as MRC")
+    s.add_argument("--user-id", default="cryo3d", help="copick user id of the written picks")
+    s.add_argument("--session-id", default="0", help="copick session id of the written picks")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
                        description="Per-class precision, recall and F-beta (a prediction is a true positive "
@@ -164,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--matching", default="greedy", choices=["greedy", "czii"],
                    help="greedy one-to-one by score, or the Kaggle metric's rule (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
+    s.add_argument("--json", help="also write the result to this JSON file")
     s.set_defaults(func=cmd_evaluate)
     return p
 

@@ -26,6 +26,9 @@ class PatchDataset(Dataset):
         tomograms: only patches of these tomograms (e.g. the training fold); default all.
         indices: explicit patch indices (overrides ``tomograms``).
         transform: a callable (MONAI ``Compose``) applied to each dictionary.
+        per_keypoint_meta: keep the store's ``global_coords`` and ``local_ds_coords``. Off by
+            default: spatial transforms move ``keypoints`` only, so these would go stale, and
+            their ragged shapes do not collate.
 
     Example:
         >>> ds = PatchDataset("data/store", tomograms=["synth_000"])  # doctest: +SKIP
@@ -39,7 +42,9 @@ class PatchDataset(Dataset):
         tomograms: Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
         transform: Callable | None = None,
+        per_keypoint_meta: bool = False,
     ) -> None:
+        self.per_keypoint_meta = per_keypoint_meta
         self.store = store if isinstance(store, PatchStore) else PatchStore(store)
         if indices is None:
             indices = (
@@ -49,6 +54,9 @@ class PatchDataset(Dataset):
 
     def _transform(self, index: int):
         rec = self.store.record(self.data[index])
+        if not self.per_keypoint_meta:
+            rec.pop("global_coords")
+            rec.pop("local_ds_coords")
         return apply_transform(self.transform, rec) if self.transform is not None else rec
 
 

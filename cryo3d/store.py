@@ -121,6 +121,9 @@ class StoreSettings:
     precompute_heatmaps : also store the downsampled heatmaps (cheap path).
     normalization : ``"robust_zscore"`` (median / 1.4826 MAD per tomogram, clipped at
         +/- ``NORM_CLIP``) or ``"none"``.
+    voxel_spacing : resample every tomogram to this many Angstrom per voxel first (e.g. 20 to
+        train at bin 2, or to bring tomograms of different spacings together); None keeps
+        the tomograms' own spacing, which must then be the same for all.
     """
 
     patch_size: tuple[int, int, int] = (64, 64, 64)
@@ -128,6 +131,7 @@ class StoreSettings:
     ds_factor: int = 2
     precompute_heatmaps: bool = False
     normalization: str = "robust_zscore"
+    voxel_spacing: float | None = None
 
     def __post_init__(self) -> None:
         self.patch_size = _triple(self.patch_size, "patch_size")
@@ -183,12 +187,15 @@ def prepare_store(
     if len(set(names)) != len(names):
         raise ValueError(f"prepare: tomogram names must be unique, got {names}")
     spacings = {t.name: float(t.voxel_spacing) for t in tomograms}
-    if len(set(spacings.values())) != 1:
+    if settings.voxel_spacing is None and len(set(spacings.values())) != 1:
         raise ValueError(
             f"prepare: all tomograms of a store must share one voxel spacing, got {spacings}; "
             "resample them first"
         )
-    spacing = coords.check_voxel_spacing(next(iter(spacings.values())))
+    spacing = coords.check_voxel_spacing(
+        settings.voxel_spacing if settings.voxel_spacing is not None else next(iter(spacings.values())),
+        "voxel_spacing",
+    )
     known = set(names)
     extra = sorted(set(picks.tomo.tolist()) - known)
     if extra:
@@ -196,6 +203,8 @@ def prepare_store(
     picks = picks.select(np.isin(picks.tomo, names))
     validate_picks(picks, particles, shapes={t.name: t.shape for t in tomograms},
                    voxel_spacings=spacings, source="picks")
+    if settings.voxel_spacing is not None:
+        tomograms = [_Resampled(t, spacing) for t in tomograms]
 
     fp = _fingerprint(tomograms, picks, particles, settings)
     man_path = out / "manifest.json"
@@ -321,6 +330,19 @@ def prepare_store(
         shutil.rmtree(out)
     os.replace(tmp, out)
     return manifest
+
+
+class _Resampled:
+    """A tomogram resampled to ``spacing`` (in memory), with the fields ``prepare_store`` reads."""
+
+    def __init__(self, t, spacing: float) -> None:
+        from cryo3d.resample import needs_resampling, resample_to_spacing
+
+        self.name, self.path = t.name, t.path
+        self.voxel_spacing = float(spacing)
+        src = float(t.voxel_spacing)
+        self.data = resample_to_spacing(t.data, src, spacing) if needs_resampling(src, spacing) else t.data
+        self.shape = tuple(self.data.shape)
 
 
 def _fingerprint(tomograms, picks: Picks, particles: ParticleSet, settings: StoreSettings) -> str:

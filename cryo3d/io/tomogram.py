@@ -393,6 +393,7 @@ def write_mrc(
     data: np.ndarray,
     voxel_spacing: float,
     overwrite: bool = True,
+    origin: tuple[float, float, float] | None = None,
 ) -> None:
     """Write a ``[z, y, x]`` array as an MRC file, atomically.
 
@@ -407,6 +408,10 @@ def write_mrc(
         Angstrom per voxel; set as the header voxel size along x, y and z.
     overwrite : bool
         If False, an existing file is an error (``FileExistsError``).
+    origin : (x, y, z), optional
+        Header origin in Angstrom: where voxel 0 lies. A heatmap at downsampling ``f`` has
+        its voxel 0 at full-resolution voxel ``(f-1)/2``, so it is written with origin
+        ``(f-1)/2 * voxel_spacing`` on every axis to overlay its tomogram exactly.
     """
     import mrcfile
 
@@ -416,6 +421,9 @@ def write_mrc(
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(data))
             mrc.voxel_size = spacing
+            if origin is not None:
+                ox, oy, oz = (float(v) for v in origin)
+                mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = ox, oy, oz
 
 
 def write_nifti(

@@ -1,0 +1,82 @@
+"""Scoring picks files against ground truth: the I/O edge of :mod:`cryo3d.metrics`.
+
+Used by ``cryo3d evaluate`` and the bundle's ``evaluate.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cryo3d.particles import ParticleSet, load_particles
+
+
+def evaluate_files(
+    pred: str | os.PathLike,
+    gt: str | os.PathLike,
+    particles: ParticleSet | str | None = None,
+    beta: float = 4.0,
+    distance_multiplier: float = 0.5,
+    matching: str = "greedy",
+    sweep: bool = True,
+    tomograms: Sequence[str] | None = None,
+    output_json: str | os.PathLike | None = None,
+) -> dict:
+    """Score a predicted picks file against a ground-truth one.
+
+    Parameters
+    ----------
+    pred, gt : path
+        Picks tables (CSV ``tomo,class,x,y,z[,score]`` in Angstrom, copick, STAR).
+    particles : ParticleSet or path or None
+        Classes with radii and weights (default: the CZII set).
+    beta, distance_multiplier, matching
+        As in :func:`cryo3d.metrics.score_picks`.
+    sweep : bool
+        Also report the score with each class at its best threshold.
+    tomograms : names, optional
+        Score only these tomograms.
+    output_json : path, optional
+        Where to write the result (atomically).
+
+    Returns
+    -------
+    dict
+        ``score``, ``per_class`` rows, ``text`` (the printed table) and, with ``sweep``,
+        ``best_thresholds`` and ``best_score``.
+    """
+    from cryo3d.io.picks import read_picks
+    from cryo3d.metrics import score_picks, sweep_thresholds
+
+    ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
+    p, g = read_picks(pred), read_picks(gt)
+    kw = dict(beta=beta, distance_multiplier=distance_multiplier, matching=matching, tomograms=tomograms)
+    res = score_picks(p, g, ps, **kw)
+    out = {
+        "pred": str(pred), "gt": str(gt), "beta": beta, "distance_multiplier": distance_multiplier,
+        "matching": matching, "score": float(res.score), "per_class": res.to_rows(), "text": res.table(),
+    }
+    if sweep and len(p):
+        sw = sweep_thresholds(p, g, ps, **kw)
+        out["best_thresholds"] = sw["best_threshold"]
+        out["best_score"] = float(sw["score"])
+        out["text"] += "\n\nwith the best score threshold per class (optimistic: chosen on these picks):\n"
+        out["text"] += sw["result"].table()
+    if output_json is not None:
+        path = Path(output_json)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(out, indent=2, default=_jsonable))
+        os.replace(tmp, path)
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -1,0 +1,304 @@
+"""Whole-tomogram inference: normalise, sliding window, optional TTA, peaks, picks.
+
+The tomogram stays in host memory; MONAI's ``sliding_window_inference`` sends windows
+to the model's device (``sw_device``) and stitches the 1/ds heatmap on the host.
+
+Geometry at a downsampled output: MONAI maps an input window starting at voxel ``s``
+to the output voxel ``s / f``. That is exact only when every window start is a multiple
+of ``f``, and MONAI pads small inputs *symmetrically*, which would shift the output.
+So :func:`predict_heatmap` pads the tomogram itself, at the far end only, to a multiple
+of ``f`` and at least one window, and checks that the window stride is a multiple of
+``f``; the output is cropped back to ``coords.ds_shape(shape, f)``. Then heatmap voxel
+``j`` is centred at full-resolution ``j*f + (f-1)/2`` as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from cryo3d import coords
+from cryo3d.particles import ParticleSet
+from cryo3d.picks import Picks
+from cryo3d.resample import SPACING_TOLERANCE, needs_resampling, resample_to_spacing  # noqa: F401
+from cryo3d.store import NORM_CLIP, normalize, robust_stats
+
+
+
+@dataclass
+class InferenceSettings:
+    """Settings of whole-tomogram inference (a bundle's ``inference.yaml`` fills these).
+
+    Attributes
+    ----------
+    roi_size : window size in full-resolution voxels (the training patch size).
+    ds_factor : the network's output stride.
+    overlap : fraction of window overlap; the stride ``roi*(1-overlap)`` must divide by ``ds_factor``.
+    blend : ``"gaussian"`` or ``"constant"`` blending of overlapping windows.
+    sw_batch_size : windows per forward pass.
+    tta : test-time augmentation: ``"none"``, ``"flips"`` (x, y, z flips) or ``"flips_rot90"``.
+    thresholds : per-class (or one) minimum peak score.
+    min_distance_fraction : NMS distance = this fraction of the particle radius.
+    voxel_spacing : the model's voxel spacing in Angstrom; tomograms at another spacing are resampled.
+    amp : bfloat16 autocast on CUDA.
+    """
+
+    roi_size: tuple[int, int, int] = (64, 64, 64)
+    ds_factor: int = 2
+    overlap: float = 0.25
+    blend: str = "gaussian"
+    sw_batch_size: int = 4
+    tta: str = "none"
+    thresholds: float | Sequence[float] = 0.3
+    min_distance_fraction: float = 0.6
+    voxel_spacing: float | None = None
+    amp: bool = True
+    clip: float = NORM_CLIP
+
+    def __post_init__(self) -> None:
+        self.roi_size = tuple(int(r) for r in (self.roi_size if not np.isscalar(self.roi_size) else (self.roi_size,) * 3))
+        f = int(self.ds_factor)
+        for r in self.roi_size:
+            if r % f:
+                raise ValueError(f"roi_size {self.roi_size} must be divisible by ds_factor {f}")
+            step = int(r * (1 - self.overlap))
+            if step <= 0 or step % f:
+                raise ValueError(
+                    f"window stride int({r} * (1 - overlap {self.overlap})) = {step} must be a positive multiple of "
+                    f"ds_factor {f} so windows map onto whole heatmap voxels; change overlap"
+                )
+        if self.tta not in ("none", "flips", "flips_rot90"):
+            raise ValueError(f"tta must be 'none', 'flips' or 'flips_rot90', got {self.tta!r}")
+
+
+def _tta_ops(kind: str) -> list[tuple[tuple[int, ...], int]]:
+    """(flip dims, rot90 count in the y-x plane) pairs; applied to [B, C, z, y, x] tensors."""
+    if kind == "none":
+        return [((), 0)]
+    flips = [(), (2,), (3,), (4,)]
+    ops = [(f, 0) for f in flips]
+    if kind == "flips_rot90":
+        ops += [((), 1), ((), 3)]
+    return ops
+
+
+def _padded_shape(shape: Sequence[int], roi: Sequence[int], f: int) -> list[int]:
+    """Spatial size after padding at the far end: a multiple of ``f`` and at least one window."""
+    return [max(int(r), int(math.ceil(int(n) / f)) * f) for n, r in zip(shape, roi)]
+
+
+class DownsampledSlidingWindowInferer:
+    """MONAI sliding-window inference for a network whose output stride is ``ds_factor``.
+
+    A MONAI ``Inferer`` (callable as ``inferer(inputs, network)``, so ``SupervisedEvaluator``
+    takes it): pads ``[B, 1, z, y, x]`` inputs at the far end (see the module docstring),
+    runs ``monai.inferers.sliding_window_inference`` with windows on ``sw_device`` and the
+    stitched result on ``device`` (host by default), applies the sigmoid, averages optional
+    test-time flips / rot90 and crops to ``coords.ds_shape``.
+
+    Args:
+        settings: an :class:`InferenceSettings` (roi, ds_factor, overlap, blend, tta, ...).
+        sw_device: device for the windows (default: the network's device).
+        device: device for the stitched output (default CPU: the tomogram stays in host memory).
+        progress: show MONAI's per-window progress bar.
+
+    Example:
+        >>> inferer = DownsampledSlidingWindowInferer(InferenceSettings(roi_size=64, ds_factor=2))  # doctest: +SKIP
+        >>> heat = inferer(volume[None, None], model)   # [1, C, z/2, y/2, x/2] probabilities  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: InferenceSettings, sw_device: Any = None, device: Any = "cpu",
+                 progress: bool = False) -> None:
+        self.settings = settings
+        self.sw_device = sw_device
+        self.device = torch.device(device) if device is not None else None
+        self.progress = progress
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        from monai.inferers import sliding_window_inference
+
+        st = self.settings
+        f = int(st.ds_factor)
+        if inputs.ndim != 5:
+            raise ValueError(f"inference input must be [B, 1, z, y, x], got shape {tuple(inputs.shape)}")
+        shape = tuple(inputs.shape[2:])
+        padded = _padded_shape(shape, st.roi_size, f)
+        x = torch.zeros((*inputs.shape[:2], *padded), dtype=torch.float32, device=inputs.device)
+        x[:, :, : shape[0], : shape[1], : shape[2]] = torch.as_tensor(inputs, dtype=torch.float32)
+        try:
+            net_device = next(network.parameters()).device
+        except StopIteration:
+            net_device = x.device
+        sw_device = torch.device(self.sw_device) if self.sw_device is not None else net_device
+        use_amp = st.amp and sw_device.type == "cuda"
+
+        def predictor(w: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type=sw_device.type, dtype=torch.bfloat16, enabled=use_amp):
+                return torch.sigmoid(network(w).float())
+
+        acc = None
+        ops = _tta_ops(st.tta)
+        for dims, k in ops:
+            xi = torch.flip(x, dims) if dims else x
+            if k:
+                xi = torch.rot90(xi, k, dims=(3, 4))
+            out = sliding_window_inference(
+                xi, st.roi_size, st.sw_batch_size, predictor, overlap=st.overlap, mode=st.blend,
+                sw_device=sw_device, device=self.device or x.device, progress=self.progress,
+            )
+            if k:
+                out = torch.rot90(out, -k, dims=(3, 4))
+            if dims:
+                out = torch.flip(out, dims)
+            acc = out if acc is None else acc + out
+        ds = coords.ds_shape(shape, f)
+        return (acc / len(ops))[:, :, : ds[0], : ds[1], : ds[2]]
+
+
+def predict_heatmap(
+    model: torch.nn.Module,
+    volume: np.ndarray,
+    settings: InferenceSettings,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Sigmoid heatmap ``[C, z/f, y/f, x/f]`` (float32, host) of a normalised ``[z, y, x]`` volume."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
+    inferer = DownsampledSlidingWindowInferer(settings, sw_device=device, device="cpu", progress=progress)
+    return inferer(x, model)[0].numpy().astype(np.float32)
+
+
+def pick_tomogram(
+    model: torch.nn.Module,
+    tomogram: Any,
+    particles: ParticleSet,
+    settings: InferenceSettings,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    return_heatmap: bool = False,
+) -> Picks | tuple[Picks, np.ndarray, float]:
+    """Picks (Angstrom, class, score) of one :class:`~cryo3d.io.tomogram.Tomogram`.
+
+    The tomogram is resampled to ``settings.voxel_spacing`` when that differs, normalised
+    like the patch store (robust z-score, clipped), run through :func:`predict_heatmap`,
+    and peaks are extracted per class (threshold, NMS distance from the particle radius,
+    sub-voxel refinement). With ``return_heatmap`` also returns the heatmap and its voxel
+    spacing at full resolution.
+    """
+    from cryo3d.peaks import find_peaks, peaks_to_picks
+
+    spacing = coords.check_voxel_spacing(tomogram.voxel_spacing, f"{tomogram.path or tomogram.name}")
+    data = tomogram.data
+    target = settings.voxel_spacing
+    if needs_resampling(spacing, target):
+        data = resample_to_spacing(data, spacing, target)
+        spacing = float(target)
+    med, sc = robust_stats(data)
+    vol = normalize(data, med, sc, settings.clip)
+    hm = predict_heatmap(model, vol, settings, device=device, progress=progress)
+    f = int(settings.ds_factor)
+    min_dist = settings.min_distance_fraction * particles.radii / (spacing * f)
+    thr = settings.thresholds
+    c, lab, score = find_peaks(hm, thr, min_dist)
+    picks = peaks_to_picks(c, lab, score, tomogram.name, particles, spacing, f)
+    if return_heatmap:
+        return picks, hm, spacing
+    return picks
+
+
+def load_checkpoint_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A network and its training settings from a cryo3d checkpoint.
+
+    The checkpoint holds ``network`` (state dict) and ``cryo3d`` (a dict with ``network``
+    config, ``particles``, ``voxel_spacing``, ``patch_size``, ``ds_factor``), written by the
+    training bundle's ``CheckpointSaver``-side handler.
+    """
+    from cryo3d.networks import build_network
+
+    ck = torch.load(checkpoint, map_location=device, weights_only=False)
+    if "cryo3d" not in ck:
+        raise ValueError(
+            f"{checkpoint}: no 'cryo3d' settings in this checkpoint (expected keys 'network' and 'cryo3d'); "
+            "was it written by the cryo3d training bundle?"
+        )
+    meta = ck["cryo3d"]
+    net = build_network(dict(meta["network"]))
+    state = ck["network"]
+    if any(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    net.load_state_dict(state)
+    return net, meta
+
+
+def predict(
+    checkpoint: str | os.PathLike,
+    tomogram_paths: Sequence[str],
+    out_dir: str | os.PathLike,
+    voxel_spacing: float | None = None,
+    thresholds: float | Sequence[float] | None = None,
+    tta: str = "none",
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    device: str | None = None,
+    write_heatmaps: bool = False,
+    user_id: str = "cryo3d",
+    session_id: str = "0",
+    progress: bool = True,
+) -> Picks:
+    """``cryo3d predict``: pick every tomogram and write ``picks.csv`` + copick JSON (+ heatmap MRC).
+
+    Each tomogram's picks are also written to ``out_dir/per_tomogram/<name>.csv`` as soon as
+    it is done, and a finished tomogram is skipped when the call is repeated, so a killed run
+    resumes without losing results.
+    """
+    from tqdm import tqdm
+
+    from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
+    from cryo3d.io.tomogram import read_tomogram, write_mrc
+
+    net, meta = load_checkpoint_model(checkpoint, device or "cpu")
+    particles = ParticleSet.from_dict(meta["particles"])
+    settings = InferenceSettings(
+        roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
+        sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
+        thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3),
+    )
+    out = Path(out_dir)
+    (out / "per_tomogram").mkdir(parents=True, exist_ok=True)
+    results = []
+    it = tqdm(list(tomogram_paths), desc="predict", unit="tomo", disable=not progress)
+    for path in it:
+        t = read_tomogram(path, voxel_spacing=voxel_spacing)
+        done = out / "per_tomogram" / f"{t.name}.csv"
+        if done.exists():
+            results.append(read_picks_csv(done))
+            continue
+        p, hm, sp = pick_tomogram(net, t, particles, settings, device=device, return_heatmap=True)
+        if write_heatmaps:
+            (out / "heatmaps").mkdir(exist_ok=True)
+            for ci, name in enumerate(particles.names):
+                o = (settings.ds_factor - 1) / 2.0 * sp  # heatmap voxel 0 is centred there (Angstrom)
+                write_mrc(out / "heatmaps" / f"{t.name}_{name}.mrc", hm[ci], sp * settings.ds_factor,
+                          origin=(o, o, o))
+        write_picks_csv(done, p)
+        results.append(p)
+    picks = Picks.concat(results)
+    write_picks_csv(out / "picks.csv", picks)
+    (out / "copick" / "ExperimentRuns").mkdir(parents=True, exist_ok=True)  # there even when nothing was found
+    write_copick(out / "copick", picks, user_id=user_id, session_id=session_id)
+    (out / "predict.json").write_text(json.dumps({
+        "checkpoint": str(checkpoint), "tomograms": [str(p) for p in tomogram_paths],
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
+        "n_picks": len(picks),
+    }, indent=2, default=float))
+    return picks

@@ -1,0 +1,372 @@
+"""Pieces the training bundle wires together (``bundles/cryo3d_picker/configs/train.yaml``).
+
+* :func:`ensure_data`: make the built-in synthetic data and the patch store when the
+  dataset folder is empty, or prepare a user's ``tomograms/`` + ``picks.csv``.
+* :class:`ValidationTomograms`: held-out whole tomograms, normalised like the store, as
+  ``{"image": [1, z, y, x], "label": [tomogram index]}`` items for ``SupervisedEvaluator``.
+* :class:`ParticleFBeta`: the validation key metric, an ignite ``Metric``: peaks from the
+  stitched heatmaps -> picks -> CZII F-beta against the ground truth, with a per-class
+  threshold sweep whose best thresholds are kept for inference.
+* :func:`make_loss`, :class:`MetricTableHandler`: the loss from top-level keys, and the
+  per-class validation table in the log, a JSON-lines file and TensorBoard.
+* :class:`CheckpointMeta`: what a checkpoint must carry for ``cryo3d predict``.
+* :func:`latest_checkpoint`: the newest checkpoint in a folder, for resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from ignite.metrics import Metric
+
+from cryo3d import coords
+from cryo3d.particles import ParticleSet
+from cryo3d.picks import Picks
+from cryo3d.store import NORM_CLIP, normalize, robust_stats
+
+
+def ensure_data(
+    dataset_dir: str | os.PathLike,
+    n_tomograms: int = 5,
+    n_val: int = 1,
+    synth_shape: Sequence[int] = (184, 256, 256),
+    synth_preset: str = "default",
+    seed: int = 0,
+    patch_size: int | Sequence[int] = 64,
+    stride: int | Sequence[int] = 48,
+    ds_factor: int = 2,
+    precompute_heatmaps: bool = False,
+    val_tomograms: Sequence[str] | None = None,
+    voxel_spacing: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
+
+    Layout: ``dataset_dir/tomograms/*.mrc`` + ``dataset_dir/picks.csv`` (the synth layout, also
+    what a user puts there) and ``dataset_dir/store/<geometry tag>/``. An empty or missing folder is filled
+    with ``n_tomograms`` synthetic tomograms first. The last ``n_val`` tomograms by name (or
+    ``val_tomograms``) are held out: they are not in the store and are validated whole.
+    ``voxel_spacing`` resamples the store (and so the model) to that spacing.
+
+    Returns
+    -------
+    dict
+        ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files),
+        ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``.
+    """
+    dist = torch.distributed
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed and dist.get_rank() != 0:
+        dist.barrier()  # rank 0 makes the data first; the others then find it ready
+    try:
+        return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
+                            ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
+                            progress and (not distributed or dist.get_rank() == 0))
+    finally:
+        if distributed and dist.get_rank() == 0:
+            dist.barrier()
+
+
+def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
+                 ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress) -> dict:
+    from cryo3d.cli import _find_tomograms
+    from cryo3d.dataset import split_tomograms
+    from cryo3d.io.picks import read_picks
+    from cryo3d.io.tomogram import read_tomogram
+    from cryo3d.particles import CZII_PARTICLES, load_particles
+    from cryo3d.store import StoreSettings, prepare_store
+    from cryo3d.synth import SynthConfig, synthesize
+
+    d = Path(dataset_dir)
+    tdir = d / "tomograms"
+    has_tomos = tdir.is_dir() and any(tdir.iterdir())
+    if not has_tomos:
+        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed)
+        synthesize(d, n_tomograms, cfg, progress=progress)
+    gt = d / "picks.csv"
+    if not gt.exists():
+        raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
+    particles = CZII_PARTICLES
+    if (d / "particles.yaml").exists():
+        particles = load_particles(str(d / "particles.yaml"))
+    elif (d / "manifest.json").exists():
+        man = json.loads((d / "manifest.json").read_text())
+        if "particles" in man:
+            particles = ParticleSet.from_dict(man["particles"])
+    paths = _find_tomograms([str(tdir)])
+    tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
+    train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
+    picks = read_picks(gt)
+    settings = StoreSettings(patch_size=patch_size, stride=stride, ds_factor=ds_factor,
+                             precompute_heatmaps=precompute_heatmaps, voxel_spacing=voxel_spacing)
+    tag = "p{}_s{}_f{}_v{}".format(
+        "x".join(map(str, settings.patch_size)), "x".join(map(str, settings.stride)), ds_factor,
+        "native" if voxel_spacing is None else f"{float(voxel_spacing):g}",
+    )
+    store = d / "store" / tag  # one store per geometry, so experiments with other settings coexist
+    train_picks = picks.select(np.isin(picks.tomo, train))
+    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress)
+    spacing = float(voxel_spacing if voxel_spacing is not None else tomos[train[0]].voxel_spacing)
+    return {
+        "store": str(store),
+        "train": train,
+        "val": val,
+        "val_paths": [tomos[n].path for n in val],
+        "gt": str(gt),
+        "particles": particles,
+        "voxel_spacing": spacing,
+    }
+
+
+class ValidationTomograms(torch.utils.data.Dataset):
+    """Whole held-out tomograms for ``SupervisedEvaluator``, normalised like the patch store.
+
+    Items are ``{"image": float32 tensor [1, z, y, x], "label": int64 tensor [1] (tomogram index)}``;
+    the index lets :class:`ParticleFBeta` look up the tomogram's name and ground truth.
+    Volumes are read and normalised once and kept in memory.
+
+    Args:
+        paths: tomogram files.
+        voxel_spacing: the training voxel spacing (Angstrom); other spacings are resampled.
+    """
+
+    def __init__(self, paths: Sequence[str], voxel_spacing: float | None = None) -> None:
+        from cryo3d.resample import needs_resampling, resample_to_spacing
+        from cryo3d.io.tomogram import read_tomogram
+
+        self.names: list[str] = []
+        self.spacings: list[float] = []
+        self.volumes: list[torch.Tensor] = []
+        for p in paths:
+            t = read_tomogram(p)
+            data, sp = t.data, float(t.voxel_spacing)
+            if needs_resampling(sp, voxel_spacing):
+                data, sp = resample_to_spacing(data, sp, voxel_spacing), float(voxel_spacing)
+            med, sc = robust_stats(data)
+            self.volumes.append(torch.from_numpy(normalize(data, med, sc, NORM_CLIP))[None])
+            self.names.append(t.name)
+            self.spacings.append(sp)
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.volumes[i], "label": torch.tensor([i], dtype=torch.int64)}
+
+
+class ParticleFBeta(Metric):
+    """CZII particle F-beta of whole-tomogram heatmaps, as an ignite metric.
+
+    ``update`` takes ``(y_pred, y)`` with ``y_pred`` the stitched sigmoid heatmaps
+    ``[B, C, z/f, y/f, x/f]`` and ``y`` the tomogram indices ``[B, 1]`` of
+    :class:`ValidationTomograms`; peaks are found at ``base_threshold`` and converted to
+    Angstrom picks. ``compute`` sweeps per-class thresholds and returns the weighted F-beta
+    at each class's best threshold (``sweep=True``) or at ``thresholds``. The per-class table
+    and the best thresholds are kept in :attr:`last` for logging and for the checkpoint.
+
+    Args:
+        gt: ground-truth picks (CSV path or :class:`Picks`).
+        names: tomogram name of each validation index.
+        particles: classes (radii, weights).
+        voxel_spacing: Angstrom per full-resolution voxel of the validation volumes.
+        ds_factor: the network's output stride.
+        beta: F-beta's beta (4 in the challenge).
+        sweep: pick the best threshold per class (else use ``thresholds``).
+    """
+
+    def __init__(
+        self,
+        gt: str | Picks,
+        names: Sequence[str],
+        particles: ParticleSet,
+        voxel_spacing: float,
+        ds_factor: int,
+        beta: float = 4.0,
+        sweep: bool = True,
+        thresholds: float | Sequence[float] = 0.3,
+        base_threshold: float = 0.05,
+        min_distance_fraction: float = 0.6,
+        max_peaks: int = 5000,
+        output_transform: Callable = lambda out: (out["pred"], out["label"]),
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from cryo3d.io.picks import read_picks
+
+        self.gt = read_picks(gt) if not isinstance(gt, Picks) else gt
+        self.names = list(names)
+        self.particles = particles
+        self.voxel_spacing = float(voxel_spacing)
+        self.ds_factor = int(ds_factor)
+        self.beta = float(beta)
+        self.sweep = sweep
+        self.thresholds = thresholds
+        self.base_threshold = float(base_threshold)
+        self.min_distance_fraction = float(min_distance_fraction)
+        self.max_peaks = max_peaks
+        self.sweep_grid = np.round(np.arange(base_threshold, 0.951, 0.025), 4)
+        self.last: dict = {}
+        super().__init__(output_transform=output_transform, device=device)
+
+    def reset(self) -> None:
+        self._picks: list[Picks] = []
+        self._seen: list[str] = []
+
+    def update(self, output: Any) -> None:
+        from cryo3d.peaks import find_peaks, peaks_to_picks
+
+        y_pred, y = output
+        min_dist = self.min_distance_fraction * self.particles.radii / (self.voxel_spacing * self.ds_factor)
+        low = self.base_threshold if self.sweep else self.thresholds
+        for b in range(y_pred.shape[0]):
+            name = self.names[int(torch.as_tensor(y[b]).reshape(-1)[0])]
+            c, lab, sc = find_peaks(y_pred[b].detach().float(), low, min_dist, max_peaks=self.max_peaks)
+            self._picks.append(peaks_to_picks(c, lab, sc, name, self.particles, self.voxel_spacing, self.ds_factor))
+            self._seen.append(name)
+
+    def compute(self) -> float:
+        from cryo3d.metrics import score_picks, sweep_thresholds
+
+        pred = Picks.concat(self._picks)
+        gt = self.gt.select(np.isin(self.gt.tomo, self._seen))
+        if self.sweep:
+            sw = sweep_thresholds(pred, gt, self.particles, thresholds=self.sweep_grid, beta=self.beta,
+                                  tomograms=self._seen)
+            thr = [sw["best_threshold"][n] for n in self.particles.names]
+            res = sw["result"]
+        else:
+            thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
+            keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
+            res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, tomograms=self._seen)
+        self.last = {
+            "score": float(res.score),
+            "thresholds": [float(t) for t in thr],
+            "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
+                                   "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
+            "table": res.table(),
+        }
+        return float(res.score)
+
+
+def make_loss(kind: str = "combined", fuzzy_weight: float = 1.0, pos_weight: Any = None, beta: float = 1.0,
+              **kwargs: Any) -> torch.nn.Module:
+    """:func:`cryo3d.losses.build_loss` given only the arguments its kind takes.
+
+    A bundle names every loss setting once at the top; this drops the ones that do not
+    apply (``fuzzy_weight`` for ``bce``, ``pos_weight`` for ``fuzzy``, ``beta`` for ``bce``).
+    """
+    from cryo3d.losses import build_loss
+
+    args: dict[str, Any] = dict(kwargs)
+    if kind in ("fuzzy", "combined"):
+        args["beta"] = beta
+    if kind == "combined":
+        args["fuzzy_weight"] = fuzzy_weight
+    if kind in ("bce", "combined") and pos_weight is not None:
+        args["pos_weight"] = pos_weight
+    return build_loss(kind, **args)
+
+
+class MetricTableHandler:
+    """After each validation: log the per-class table, write it to ``val_metrics.jsonl`` and TensorBoard.
+
+    Args:
+        metric: the evaluator's :class:`ParticleFBeta` (its ``last`` result is read).
+        output_dir: folder of ``val_metrics.jsonl`` (one JSON line per validation).
+        summary_writer: optional TensorBoard ``SummaryWriter`` (else one in ``output_dir/tensorboard``).
+        trainer: optional trainer engine, to record its epoch.
+    """
+
+    def __init__(self, metric: ParticleFBeta, output_dir: str, summary_writer: Any = None, trainer: Any = None) -> None:
+        self.metric = metric
+        self.output_dir = Path(output_dir)
+        self.writer = summary_writer
+        self.trainer = trainer
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        import logging
+
+        last = self.metric.last
+        if not last:
+            return
+        epoch = None
+        if self.trainer is not None:
+            epoch = int(self.trainer.state.epoch)
+        elif getattr(engine.state, "epoch", None) is not None:
+            epoch = int(engine.state.epoch)
+        logging.getLogger("cryo3d").info("validation particle F-beta (epoch %s):\n%s", epoch, last["table"])
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        rec = {"epoch": epoch, "score": last["score"], "thresholds": last["thresholds"], "per_class": last["per_class"]}
+        with open(self.output_dir / "val_metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.output_dir / "tensorboard"))
+        step = epoch if epoch is not None else 0
+        for name, v in last["per_class"].items():
+            self.writer.add_scalar(f"val_fbeta/{name}", v["fbeta"], step)
+        self.writer.flush()
+
+
+class CheckpointMeta:
+    """Settings a checkpoint carries for ``cryo3d predict`` (has ``state_dict`` for ``CheckpointSaver``).
+
+    Args:
+        network: the network config dict (as given to ``cryo3d.networks.build_network``).
+        particles: the class set.
+        voxel_spacing, patch_size, ds_factor: the training geometry.
+        metric: a :class:`ParticleFBeta` whose best thresholds are saved when known.
+    """
+
+    def __init__(self, network: dict, particles: ParticleSet, voxel_spacing: float,
+                 patch_size: int | Sequence[int], ds_factor: int, metric: ParticleFBeta | None = None) -> None:
+        self.network = dict(network)
+        self.particles = particles
+        self.voxel_spacing = float(voxel_spacing)
+        ps = patch_size
+        self.patch_size = [int(ps)] * 3 if np.isscalar(ps) else [int(p) for p in ps]
+        self.ds_factor = int(ds_factor)
+        self.metric = metric
+
+    def state_dict(self) -> dict:
+        d = {
+            "network": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.network.items()},
+            "particles": self.particles.to_dict(),
+            "voxel_spacing": self.voxel_spacing,
+            "patch_size": self.patch_size,
+            "ds_factor": self.ds_factor,
+        }
+        if self.metric is not None and self.metric.last.get("thresholds"):
+            d["thresholds"] = self.metric.last["thresholds"]
+            d["val_score"] = self.metric.last["score"]
+        return d
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore: the bundle config defines the settings."""
+
+
+def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | None:
+    """Path of the newest ``<prefix>*.pt`` checkpoint in ``folder`` (by iteration in its name), or None."""
+    d = Path(folder)
+    if not d.is_dir():
+        return None
+    cands = sorted(d.glob(f"{prefix}*.pt"))
+    if not cands:
+        return None
+
+    def it(p: Path) -> int:
+        m = re.findall(r"(\d+)", p.stem)
+        return int(m[-1]) if m else -1
+
+    return str(max(cands, key=lambda p: (it(p), p.stat().st_mtime)))

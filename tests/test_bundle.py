@@ -1,0 +1,144 @@
+"""The training bundle end to end on tiny settings: train, resume after a kill, DDP, infer, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "bundles" / "cryo3d_picker" / "configs"
+META = CONFIGS / "metadata.json"
+SCHEMA = ROOT.parent / "shared" / "monai" / "meta_schema_20240725.json"
+
+#: Settings small enough for CI's 2 cores: 2 tomograms (1 train, 1 validation).
+TINY = [
+    "--n_synth_tomograms", "2", "--synth_shape", "[32,64,64]", "--patch_size", "32", "--stride", "32",
+    "--network_name", "unet-tiny", "--batch_size", "2", "--num_workers", "0", "--epoch_length", "2",
+    "--val_interval", "1", "--threads", "1",
+]
+
+
+def bundle_cmd(run_id: str, config: str | list[str], *overrides: str) -> list[str]:
+    cfg = str(CONFIGS / config) if isinstance(config, str) else repr([str(CONFIGS / c) for c in config])
+    return [sys.executable, "-m", "monai.bundle", "run", run_id, "--meta_file", str(META), "--config_file", cfg,
+            "--logging_file", str(CONFIGS / "logging.conf"), *overrides]
+
+
+def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bundle")
+    data, out = base / "data", base / "runs"
+    r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
+                       "--max_epochs", "2", *TINY))
+    return data, out, r.stdout + r.stderr
+
+
+def test_metadata_passes_monai_verify_metadata():
+    if not SCHEMA.exists():
+        pytest.skip("MONAI's metadata schema is not in ../shared/monai")
+    run([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(META), "--filepath", str(SCHEMA)])
+
+
+def test_training_makes_data_trains_validates_and_checkpoints(trained):
+    data, out, log = trained
+    assert (data / "picks.csv").exists() and any((data / "store").iterdir())
+    ck = out / "checkpoints"
+    assert (ck / "best.pt").exists() and list(ck.glob("last_checkpoint_epoch=2.pt"))
+    lines = [json.loads(x) for x in (out / "val_metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert set(lines[0]["per_class"]) >= {"ribosome", "apo-ferritin"}
+    assert any(p.name.startswith("events") for p in (out / "tensorboard").iterdir())
+
+
+def test_best_checkpoint_carries_what_predict_needs(trained):
+    _, out, _ = trained
+    ck = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    meta = ck["cryo3d"]
+    assert meta["ds_factor"] == 2 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 10.0
+    assert len(meta["thresholds"]) == 6 and meta["network"]["name"] == "unet-tiny"
+
+
+def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
+    data, out, _ = trained
+    import shutil
+
+    out2 = tmp_path / "runs"
+    shutil.copytree(out, out2)
+    r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out2),
+                       "--max_epochs", "3", *TINY))
+    log = r.stdout + r.stderr
+    assert "Epoch[3] Complete" in log and "Epoch[1] Complete" not in log
+    ck = torch.load(next((out2 / "checkpoints").glob("last_checkpoint_epoch=3.pt")), weights_only=False)
+    st = ck["trainer"]  # ignite keeps either the epoch or the iteration count
+    assert st.get("epoch", st.get("iteration", 0) // st["epoch_length"]) == 3
+
+
+def test_killed_training_resumes_where_it_stopped(trained, tmp_path):
+    data, _, _ = trained
+    out = tmp_path / "runs"
+    cmd = bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
+                     "--max_epochs", "30", *TINY)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list((out / "checkpoints").glob("last_checkpoint_epoch=*.pt")):
+            time.sleep(0.5)
+        time.sleep(1.0)  # let the saver finish its atomic rename
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    saved = sorted((out / "checkpoints").glob("last_checkpoint_epoch=*.pt"))
+    assert saved, "training never wrote a checkpoint"
+    done = int(saved[-1].stem.split("=")[-1])
+    assert done < 30
+    r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
+                       "--max_epochs", str(done + 1), *TINY))
+    log = r.stdout + r.stderr
+    assert f"Epoch[{done + 1}] Complete" in log and "Epoch[1] Complete" not in log
+
+
+def test_inference_and_evaluate_configs_run_on_the_trained_checkpoint(trained, tmp_path):
+    data, out, _ = trained
+    pred = tmp_path / "pred"
+    run(bundle_cmd("inference", "inference.yaml", "--checkpoint", str(out / "checkpoints" / "best.pt"),
+                   "--input_dir", str(data / "tomograms"), "--output_dir", str(pred)))
+    assert (pred / "picks.csv").read_text().startswith("tomo,class,x,y,z,score")
+    assert (pred / "copick" / "ExperimentRuns").is_dir()
+    r = run(bundle_cmd("evaluate", "evaluate.yaml", "--pred", str(pred / "picks.csv"), "--gt", str(data / "picks.csv")))
+    assert "ribosome" in r.stdout
+    rep = json.loads((pred / "evaluation.json").read_text())
+    assert 0.0 <= rep["score"] <= 1.0
+
+
+def test_multi_gpu_config_trains_with_two_gloo_processes(trained, tmp_path):
+    data, _, _ = trained
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "monai.bundle", "run", "training", "--meta_file", str(META), "--config_file",
+           repr([str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")]),
+           "--logging_file", str(CONFIGS / "logging.conf"), "--dataset_dir", str(data), "--output_dir", str(out),
+           "--max_epochs", "1", *TINY]
+    r = run(cmd, timeout=400)
+    assert list((out / "checkpoints").glob("last_checkpoint_epoch=1.pt"))
+    log = r.stdout + r.stderr
+    assert log.count("SupervisedTrainer - INFO - Epoch[1] Complete") == 2  # one per process
+    from cryo3d.inference import load_checkpoint_model
+
+    net, meta = load_checkpoint_model(out / "checkpoints" / "best.pt")  # usable without DDP
+    assert meta["network"]["name"] == "unet-tiny"
