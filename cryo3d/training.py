@@ -370,3 +370,55 @@ def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | 
         return int(m[-1]) if m else -1
 
     return str(max(cands, key=lambda p: (it(p), p.stat().st_mtime)))
+
+
+#: The training bundle shipped with cryo3d.
+BUNDLE_DIR = Path(__file__).resolve().parents[1] / "bundles" / "cryo3d_picker"
+
+
+def run_training(
+    overrides: dict | None = None,
+    config_file: str | Sequence[str] | None = None,
+    meta_file: str | None = None,
+    evaluator_handlers: Sequence[Any] = (),
+    trainer_handlers: Sequence[Any] = (),
+    logging_file: str | bool | None = None,
+) -> dict:
+    """Run the training bundle in this process with overrides; return its validation history.
+
+    This is how experiments (Optuna trials, ablations, cross-validation folds) train: the
+    same ``train.yaml`` as ``python -m monai.bundle run training``, with any top-level key
+    overridden (``{"loss_kind": "bce", "output_dir": ...}``) and extra ignite handlers
+    attached to the evaluator (e.g. an Optuna pruning handler) or the trainer.
+
+    Returns
+    -------
+    dict
+        ``best`` (best validation F-beta), ``history`` (the ``val_metrics.jsonl`` records of
+        this output folder, one per validation), ``output_dir``, ``best_checkpoint``.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    overrides = dict(overrides or {})
+    cfg = config_file or str(BUNDLE_DIR / "configs" / "train.yaml")
+    meta = meta_file or str(BUNDLE_DIR / "configs" / "metadata.json")
+    wf = ConfigWorkflow(config_file=cfg, meta_file=meta, logging_file=logging_file, run_id="training",
+                        workflow_type=None, **overrides)
+    wf.initialize()
+    evaluator = wf.parser.get_parsed_content("validate#evaluator")
+    trainer = wf.parser.get_parsed_content("trainer")
+    for h in evaluator_handlers:
+        h.attach(evaluator)
+    for h in trainer_handlers:
+        h.attach(trainer)
+    try:
+        wf.run()
+    finally:
+        wf.finalize()
+    out = Path(wf.parser.get_parsed_content("output_dir"))
+    hist_path = out / "val_metrics.jsonl"
+    history = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.exists() else []
+    best = max((h["score"] for h in history), default=float("nan"))
+    ck = out / "checkpoints" / "best.pt"
+    return {"best": best, "history": history, "output_dir": str(out),
+            "best_checkpoint": str(ck) if ck.exists() else None}

@@ -20,7 +20,7 @@ SCHEMA = ROOT.parent / "shared" / "monai" / "meta_schema_20240725.json"
 
 #: Settings small enough for CI's 2 cores: 2 tomograms (1 train, 1 validation).
 TINY = [
-    "--n_synth_tomograms", "2", "--synth_shape", "[32,64,64]", "--patch_size", "32", "--stride", "32",
+    "--n_synth_tomograms", "2", "--synth_shape", "[64,64,64]", "--patch_size", "32", "--stride", "32",
     "--network_name", "unet-tiny", "--batch_size", "2", "--num_workers", "0", "--epoch_length", "2",
     "--val_interval", "1", "--threads", "1",
 ]
@@ -69,7 +69,8 @@ def test_best_checkpoint_carries_what_predict_needs(trained):
     _, out, _ = trained
     ck = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
     meta = ck["cryo3d"]
-    assert meta["ds_factor"] == 2 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 10.0
+    # the CPU default: 10 A synthetic tomograms binned to 20 A, output at full (binned) resolution
+    assert meta["ds_factor"] == 1 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 20.0
     assert len(meta["thresholds"]) == 6 and meta["network"]["name"] == "unet-tiny"
 
 
