@@ -6,33 +6,9 @@ Run ``cryo3d <command> --help`` for each command's options.
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
-
-TOMO_SUFFIXES = (".mrc", ".rec", ".map", ".nii", ".nii.gz")
-
-
-def _find_tomograms(specs: Sequence[str]) -> list[str]:
-    """Files from a list of files, folders and glob patterns (sorted, unique)."""
-    out: list[str] = []
-    for s in specs:
-        p = Path(s)
-        if p.is_dir():
-            out += [str(f) for f in sorted(p.iterdir()) if str(f).lower().endswith(TOMO_SUFFIXES)]
-        elif any(ch in s for ch in "*?["):
-            out += sorted(glob.glob(s))
-        elif p.exists():
-            out.append(str(p))
-        else:
-            raise FileNotFoundError(f"tomogram {s!r} not found")
-    out = list(dict.fromkeys(out))
-    if not out:
-        raise ValueError(f"no tomograms (*.mrc, *.rec, *.map, *.nii, *.nii.gz) found in {list(specs)}")
-    return out
-
 
 def cmd_synth(a: argparse.Namespace) -> int:
     from cryo3d.particles import load_particles
@@ -56,7 +32,7 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 def cmd_prepare(a: argparse.Namespace) -> int:
     from cryo3d.io.picks import read_picks
-    from cryo3d.io.tomogram import read_tomogram
+    from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import ParticleSet, load_particles
     from cryo3d.store import StoreSettings, prepare_store
 
@@ -75,7 +51,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         particles = load_particles(particles_path)
     if not tomo_specs or not picks_path:
         raise SystemExit("prepare: give --data FOLDER (synth layout) or both --tomograms and --picks")
-    tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in _find_tomograms(tomo_specs)]
+    tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
     picks = read_picks(picks_path)
     settings = StoreSettings(
         patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
@@ -102,12 +78,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def cmd_predict(a: argparse.Namespace) -> int:
     from cryo3d.inference import predict
+    from cryo3d.io.tomogram import find_tomograms
 
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
     picks = predict(
-        a.checkpoint, _find_tomograms(a.tomograms), a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
+        a.checkpoint, find_tomograms(a.tomograms), a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
     )

@@ -135,7 +135,6 @@ def _isotropic_boxes(xp, pts, sigma: float, shape, truncate: float):
 
 def _covariance_boxes(xp, pts, cov, shape, truncate: float):
     """Full quadratic form per keypoint for anisotropic covariances."""
-    K = pts.shape[0]
     try:
         prec = xp.linalg.inv(cov)
     except Exception as e:  # numpy LinAlgError / cupy equivalents

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +27,7 @@ import torch
 from cryo3d import coords
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
-from cryo3d.resample import SPACING_TOLERANCE, needs_resampling, resample_to_spacing  # noqa: F401
+from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
 from cryo3d.store import NORM_CLIP, normalize, robust_stats
 
 

@@ -251,7 +251,7 @@ def prepare_store(
         from tqdm import tqdm
 
         it = tqdm(it, desc="prepare", unit="patch")
-    cur_t, vol = -1, None
+    cur_t = -1
     for pi in it:
         ti, o = plan[pi]
         t = tomograms[ti]

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from ignite.metrics import Metric
 
-from cryo3d import coords
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.store import NORM_CLIP, normalize, robust_stats
@@ -75,10 +74,9 @@ def ensure_data(
 
 def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                  ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress) -> dict:
-    from cryo3d.cli import _find_tomograms
     from cryo3d.dataset import split_tomograms
     from cryo3d.io.picks import read_picks
-    from cryo3d.io.tomogram import read_tomogram
+    from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import CZII_PARTICLES, load_particles
     from cryo3d.store import StoreSettings, prepare_store
     from cryo3d.synth import SynthConfig, synthesize
@@ -99,7 +97,7 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         man = json.loads((d / "manifest.json").read_text())
         if "particles" in man:
             particles = ParticleSet.from_dict(man["particles"])
-    paths = _find_tomograms([str(tdir)])
+    paths = find_tomograms([str(tdir)])
     tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
     train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
     picks = read_picks(gt)
@@ -209,7 +207,9 @@ class ParticleFBeta(Metric):
         self.base_threshold = float(base_threshold)
         self.min_distance_fraction = float(min_distance_fraction)
         self.max_peaks = max_peaks
-        self.sweep_grid = np.round(np.arange(base_threshold, 0.951, 0.025), 4)
+        # thresholds tried per class: coarse below 0.95, fine above (confident models pile up there)
+        self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
+                                                   np.linspace(0.95, 0.995, 10)], 4))
         self.last: dict = {}
         super().__init__(output_transform=output_transform, device=device)
 

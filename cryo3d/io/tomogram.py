@@ -46,6 +46,7 @@ __all__ = [
     "tomogram_name",
     "atomic_path",
     "MRC_SUFFIXES",
+    "find_tomograms",
     "NIFTI_SUFFIXES",
 ]
 
@@ -464,3 +465,38 @@ def write_nifti(
     img.set_sform(affine, code=1)
     with atomic_path(p, overwrite=overwrite) as tmp:
         nib.save(img, tmp)
+
+
+def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
+    """Tomogram files named by a list of files, folders and glob patterns (sorted, unique).
+
+    A folder contributes its ``.mrc``, ``.rec``, ``.map``, ``.nii`` and ``.nii.gz`` files.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a named file or folder that does not exist.
+    ValueError
+        When nothing is found.
+    """
+    import glob
+
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [str(specs)]
+    suffixes = MRC_SUFFIXES + NIFTI_SUFFIXES
+    out: list[str] = []
+    for s in specs:
+        s = str(s)
+        p = Path(s)
+        if p.is_dir():
+            out += [str(f) for f in sorted(p.iterdir()) if str(f).lower().endswith(suffixes)]
+        elif any(ch in s for ch in "*?["):
+            out += sorted(glob.glob(s))
+        elif p.exists():
+            out.append(str(p))
+        else:
+            raise FileNotFoundError(f"tomogram {s!r} not found")
+    out = list(dict.fromkeys(out))
+    if not out:
+        raise ValueError(f"no tomograms ({', '.join('*' + x for x in suffixes)}) found in {list(specs)}")
+    return out
