@@ -111,30 +111,46 @@ def render_heatmap(
     return out
 
 
+def _axis_grid(xp, pts, halves, shape):
+    """Per-axis integer positions, offsets from the keypoints and in-grid masks.
+
+    Returns lists over the 3 axes of ``pos [K, B_a]`` (clipped into the grid), ``d [K, B_a]``
+    (float, voxel minus keypoint) and ``inside [K, B_a]``.
+    """
+    base = xp.rint(pts).astype(xp.int64)  # [K, 3]
+    pos, d, inside = [], [], []
+    for a in range(3):
+        p = base[:, a, None] + _axis_offsets(xp, halves[a])[None, :]
+        d.append(p - pts[:, a, None])
+        inside.append((p >= 0) & (p < shape[a]))
+        pos.append(xp.clip(p, 0, shape[a] - 1))
+    return pos, d, inside
+
+
+def _flat_index(pos, shape):
+    return (pos[0][:, :, None, None] * (shape[1] * shape[2]) + pos[1][:, None, :, None] * shape[2]
+            + pos[2][:, None, None, :])
+
+
 def _isotropic_boxes(xp, pts, sigma: float, shape, truncate: float):
     """Separable Gaussian boxes for isotropic sigma: ``[K, B, B, B]`` values and flat indices."""
     half = int(math.ceil(truncate * sigma))
-    off = _axis_offsets(xp, half)  # [B]
-    base = xp.rint(pts).astype(xp.int64)  # [K, 3]
-    pos = base[:, :, None] + off[None, None, :]  # [K, 3, B] integer voxel per axis
-    d = pos - pts[:, :, None]
-    g = xp.exp(-0.5 * (d / sigma) ** 2)  # [K, 3, B]
-    dims = xp.asarray(shape, dtype=xp.int64)[None, :, None]
-    inside = (pos >= 0) & (pos < dims)
-    g = xp.where(inside, g, 0.0)
-    pos = xp.clip(pos, 0, dims - 1)
-    vals = g[:, 0, :, None, None] * g[:, 1, None, :, None] * g[:, 2, None, None, :]
-    idx = (
-        pos[:, 0, :, None, None] * (shape[1] * shape[2])
-        + pos[:, 1, None, :, None] * shape[2]
-        + pos[:, 2, None, None, :]
-    )
+    pos, d, inside = _axis_grid(xp, pts, (half,) * 3, shape)
+    g = [xp.where(inside[a], xp.exp(-0.5 * (d[a] / sigma) ** 2), 0.0).astype(xp.float32) for a in range(3)]
+    vals = g[0][:, :, None, None] * g[1][:, None, :, None] * g[2][:, None, None, :]
+    idx = _flat_index(pos, shape)
     keep = vals > 0  # out-of-grid rows/cols carry 0 and must not be scattered (clipped index)
     return vals[keep], idx[keep]
 
 
 def _covariance_boxes(xp, pts, cov, shape, truncate: float):
-    """Full quadratic form per keypoint for anisotropic covariances."""
+    """Anisotropic Gaussians: the quadratic form assembled from per-axis offsets by broadcasting.
+
+    ``q = d^T P d`` with ``P = inv(cov)`` is expanded into its six terms, each an outer
+    product of per-axis offset vectors, so no ``[K, M, 3]`` offset array is materialised.
+    The box half-width along axis ``a`` is ``truncate * sqrt(max_k cov_k[a, a])``: outside it
+    every value is below ``exp(-truncate^2 / 2)``.
+    """
     try:
         prec = xp.linalg.inv(cov)
     except Exception as e:  # numpy LinAlgError / cupy equivalents
@@ -142,22 +158,22 @@ def _covariance_boxes(xp, pts, cov, shape, truncate: float):
     ext = xp.sqrt(xp.max(xp.diagonal(cov, axis1=1, axis2=2), axis=0))  # per-axis extent
     ext_h = ext.get() if hasattr(ext, "get") else ext
     halves = [int(math.ceil(truncate * float(e))) for e in ext_h]
-    offs = [_axis_offsets(xp, h) for h in halves]
-    oz, oy, ox = xp.meshgrid(*offs, indexing="ij")
-    grid = xp.stack([oz.ravel(), oy.ravel(), ox.ravel()], axis=-1)  # [M, 3]
-    base = xp.rint(pts).astype(xp.int64)
-    pos = base[:, None, :] + grid[None, :, :]  # [K, M, 3]
-    d = pos - pts[:, None, :]
-    q = xp.einsum("kmi,kij,kmj->km", d, prec, d)
+    pos, d, inside = _axis_grid(xp, pts, halves, shape)
+    f32 = xp.float32
+    dz, dy, dx = (v.astype(f32) for v in d)
+    P = prec.astype(f32)
+    z = (slice(None), slice(None), None, None)
+    y = (slice(None), None, slice(None), None)
+    x = (slice(None), None, None, slice(None))
+    c = lambda i, j: P[:, i, j][:, None, None, None]  # noqa: E731
+    q = (c(0, 0) * (dz * dz)[z] + c(1, 1) * (dy * dy)[y] + c(2, 2) * (dx * dx)[x]
+         + 2 * c(0, 1) * dz[z] * dy[y] + 2 * c(0, 2) * dz[z] * dx[x] + 2 * c(1, 2) * dy[y] * dx[x])
     vals = xp.exp(-0.5 * q)
-    dims = xp.asarray(shape, dtype=xp.int64)
-    inside = xp.all((pos >= 0) & (pos < dims), axis=-1)
-    keep = inside & (vals > 0)
-    pos = pos[keep]
-    if pos.shape[0] == 0:
+    mask = inside[0][z] & inside[1][y] & inside[2][x]
+    keep = mask & (vals > 0)
+    if not bool(keep.any()):
         return None, None
-    idx = pos[:, 0] * (shape[1] * shape[2]) + pos[:, 1] * shape[2] + pos[:, 2]
-    return vals[keep], idx
+    return vals[keep], _flat_index(pos, shape)[keep]
 
 
 def render_dense_reference(
