@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
     s.add_argument("--json", help="also write the result to this JSON file")
     s.set_defaults(func=cmd_evaluate)
+
+    from cryo3d.tuning import add_tune_parser
+
+    add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
     return p
 
 
