@@ -130,7 +130,11 @@ class DownsampledSlidingWindowInferer:
         if inputs.ndim != 5:
             raise ValueError(f"inference input must be [B, 1, z, y, x], got shape {tuple(inputs.shape)}")
         shape = tuple(inputs.shape[2:])
-        padded = _padded_shape(shape, st.roi_size, f)
+        ops = _tta_ops(st.tta)
+        roi = list(st.roi_size)
+        if any(k for _, k in ops):  # a quarter turn swaps y and x: both must hold either window side
+            roi[1] = roi[2] = max(roi[1], roi[2])
+        padded = _padded_shape(shape, roi, f)
         x = torch.zeros((*inputs.shape[:2], *padded), dtype=torch.float32, device=inputs.device)
         x[:, :, : shape[0], : shape[1], : shape[2]] = torch.as_tensor(inputs, dtype=torch.float32)
         try:
@@ -145,7 +149,6 @@ class DownsampledSlidingWindowInferer:
                 return torch.sigmoid(network(w).float())
 
         acc = None
-        ops = _tta_ops(st.tta)
         for dims, k in ops:
             xi = torch.flip(x, dims) if dims else x
             if k:
