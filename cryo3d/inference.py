@@ -267,7 +267,7 @@ def predict(
     from tqdm import tqdm
 
     from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
-    from cryo3d.io.tomogram import read_tomogram, write_mrc
+    from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
 
     net, meta = load_checkpoint_model(checkpoint, device or "cpu")
     particles = ParticleSet.from_dict(meta["particles"])
@@ -277,15 +277,20 @@ def predict(
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3),
     )
     out = Path(out_dir)
+    names = [tomogram_name(p) for p in tomogram_paths]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"tomograms {dupes} share a name (file stem); names key the output files, rename them")
     (out / "per_tomogram").mkdir(parents=True, exist_ok=True)
+    _check_resume_key(out / "per_tomogram" / "settings.json", checkpoint, settings, voxel_spacing)
     results = []
-    it = tqdm(list(tomogram_paths), desc="predict", unit="tomo", disable=not progress)
-    for path in it:
-        t = read_tomogram(path, voxel_spacing=voxel_spacing)
-        done = out / "per_tomogram" / f"{t.name}.csv"
-        if done.exists():
+    it = tqdm(list(zip(tomogram_paths, names)), desc="predict", unit="tomo", disable=not progress)
+    for path, name in it:
+        done = out / "per_tomogram" / f"{name}.csv"
+        if done.exists():  # finished by an earlier call with the same settings
             results.append(read_picks_csv(done))
             continue
+        t = read_tomogram(path, voxel_spacing=voxel_spacing)
         p, hm, sp = pick_tomogram(net, t, particles, settings, device=device, return_heatmap=True)
         if write_heatmaps:
             (out / "heatmaps").mkdir(exist_ok=True)
@@ -305,3 +310,29 @@ def predict(
         "n_picks": len(picks),
     }, indent=2, default=float))
     return picks
+
+
+def _check_resume_key(path: Path, checkpoint, settings: InferenceSettings, voxel_spacing) -> None:
+    """Refuse to mix per-tomogram results made with another checkpoint or other settings.
+
+    The key is the checkpoint's path, size and modification time plus the inference settings;
+    it is written on the first call and compared on every later one.
+    """
+    st = os.stat(checkpoint)
+    key = {
+        "checkpoint": str(Path(checkpoint).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+        "voxel_spacing_override": voxel_spacing,
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
+    }
+    key = json.loads(json.dumps(key, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x)))
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != key:
+            raise ValueError(
+                f"{path.parent}: holds results of another checkpoint or other settings "
+                f"({path.name} differs); use another output folder or delete {path.parent}"
+            )
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(key, indent=2))
+    os.replace(tmp, path)

@@ -392,6 +392,23 @@ def test_predict_resumes_without_recomputing_finished_tomograms(tmp_path, checkp
     assert len(read_picks_csv(out / "picks.csv")) == len(both)
 
 
+def test_predict_refuses_to_resume_with_other_settings(tmp_path, checkpoint, mrc_tomograms):
+    out = tmp_path / "pred"
+    predict(checkpoint, [str(mrc_tomograms[0])], out, thresholds=0.0, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        predict(checkpoint, [str(mrc_tomograms[0])], out, thresholds=0.5, device="cpu", progress=False)
+
+
+def test_predict_refuses_two_tomograms_with_the_same_name(tmp_path, checkpoint, mrc_tomograms):
+    import shutil
+
+    (tmp_path / "b").mkdir()
+    twin = tmp_path / "b" / mrc_tomograms[0].name
+    shutil.copy(mrc_tomograms[0], twin)
+    with pytest.raises(ValueError, match="share a name"):
+        predict(checkpoint, [str(mrc_tomograms[0]), str(twin)], tmp_path / "pred", device="cpu", progress=False)
+
+
 def test_predict_writes_heatmaps_at_the_downsampled_spacing_and_offset(tmp_path, checkpoint, mrc_tomograms):
     import mrcfile
 
