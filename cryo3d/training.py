@@ -48,7 +48,7 @@ def ensure_data(
     """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
 
     Layout: ``dataset_dir/tomograms/*.mrc`` + ``dataset_dir/picks.csv`` (the synth layout, also
-    what a user puts there) and ``dataset_dir/store/<geometry tag>/``. An empty or missing folder is filled
+    what a user puts there) and ``dataset_dir/store/<geometry and split tag>/``. An empty or missing folder is filled
     with ``n_tomograms`` synthetic tomograms first. The last ``n_val`` tomograms by name (or
     ``val_tomograms``) are held out: they are not in the store and are validated whole.
     ``voxel_spacing`` resamples the store (and so the model) to that spacing.
@@ -107,7 +107,10 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         "x".join(map(str, settings.patch_size)), "x".join(map(str, settings.stride)), ds_factor,
         "native" if voxel_spacing is None else f"{float(voxel_spacing):g}",
     )
-    store = d / "store" / tag  # one store per geometry, so experiments with other settings coexist
+    import hashlib
+
+    tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
+    store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
     train_picks = picks.select(np.isin(picks.tomo, train))
     prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress)
     spacing = float(voxel_spacing if voxel_spacing is not None else tomos[train[0]].voxel_spacing)
