@@ -32,6 +32,7 @@ __all__ = [
     "global_to_local",
     "local_to_global",
     "ds_sigma",
+    "length_to_voxels",
     "ds_shape",
     "angstrom_sigma_from_radius",
 ]
@@ -130,11 +131,19 @@ def local_to_global(zyx: Any, origin: Any) -> Any:
     return xp.asarray(zyx, dtype=xp.float64) + xp.asarray(origin, dtype=xp.float64)
 
 
-def ds_sigma(angstrom_sigma: Any, voxel_spacing: float, ds_factor: int) -> Any:
-    """Gaussian sigma in downsampled voxels: ``angstrom_sigma / (voxel_spacing * ds_factor)``."""
+def length_to_voxels(length: Any, voxel_spacing: float, ds_factor: int = 1) -> Any:
+    """A length (radius, sigma, distance) in Angstrom as voxels at factor ``ds_factor``.
+
+    ``length / (voxel_spacing * ds_factor)``; ``ds_factor=1`` gives full-resolution voxels.
+    """
     s = check_voxel_spacing(voxel_spacing)
     f = _check_factor(ds_factor)
-    return np.asarray(angstrom_sigma, dtype=np.float64) / (s * f)
+    return np.asarray(length, dtype=np.float64) / (s * f)
+
+
+def ds_sigma(angstrom_sigma: Any, voxel_spacing: float, ds_factor: int) -> Any:
+    """Gaussian sigma in downsampled voxels: ``angstrom_sigma / (voxel_spacing * ds_factor)``."""
+    return length_to_voxels(angstrom_sigma, voxel_spacing, ds_factor)
 
 
 def ds_shape(shape: tuple[int, ...], ds_factor: int) -> tuple[int, ...]:

@@ -210,7 +210,7 @@ def pick_tomogram(
     vol = normalize(data, med, sc, settings.clip)
     hm = predict_heatmap(model, vol, settings, device=device, progress=progress)
     f = int(settings.ds_factor)
-    min_dist = settings.min_distance_fraction * particles.radii / (spacing * f)
+    min_dist = coords.length_to_voxels(settings.min_distance_fraction * particles.radii, spacing, f)
     thr = settings.thresholds
     c, lab, score = find_peaks(hm, thr, min_dist)
     picks = peaks_to_picks(c, lab, score, tomogram.name, particles, spacing, f)

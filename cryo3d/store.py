@@ -217,7 +217,7 @@ def prepare_store(
     f = settings.ds_factor
     a_sigma = particles.angstrom_sigmas
     d_sigma = coords.ds_sigma(a_sigma, spacing, f)
-    rs_sigma = a_sigma / spacing
+    rs_sigma = coords.length_to_voxels(a_sigma, spacing)
     cls_ids_all = particles.indices(picks.cls, where="picks class")
     psz = np.asarray(settings.patch_size)
 

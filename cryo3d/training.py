@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from ignite.metrics import Metric
 
+from cryo3d import coords
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.store import NORM_CLIP, normalize, robust_stats
@@ -224,7 +225,8 @@ class ParticleFBeta(Metric):
         from cryo3d.peaks import find_peaks, peaks_to_picks
 
         y_pred, y = output
-        min_dist = self.min_distance_fraction * self.particles.radii / (self.voxel_spacing * self.ds_factor)
+        min_dist = coords.length_to_voxels(self.min_distance_fraction * self.particles.radii,
+                                           self.voxel_spacing, self.ds_factor)
         low = self.base_threshold if self.sweep else self.thresholds
         for b in range(y_pred.shape[0]):
             name = self.names[int(torch.as_tensor(y[b]).reshape(-1)[0])]

@@ -64,3 +64,8 @@ def test_bad_voxel_spacing_is_rejected(bad):
 def test_non_integer_ds_factor_is_rejected():
     with pytest.raises(ValueError, match="ds_factor"):
         coords.voxel_to_ds(np.zeros(3), 1.5)
+
+
+def test_length_to_voxels_divides_by_spacing_and_factor():
+    np.testing.assert_allclose(coords.length_to_voxels([30.0, 60.0], 10.0, 2), [1.5, 3.0])
+    np.testing.assert_allclose(coords.length_to_voxels(30.0, 7.5), 4.0)
