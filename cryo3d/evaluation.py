@@ -5,13 +5,10 @@ Used by ``cryo3d evaluate`` and the bundle's ``evaluate.yaml``.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
+from cryo3d.io.atomic import write_json_atomic
 from cryo3d.particles import ParticleSet, load_particles
 
 
@@ -67,16 +64,5 @@ def evaluate_files(
         out["text"] += "\n\nwith the best score threshold per class (optimistic: chosen on these picks):\n"
         out["text"] += sw["result"].table()
     if output_json is not None:
-        path = Path(output_json)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(out, indent=2, default=_jsonable))
-        os.replace(tmp, path)
+        write_json_atomic(output_json, out)
     return out
-
-
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

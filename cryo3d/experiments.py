@@ -50,6 +50,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from cryo3d.io.atomic import json_default, write_json_atomic, write_text_atomic
+
 logger = logging.getLogger("cryo3d.experiments")
 
 #: Fraction of a run's best validation score that counts as converged.
@@ -70,27 +72,6 @@ TrainFn = Callable[..., dict]
 # =============================================================================== small I/O helpers
 
 
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, tuple):
-        return list(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def _write_json(path: str | os.PathLike, obj: Any) -> None:
-    _atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
 
 
 def _read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -109,7 +90,7 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], fields
     w.writeheader()
     for r in rows:
         w.writerow({k: _csv_value(r.get(k)) for k in fields})
-    _atomic_write_text(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def _csv_value(v: Any) -> Any:
@@ -118,7 +99,7 @@ def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
     if isinstance(v, (dict, list, tuple)):
-        return json.dumps(v, sort_keys=True, default=_jsonable)
+        return json.dumps(v, sort_keys=True, default=json_default)
     return v
 
 
@@ -245,7 +226,7 @@ def ensure_folds(path: str | os.PathLike, names: Sequence[str], k: int = 4, seed
         return folds
     folds = make_folds(names, k, seed)
     check_folds(folds, names)
-    _write_json(p, {"k": int(k), "seed": int(seed), "tomograms": sorted(names), "folds": folds})
+    write_json_atomic(p, {"k": int(k), "seed": int(seed), "tomograms": sorted(names), "folds": folds})
     return folds
 
 
@@ -513,7 +494,7 @@ def train_run(
     ov = dict(overrides)
     ov["output_dir"] = str(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "experiment.json", {"overrides": ov})
+    write_json_atomic(out / "experiment.json", {"overrides": ov})
     handlers: list[Any] = [EpochLossRecorder(out)]
     if epoch_checkpoints:
         v = bundle_values(ov, ["network_name", "prior", "network_overrides"])
@@ -530,7 +511,7 @@ def train_run(
         "seconds": round(time.perf_counter() - t0, 1),
         "overrides": ov,
     }
-    _write_json(done, result)
+    write_json_atomic(done, result)
     return result
 
 
@@ -569,7 +550,7 @@ class GridRun:
     @property
     def key(self) -> str:
         """Canonical JSON of the overrides: equal keys train identical configurations."""
-        return json.dumps(self.overrides, sort_keys=True, default=_jsonable)
+        return json.dumps(self.overrides, sort_keys=True, default=json_default)
 
 
 #: Ablation groups and what they answer.
@@ -782,7 +763,7 @@ def run_ablation(
         _write_ablation_outputs(run_dir, grid, rows, metric_beta, fraction)
     _write_ablation_outputs(run_dir, grid, rows, metric_beta, fraction)
     if errors:
-        _atomic_write_text(run_dir / "errors.log", "\n".join(errors) + "\n")
+        write_text_atomic(run_dir / "errors.log", "\n".join(errors) + "\n")
         raise RuntimeError(f"{len(errors)} ablation run(s) failed (see {run_dir / 'errors.log'}): " + "; ".join(errors))
     return [rows[r.name] for r in grid if r.name in rows]
 
@@ -795,7 +776,7 @@ def _write_ablation_outputs(run_dir: Path, grid: Sequence[GridRun], rows: Mappin
         return
     fields = list(ABLATION_FIELDS) + _class_columns(ordered)
     write_csv(run_dir / "results.csv", ordered, fields)
-    _atomic_write_text(run_dir / "results.md", ablation_markdown(ordered, metric_beta, fraction))
+    write_text_atomic(run_dir / "results.md", ablation_markdown(ordered, metric_beta, fraction))
     for g in dict.fromkeys(r["group"] for r in ordered):
         curves = [(r["label"], run_dir / r["output_dir"] if not Path(r["output_dir"]).is_absolute()
                    else Path(r["output_dir"])) for r in ordered if r["group"] == g]
@@ -924,7 +905,7 @@ def run_cross_validation(
     summary = cv_summary(rows)
     write_csv(run_dir / "cv_folds.csv", rows)
     write_csv(run_dir / "cv_summary.csv", summary, ["metric", "mean", "std", "n"])
-    _atomic_write_text(run_dir / "cv.md", cv_markdown(rows, summary, folds, metric_beta))
+    write_text_atomic(run_dir / "cv.md", cv_markdown(rows, summary, folds, metric_beta))
     plot_training_curves([(f"fold {r['fold']}", run_dir / r["output_dir"]) for r in rows],
                          run_dir / "plots" / "cv_curves.png", title=f"{len(folds)}-fold cross-validation",
                          metric_beta=metric_beta)

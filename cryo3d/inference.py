@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cryo3d import coords
+from cryo3d.io.atomic import write_json_atomic
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
@@ -333,6 +334,4 @@ def _check_resume_key(path: Path, checkpoint, settings: InferenceSettings, voxel
                 f"({path.name} differs); use another output folder or delete {path.parent}"
             )
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(key, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, key)

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.fft
 
 from cryo3d.coords import voxel_to_angstrom
+from cryo3d.io.atomic import write_json_atomic
 from cryo3d.particles import CZII_PARTICLES, ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.shapes import get_shape, random_rotations
@@ -395,12 +396,12 @@ def synthesize(
         params["tomogram"] = f"tomograms/{name}.mrc"
         entries[name] = params
         all_picks.append(picks)
-        _write_json(man_path, _manifest(config, particles, entries))
+        write_json_atomic(man_path, _manifest(config, particles, entries))
     picks = Picks.concat(all_picks)
     write_picks_csv(out / "picks.csv", picks)
     write_copick(out / "copick", picks, user_id="synth", session_id="0")
     manifest = _manifest(config, particles, entries)
-    _write_json(man_path, manifest)
+    write_json_atomic(man_path, manifest)
     return manifest
 
 
@@ -424,9 +425,3 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     return x
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)

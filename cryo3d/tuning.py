@@ -47,6 +47,8 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import yaml
 
+from cryo3d.io.atomic import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "cryo3d_picker" / "configs"
@@ -844,9 +846,7 @@ def export_best(study: Any, path: str | os.PathLike, fixed: Mapping[str, Any] | 
         lines.append("# Trials ran with these fixed settings (not applied by this file):")
         lines += [f"#   {k}: {json.dumps(v)}" for k, v in fixed.items()]
     text = "\n".join(lines) + "\n" + yaml.safe_dump(over, sort_keys=False, default_flow_style=None)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return dict(over)
 
 

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from cryo3d.coords import angstrom_to_voxel, check_voxel_spacing, voxel_to_angstrom
-from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES, atomic_path, tomogram_name
+from cryo3d.io.atomic import write_text_atomic
+from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES, tomogram_name
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 
@@ -168,12 +169,6 @@ def _angstrom_to_voxel_xyz(xyz: np.ndarray, tomo: np.ndarray, voxel_spacing, whe
     return out
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-
-
 # --------------------------------------------------------------------------- CSV
 
 
@@ -288,7 +283,7 @@ def write_picks_csv(path: str | os.PathLike, picks: Picks) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(zip(*cols))
-    _write_text_atomic(p, buf.getvalue())
+    write_text_atomic(p, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- copick
@@ -532,7 +527,7 @@ def write_copick_json(
     user_id = _check_copick_name(user_id, "user_id", allow_underscore=False)
     session_id = _check_copick_name(session_id, "session_id", allow_underscore=False)
     doc = _copick_doc(picks, tomos[0], classes[0], user_id, session_id)
-    _write_text_atomic(p, json.dumps(doc))
+    write_text_atomic(p, json.dumps(doc))
 
 
 def write_copick(
@@ -571,7 +566,7 @@ def write_copick(
             _check_copick_name(obj, "object name (class)", allow_underscore=True)
             sub = in_run.for_class(obj)
             path = copick_picks_path(root, run, user_id, session_id, obj)
-            _write_text_atomic(path, json.dumps(_copick_doc(sub, run, obj, user_id, session_id)))
+            write_text_atomic(path, json.dumps(_copick_doc(sub, run, obj, user_id, session_id)))
             written.append(str(path))
     return written
 
@@ -807,7 +802,7 @@ def write_star(
     out += [f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
     out += [" ".join(r) for r in zip(*cols)]
     out.append("")
-    _write_text_atomic(p, "\n".join(out) + "\n")
+    write_text_atomic(p, "\n".join(out) + "\n")
 
 
 # --------------------------------------------------------------------------- dispatch

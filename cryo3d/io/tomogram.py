@@ -25,16 +25,15 @@ Writers work atomically: they write a temporary file in the destination folder a
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
+
+from cryo3d.io.atomic import atomic_path, file_suffix
 
 from cryo3d.coords import check_voxel_spacing
 
@@ -101,21 +100,13 @@ class Tomogram:
 # --------------------------------------------------------------------------- helpers
 
 
-def _suffix(path: Path) -> str:
-    """Lower-case file ending, ``.nii.gz`` counted as one."""
-    name = path.name.lower()
-    if name.endswith(".nii.gz"):
-        return ".nii.gz"
-    return path.suffix.lower()
-
-
 def tomogram_name(path: str | os.PathLike) -> str:
     """Tomogram name from a file path: the stem, with ``.nii.gz`` stripped whole.
 
     ``TS_5.mrc`` -> ``TS_5``; ``TS_5.nii.gz`` -> ``TS_5``.
     """
     p = Path(path)
-    suffix = _suffix(p)
+    suffix = file_suffix(p)
     if suffix == ".nii.gz":
         return p.name[: -len(".nii.gz")]
     return p.stem
@@ -124,39 +115,6 @@ def tomogram_name(path: str | os.PathLike) -> str:
 def _header_float(value: float) -> float:
     """The shortest decimal that the float32 ``value`` stands for, as a Python float."""
     return float(str(np.float32(value)))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success move it onto ``path``.
-
-    The temporary file lives in the destination folder (so ``os.replace`` is an atomic
-    rename on the same file system) and keeps the destination's ending (some writers,
-    nibabel for one, choose compression by it). On an exception it is removed and the
-    destination is left as it was. Missing parent folders are created.
-
-    Parameters
-    ----------
-    path : path-like
-        Final destination.
-    overwrite : bool
-        If False and ``path`` exists, raise ``FileExistsError`` before writing.
-    """
-    dest = Path(path)
-    if dest.is_dir():
-        raise IsADirectoryError(f"{dest}: is a folder, expected a file path to write")
-    if not overwrite and dest.exists():
-        raise FileExistsError(f"{dest}: file exists (pass overwrite=True to replace it)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    suffix = _suffix(dest)
-    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}"
-    try:
-        yield str(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _as_3d(data: np.ndarray, path: Path, leading: bool) -> np.ndarray:
@@ -345,7 +303,7 @@ def read_tomogram(
             f"{p}: is a folder; expected a tomogram file "
             f"({', '.join(MRC_SUFFIXES + NIFTI_SUFFIXES)})"
         )
-    suffix = _suffix(p)
+    suffix = file_suffix(p)
     if suffix in MRC_SUFFIXES:
         data, header_spacing = _read_mrc(p, mmap)
         data = _as_3d(data, p, leading=True)
@@ -454,7 +412,7 @@ def write_nifti(
     import nibabel as nib
 
     p = Path(path)
-    if _suffix(p) not in NIFTI_SUFFIXES:
+    if file_suffix(p) not in NIFTI_SUFFIXES:
         raise ValueError(f"{p}: NIfTI file names end in .nii or .nii.gz")
     data, spacing = _prepare_for_writing(data, voxel_spacing, p)
     zoom = spacing / _NIFTI_UNIT_ANGSTROM["micron"]

@@ -1,0 +1,81 @@
+"""Atomic writes: a reader never sees half a file, an interrupted writer leaves the old one.
+
+Every writer of the project (tomograms, picks, manifests, reports, study exports) goes
+through :func:`atomic_path` or the two helpers built on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+def file_suffix(path: str | os.PathLike) -> str:
+    """Lower-case file ending, ``.nii.gz`` counted as one."""
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return p.suffix.lower()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path``.
+
+    The temporary file lives in the destination folder (so ``os.replace`` is an atomic
+    rename on the same file system), has a unique name (concurrent writers do not collide)
+    and keeps the destination's ending (some writers, nibabel for one, choose compression
+    by it). On an exception it is removed and the destination is left as it was. Missing
+    parent folders are created.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination.
+    overwrite : bool
+        If False and ``path`` exists, raise ``FileExistsError`` before writing.
+    """
+    dest = Path(path)
+    if dest.is_dir():
+        raise IsADirectoryError(f"{dest}: is a folder, expected a file path to write")
+    if not overwrite and dest.exists():
+        raise FileExistsError(f"{dest}: file exists (pass overwrite=True to replace it)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp{file_suffix(dest)}"
+    try:
+        yield str(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+
+def json_default(x: Any) -> Any:
+    """``json.dumps`` fallback for NumPy scalars and arrays and tuples."""
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON (NumPy values converted) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, default=json_default) + "\n")
