@@ -70,9 +70,17 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from cryo3d.evaluation import evaluate_files
 
+    to_file = a.json not in (None, "-")
     rep = evaluate_files(a.pred, a.gt, particles=a.particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
-                         matching=a.matching, sweep=a.sweep, output_json=a.json)
-    print(rep["text"])
+                         matching=a.matching, sweep=a.sweep, output_json=a.json if to_file else None)
+    if a.json == "-":  # --json alone: the result as JSON on stdout (and nothing else there)
+        import json
+
+        from cryo3d.io.atomic import json_default
+
+        print(json.dumps({k: v for k, v in rep.items() if k != "text"}, indent=2, default=json_default))
+    else:
+        print(rep["text"])
     return 0
 
 
@@ -87,6 +95,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         a.checkpoint, find_tomograms(a.tomograms), a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
+        force=a.force,
     )
     print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
     return 0
@@ -158,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write-heatmaps", action="store_true", help="also write each class heatmap as MRC")
     s.add_argument("--user-id", default="cryo3d", help="copick user id of the written picks")
     s.add_argument("--session-id", default="0", help="copick session id of the written picks")
+    s.add_argument("--force", action="store_true",
+                   help="write into an output folder that holds files predict did not write (ground truth "
+                   "picks.csv, a copick project, other users' picks, tomograms); refused without it")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_predict)
 
@@ -172,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--matching", default="greedy", choices=["greedy", "czii"],
                    help="greedy one-to-one by score, or the Kaggle metric's rule (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
-    s.add_argument("--json", help="also write the result to this JSON file")
+    s.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="--json alone: print the result as JSON instead of the table; --json FILE: also "
+                   "write it to FILE")
     s.set_defaults(func=cmd_evaluate)
 
     from cryo3d.tuning import add_tune_parser
@@ -181,14 +195,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def failure_message(e: BaseException) -> str | None:
+    """One line for an expected failure (bad input, unwritable output), or None for a bug.
+
+    Expected: :class:`~cryo3d.errors.Cryo3DError` and other ``ValueError`` (their messages
+    name file, field and expectation), and ``OSError`` (missing file, permission denied,
+    read-only or full disk: named with its file).
+    """
+    if isinstance(e, UnicodeDecodeError):
+        msg = f"a file is not UTF-8 text ({e}); expected UTF-8"
+    elif isinstance(e, ValueError):
+        msg = str(e)
+    elif isinstance(e, OSError):
+        what = {PermissionError: "permission denied: cannot read or write it"}.get(type(e), e.strerror or str(e))
+        name = e.filename if e.filename is not None else ""
+        if e.filename2 is not None:
+            name = f"{name} -> {e.filename2}"
+        msg = f"{name}: {what}" if name else str(e)
+        if isinstance(e, PermissionError) or getattr(e, "errno", None) == 30:  # EROFS: read-only file system
+            msg += "; choose a folder you can write to (e.g. --out elsewhere) or fix its permissions"
+    else:
+        return None
+    return " ".join(msg.split("\n"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"cryo3d: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cryo3d``. Expected failures print one line ``cryo3d CMD: error: ...`` and return 2;
+    ``--debug`` (anywhere on the line) shows the traceback instead."""
+    import warnings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [x for x in argv if x != "--debug"]
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     a = parser.parse_args(argv)
+    old_show = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _show_warning  # our warnings name their file: one line, no source location
     try:
         return int(a.func(a) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"cryo3d {a.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        msg = None if debug else failure_message(e)
+        if msg is None:
+            raise
+        print(f"cryo3d {a.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = old_show
 
 
 if __name__ == "__main__":  # pragma: no cover

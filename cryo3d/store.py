@@ -202,7 +202,7 @@ def prepare_store(
         raise ValueError(f"prepare: picks name tomograms that were not given: {extra[:5]} (given: {names[:5]})")
     picks = picks.select(np.isin(picks.tomo, names))
     validate_picks(picks, particles, shapes={t.name: t.shape for t in tomograms},
-                   voxel_spacings=spacings, source="picks")
+                   voxel_spacings=spacings, source="picks", tomogram_files={t.name: t.path for t in tomograms})
     if settings.voxel_spacing is not None:
         tomograms = [_Resampled(t, spacing) for t in tomograms]
 
