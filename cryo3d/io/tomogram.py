@@ -253,16 +253,33 @@ def _read_nifti(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float,
 
     try:
         img = nib.load(str(path), mmap=mmap)
-    except Exception as exc:  # nibabel raises several types for a broken file
-        raise Cryo3DError(f"{path}: not a readable NIfTI file ({exc})") from exc
-    data = np.asanyarray(img.dataobj)
+        shape = tuple(int(n) for n in img.header.get_data_shape())
+        need = int(img.header.get_data_offset()) + int(np.prod(shape, dtype=np.float64)) * np.dtype(
+            img.header.get_data_dtype()).itemsize
+        if file_suffix(path) == ".nii" and need > path.stat().st_size:
+            raise Cryo3DError(
+                f"{path}: NIfTI header describes {shape} voxels of {img.header.get_data_dtype()} ({need} bytes with "
+                f"the header) but the file has {path.stat().st_size} bytes; expected a header that matches the data"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow in scaling is checked below as non-finite
+            data = np.asanyarray(img.dataobj)
+    except Cryo3DError:
+        raise
+    except Exception as exc:  # nibabel (and NumPy under it) raise many types for a broken file
+        raise Cryo3DError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     data = _as_3d(data, path, leading=False)
     data = data.transpose(2, 1, 0)  # nibabel [i, j, k] = [x, y, z] -> [z, y, x]
-    unit = img.header.get_xyzt_units()[0]
-    zooms = img.header.get_zooms()[:3]
+    try:
+        unit = img.header.get_xyzt_units()[0]
+        zooms = img.header.get_zooms()[:3]
+    except Exception as exc:  # a scrambled units or pixdim field
+        raise Cryo3DError(f"{path}: unreadable NIfTI header field ({type(exc).__name__}: {exc})") from None
     factor = _NIFTI_UNIT_ANGSTROM.get(unit)
     if factor is None:
         return data, None
+    if len(zooms) < 3:
+        raise Cryo3DError(f"{path}: NIfTI header pixdim has {len(zooms)} spatial sizes, expected 3")
     # Scale the stored decimal by a power of ten exactly (Decimal), then round once.
     spacing = tuple(float(Decimal(str(np.float32(z))) * Decimal(factor)) for z in zooms)
     return data, spacing  # type: ignore[return-value]
