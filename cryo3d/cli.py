@@ -50,7 +50,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     else:
         particles = load_particles(particles_path)
     if not tomo_specs or not picks_path:
-        raise SystemExit("prepare: give --data FOLDER (synth layout) or both --tomograms and --picks")
+        from cryo3d.errors import Cryo3DError
+
+        raise Cryo3DError("give --data FOLDER (synth layout) or both --tomograms and --picks")
     tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
     picks = read_picks(picks_path)
     settings = StoreSettings(
@@ -61,7 +63,8 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         normalization=a.normalization,
         voxel_spacing=a.target_spacing,
     )
-    man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet)
+    man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet,
+                        source=str(picks_path))
     print(f"store {a.out}: {man['n_patches']} patches of {man['patch_size']} voxels, "
           f"{man['n_keypoints']} keypoint rows, ds_factor {man['ds_factor']}")
     return 0

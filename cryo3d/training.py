@@ -114,7 +114,8 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
     tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
     store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
     train_picks = picks.select(np.isin(picks.tomo, train))
-    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress)
+    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress,
+                  source=str(gt))
     spacing = float(voxel_spacing if voxel_spacing is not None else tomos[train[0]].voxel_spacing)
     return {
         "store": str(store),

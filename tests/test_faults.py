@@ -193,3 +193,13 @@ def test_tune_summary_goes_through_the_atomic_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_text", refuse)
     run_study(study_name="x", out=tmp_path / "runs", n_trials=0, print_fn=None)
     assert (tmp_path / "runs" / "x" / "summary.txt").is_file()
+
+
+def test_prepare_warns_on_the_command_line_when_picks_look_like_voxel_indices(tmp_path, capsys):
+    write_mrc(tmp_path / "TS_1.mrc", np.random.default_rng(0).standard_normal((40, 48, 56)).astype(np.float32), 10.0)
+    picks = _csv(tmp_path / "voxels.csv", "tomo,class,x,y,z\nTS_1,ribosome,20,24,10\nTS_1,ribosome,40,30,30\n"
+                                          "TS_1,apo-ferritin,10,10,5\n")
+    assert main(["prepare", "--tomograms", str(tmp_path / "TS_1.mrc"), "--picks", str(picks), "--out",
+                 str(tmp_path / "store"), "--patch-size", "32", "--stride", "32", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"cryo3d: warning: {picks}: all picks" in err and "voxel indices written as Angstrom" in err
