@@ -76,8 +76,9 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_clear_message(tmp_path, kind, 
 
 def test_no_module_of_the_package_loads_with_weights_only_false():
     root = Path(__file__).resolve().parents[1]
+    unsafe = "weights_only=" + "False"  # spelled in two parts so that grep finds nothing in this file either
     hits = [p for d in ("cryo3d", "transforms", "scripts", "bundles") for p in (root / d).rglob("*")
-            if p.is_file() and p.suffix in (".py", ".yaml", ".json") and "weights_only=False" in p.read_text()]
+            if p.is_file() and p.suffix in (".py", ".yaml", ".json") and unsafe in p.read_text()]
     assert hits == []
 
 
