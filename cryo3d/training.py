@@ -279,7 +279,8 @@ class ParticleFBeta(Metric):
             "thresholds": [float(t) for t in thr],
             "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
                                    "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
-            "table": res.table(),
+            "table": res.table() + (f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
+                                    if unlearned else ""),
             "unlearned": unlearned,
         }
         if unlearned:

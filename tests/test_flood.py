@@ -73,6 +73,7 @@ def test_a_class_the_model_never_saw_keeps_the_safe_threshold_and_stays_under_th
     assert last["unlearned"] == ["unseen"]
     assert last["thresholds"][1] == UNLEARNED_THRESHOLD
     assert last["per_class"]["seen"]["tp"] == 3
+    assert last["table"].splitlines()[-1] == "not learned (no true positive at any threshold): unseen"
     # validation never held more picks of the noise class than the volume holds
     assert max(p for p in [len(x.for_class("unseen")) for x in metric._picks]) <= _caps(shape, TWO, 1)[1]
     state = CheckpointMeta({"name": "unet-tiny"}, TWO, SPACING, 32, 1, metric=metric).state_dict()
