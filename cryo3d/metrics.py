@@ -443,10 +443,11 @@ def sweep_thresholds(
     tie_break : ``"low"``, ``"middle"`` or ``"high"``
         Which of several thresholds of equal maximal F-beta to keep (see
         :func:`_choose_threshold`); they differ only on data without predictions
-        between them. ``"low"`` by default: on held-out tomograms (issue 10, the
-        bundle's default model after 3 epochs) it scored 0.544, ``"middle"`` 0.535,
-        ``"high"`` 0.535 (F-beta with beta 4 loses more by a missed particle than it
-        gains by a dropped false pick).
+        between them. ``"low"`` by default: on two held-out pairs of tomograms (issue
+        10, the bundle's default model after 3 epochs) it scored 0.544 / 0.600,
+        ``"middle"`` 0.535 / 0.602, ``"high"`` 0.535 / 0.602: no gain worth a change
+        (F-beta with beta 4 loses more by a missed particle than it gains by a dropped
+        false pick).
     unlearned_threshold : float
         Threshold of a class without any true positive (default
         :data:`UNLEARNED_THRESHOLD`).
