@@ -580,7 +580,9 @@ def suppress_cross_class(
     lowered the score. Measured (issue 10; the bundle's default model after 3 epochs,
     2 held-out synthetic tomograms, seed 1000, same thresholds): CZII score 0.544 without,
     0.300 / 0.229 / 0.163 with ``fraction`` 0.1 / 0.25 / 0.5 (``"smaller"``); on 2 more
-    (seed 2000) 0.600 without, 0.303 / 0.245 with 0.25 / 0.5. ``"stronger"`` and
+    (seed 2000) 0.600 without, 0.303 / 0.245 with 0.25 / 0.5; after 4 epochs 0.563 / 0.568
+    without, 0.440 / 0.427 with 0.25 (0.472 / 0.431 with thresholds re-validated under
+    suppression). ``"stronger"`` and
     ``"larger"`` lower it as much, and so does ranking by the margin over each class's
     threshold or by class size. It removes many false picks (at 0.25: 168), but
     also true ones (52; ribosomes above all): where several channels fire on one
