@@ -177,15 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
-                       description="Per-class precision, recall and F-beta (a prediction is a true positive "
-                       "within distance_multiplier x radius of an unmatched ground-truth particle).")
+                       description="Per-class precision, recall and F-beta, scored exactly as the CZII "
+                       "challenge (every ground-truth particle within distance_multiplier x radius of a "
+                       "prediction is a true positive), with greedy one-to-one matching beside it.")
     s.add_argument("pred", help="predicted picks (CSV / copick / STAR)")
     s.add_argument("gt", help="ground-truth picks (CSV / copick / STAR)")
     s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: CZII)")
     s.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
     s.add_argument("--distance-multiplier", type=float, default=0.5, help="match radius / particle radius")
-    s.add_argument("--matching", default="greedy", choices=["greedy", "czii"],
-                   help="greedy one-to-one by score, or the Kaggle metric's rule (default: %(default)s)")
+    s.add_argument("--matching", default="czii", choices=["czii", "greedy"],
+                   help="the CZII challenge's rule, or greedy one-to-one by score; the other is printed "
+                   "beside it (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
     s.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="--json alone: print the result as JSON instead of the table; --json FILE: also "

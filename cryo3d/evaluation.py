@@ -66,7 +66,7 @@ def evaluate_files(
     particles: ParticleSet | str | None = None,
     beta: float = 4.0,
     distance_multiplier: float = 0.5,
-    matching: str = "greedy",
+    matching: str = "czii",
     sweep: bool = True,
     tomograms: Sequence[str] | None = None,
     output_json: str | os.PathLike | None = None,
@@ -80,7 +80,8 @@ def evaluate_files(
     particles : ParticleSet or path or None
         Classes with radii and weights (default: the CZII set).
     beta, distance_multiplier, matching
-        As in :func:`cryo3d.metrics.score_picks`.
+        As in :func:`cryo3d.metrics.score_picks` (default: the CZII challenge's rule). The
+        score under the other matching is computed too and printed beside it.
     sweep : bool
         Also report the score with each class at its best threshold.
     tomograms : names, optional
@@ -91,12 +92,13 @@ def evaluate_files(
     Returns
     -------
     dict
-        ``score``, ``per_class`` rows, ``text`` (the printed table), ``warnings`` (see
-        :func:`check_inputs`; also issued as ``UserWarning``) and, with ``sweep``,
-        ``best_thresholds`` and ``best_score``.
+        ``score``, ``per_class`` rows, ``scores`` (``{matching: score}`` for both
+        matchings), ``text`` (the printed table), ``warnings`` (see :func:`check_inputs`;
+        also issued as ``UserWarning``) and, with ``sweep``, ``best_thresholds`` and
+        ``best_score``.
     """
     from cryo3d.io.picks import read_picks
-    from cryo3d.metrics import score_picks, sweep_thresholds
+    from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
 
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
     p, g = read_picks(pred), read_picks(gt)
@@ -108,8 +110,14 @@ def evaluate_files(
     out = {
         "pred": str(pred), "gt": str(gt), "beta": beta, "distance_multiplier": distance_multiplier,
         "matching": matching, "score": float(res.score), "per_class": res.to_rows(), "text": res.table(),
-        "warnings": notes,
+        "scores": {matching: float(res.score)}, "warnings": notes,
     }
+    for other in MATCHINGS:
+        if other != matching:
+            alt = score_picks(p, g, ps, **{**kw, "matching": other})
+            out["scores"][other] = float(alt.score)
+            fs = ", ".join(f"{c.name} {c.fbeta:.4f}" for c in alt.per_class)
+            out["text"] += f"\nscore with {other} matching beside it: {alt.score:.4f} (F{beta:g}: {fs})"
     if sweep and len(p):
         sw = sweep_thresholds(p, g, ps, **kw)
         out["best_thresholds"] = sw["best_threshold"]

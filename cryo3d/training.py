@@ -170,9 +170,14 @@ class ParticleFBeta(Metric):
     ``update`` takes ``(y_pred, y)`` with ``y_pred`` the stitched sigmoid heatmaps
     ``[B, C, z/f, y/f, x/f]`` and ``y`` the tomogram indices ``[B, 1]`` of
     :class:`ValidationTomograms`; peaks are found at ``base_threshold`` and converted to
-    Angstrom picks. ``compute`` sweeps per-class thresholds and returns the weighted F-beta
-    at each class's best threshold (``sweep=True``) or at ``thresholds``. The per-class table
-    and the best thresholds are kept in :attr:`last` for logging and for the checkpoint.
+    Angstrom picks, filtered like inference does (:func:`cryo3d.inference.select_peaks`:
+    cross-class suppression, at most as many picks per class as the tomogram can hold).
+    ``compute`` sweeps per-class thresholds (CZII matching) and returns the weighted F-beta
+    at each class's best threshold (``sweep=True``) or at ``thresholds``. A class without
+    any true positive keeps :data:`cryo3d.metrics.UNLEARNED_THRESHOLD` (never the lowest,
+    which floods unseen data) and is listed in ``last["unlearned"]`` (and so in the
+    checkpoint, for ``predict`` to warn). The per-class table and the best thresholds are
+    kept in :attr:`last` for logging and for the checkpoint.
 
     Args:
         gt: ground-truth picks (CSV path or :class:`Picks`).
@@ -182,6 +187,10 @@ class ParticleFBeta(Metric):
         ds_factor: the network's output stride.
         beta: F-beta's beta (4 in the challenge).
         sweep: pick the best threshold per class (else use ``thresholds``).
+        tie_break: which of equally good thresholds to keep (``metrics.sweep_thresholds``).
+        cross_class_fraction: cross-class suppression distance (0: off); default: inference's
+            (:data:`cryo3d.peaks.CROSS_CLASS_FRACTION`).
+        matching: ``"czii"`` (the challenge's rule) or ``"greedy"``.
     """
 
     def __init__(
@@ -197,6 +206,9 @@ class ParticleFBeta(Metric):
         base_threshold: float = 0.05,
         min_distance_fraction: float = 0.6,
         max_peaks: int = 5000,
+        tie_break: str = "low",
+        cross_class_fraction: float | None = None,
+        matching: str = "czii",
         output_transform: Callable = lambda out: (out["pred"], out["label"]),
         device: str | torch.device = "cpu",
     ) -> None:
@@ -213,6 +225,11 @@ class ParticleFBeta(Metric):
         self.base_threshold = float(base_threshold)
         self.min_distance_fraction = float(min_distance_fraction)
         self.max_peaks = max_peaks
+        self.tie_break = tie_break
+        if cross_class_fraction is None:  # the same as inference's default
+            from cryo3d.peaks import CROSS_CLASS_FRACTION as cross_class_fraction
+        self.cross_class_fraction = float(cross_class_fraction)
+        self.matching = matching
         # thresholds tried per class: coarse below 0.95, fine above (confident models pile up there)
         self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
                                                    np.linspace(0.95, 0.995, 10)], 4))
@@ -224,6 +241,7 @@ class ParticleFBeta(Metric):
         self._seen: list[str] = []
 
     def update(self, output: Any) -> None:
+        from cryo3d.inference import select_peaks
         from cryo3d.peaks import find_peaks, peaks_to_picks
 
         y_pred, y = output
@@ -232,7 +250,12 @@ class ParticleFBeta(Metric):
         low = self.base_threshold if self.sweep else self.thresholds
         for b in range(y_pred.shape[0]):
             name = self.names[int(torch.as_tensor(y[b]).reshape(-1)[0])]
-            c, lab, sc = find_peaks(y_pred[b].detach().float(), low, min_dist, max_peaks=self.max_peaks)
+            hm = y_pred[b].detach().float()
+            c, lab, sc = find_peaks(hm, low, min_dist)
+            keep = select_peaks(c, lab, sc, tuple(hm.shape[1:]), self.particles, self.voxel_spacing, self.ds_factor,
+                                self.cross_class_fraction, where=f"validation tomogram {name}",
+                                max_peaks=self.max_peaks)
+            c, lab, sc = c[keep], lab[keep], sc[keep]
             self._picks.append(peaks_to_picks(c, lab, sc, name, self.particles, self.voxel_spacing, self.ds_factor))
             self._seen.append(name)
 
@@ -243,20 +266,32 @@ class ParticleFBeta(Metric):
         gt = self.gt.select(np.isin(self.gt.tomo, self._seen))
         if self.sweep:
             sw = sweep_thresholds(pred, gt, self.particles, thresholds=self.sweep_grid, beta=self.beta,
-                                  tomograms=self._seen)
+                                  matching=self.matching, tomograms=self._seen, tie_break=self.tie_break)
             thr = [sw["best_threshold"][n] for n in self.particles.names]
             res = sw["result"]
+            unlearned = list(sw["unlearned"])
         else:
             thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
             keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
-            res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, tomograms=self._seen)
+            res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
+                              tomograms=self._seen)
+            unlearned = [c.name for c in res.per_class if c.tp == 0]
         self.last = {
             "score": float(res.score),
             "thresholds": [float(t) for t in thr],
             "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
                                    "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
-            "table": res.table(),
+            "table": res.table() + (f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
+                                    if unlearned else ""),
+            "unlearned": unlearned,
         }
+        if unlearned:
+            import logging
+
+            logging.getLogger("cryo3d").warning(
+                "validation: no true positive at any threshold for %s (not learned yet, or absent from the "
+                "validation tomograms); threshold kept at %s", ", ".join(unlearned),
+                ", ".join(f"{t:g}" for n, t in zip(self.particles.names, thr) if n in unlearned))
         return float(res.score)
 
 
@@ -357,6 +392,7 @@ class CheckpointMeta:
         if self.metric is not None and self.metric.last.get("thresholds"):
             d["thresholds"] = self.metric.last["thresholds"]
             d["val_score"] = self.metric.last["score"]
+            d["unlearned_classes"] = list(self.metric.last.get("unlearned", []))
         # plain JSON types only, so the checkpoint loads with torch.load(weights_only=True)
         from cryo3d.io.atomic import json_default
 

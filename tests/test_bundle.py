@@ -72,6 +72,14 @@ def test_best_checkpoint_carries_what_predict_needs(trained):
     # the CPU default: 10 A synthetic tomograms binned to 20 A, output at full (binned) resolution
     assert meta["ds_factor"] == 1 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 20.0
     assert len(meta["thresholds"]) == 6 and meta["network"]["name"] == "unet-tiny"
+    # a class validation found no true positive for keeps the safe threshold, never the sweep's lowest
+    from cryo3d.metrics import UNLEARNED_THRESHOLD
+    from cryo3d.particles import ParticleSet
+
+    names = ParticleSet.from_dict(meta["particles"]).names
+    assert set(meta["unlearned_classes"]) <= set(names)
+    for n in meta["unlearned_classes"]:
+        assert meta["thresholds"][names.index(n)] == UNLEARNED_THRESHOLD
 
 
 def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
