@@ -1,0 +1,58 @@
+"""A copick project as data source and destination (copick's own API builds and reads it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cryo3d.io.copick_project import (
+    project_particles,
+    project_picks,
+    project_tomograms,
+    write_project_picks,
+)
+from cryo3d.picks import Picks
+
+
+def _sorted(p: Picks) -> Picks:
+    return p.select(np.lexsort((p.xyz[:, 2], p.xyz[:, 1], p.xyz[:, 0], p.cls.astype(str), p.tomo.astype(str))))
+
+
+def test_particles_come_from_pickable_objects_in_label_order(copick_project):
+    config, _ = copick_project
+    ps = project_particles(config)
+    assert ps.names[:2] == ["apo-ferritin", "beta-amylase"] and ps.radii[0] == 60.0
+
+
+def test_tomograms_are_read_lazily_from_ome_zarr_and_named_by_run(copick_project):
+    import zarr
+
+    config, _ = copick_project
+    tomos = project_tomograms(config, "wbp", 10.0)
+    assert [t.name for t in tomos] == ["synth_000", "synth_001", "synth_002"]
+    assert isinstance(tomos[0].data, zarr.Array) and tomos[0].shape == (64, 64, 64)
+    assert tomos[0].voxel_spacing == 10.0
+
+
+def test_ground_truth_of_one_user_has_the_exact_coordinates(copick_project):
+    config, picks = copick_project
+    got = project_picks(config, "curation", "0")
+    np.testing.assert_allclose(_sorted(got).xyz, _sorted(picks).xyz, atol=1e-9)
+
+
+def test_two_users_without_a_filter_is_an_error_naming_both(copick_project):
+    config, _ = copick_project
+    with pytest.raises(ValueError, match="curation.*octopi"):
+        project_picks(config)
+
+
+def test_an_unknown_run_is_an_error_listing_the_runs(copick_project):
+    config, _ = copick_project
+    with pytest.raises(ValueError, match="synth_000"):
+        project_tomograms(config, runs=["TS_99"])
+
+
+def test_writing_refuses_to_replace_existing_picks_of_that_user_and_session(copick_project):
+    config, picks = copick_project
+    with pytest.raises(ValueError, match="already holds picks"):
+        write_project_picks(config, picks, "curation", "0")
