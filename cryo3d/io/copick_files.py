@@ -143,7 +143,8 @@ def load_copick_file(path: str | os.PathLike) -> tuple[dict, Picks]:
     n = len(model.points)
     if n:
         loc = np.array([[q.location.x, q.location.y, q.location.z] for q in model.points], dtype=np.float64)
-        shift = np.array([np.asarray(q.transformation_, dtype=np.float64)[:3, 3] for q in model.points])
+        shift = np.array([np.zeros(3) if q.transformation_ is None else np.asarray(q.transformation_, np.float64)[:3, 3]
+                          for q in model.points])
         score = np.array([1.0 if q.score is None else q.score for q in model.points], dtype=np.float64)
         inst = np.array([0 if q.instance_id is None else q.instance_id for q in model.points], dtype=np.int64)
         xyz = loc + shift
