@@ -56,3 +56,28 @@ def test_writing_refuses_to_replace_existing_picks_of_that_user_and_session(copi
     config, picks = copick_project
     with pytest.raises(ValueError, match="already holds picks"):
         write_project_picks(config, picks, "curation", "0")
+
+
+def test_a_copick_zarr_path_is_a_tomogram_named_by_its_run(copick_project):
+    from cryo3d.io.tomogram import find_tomograms, read_tomogram
+
+    config, _ = copick_project
+    zarr_dir = config.parent / "overlay" / "ExperimentRuns" / "synth_001" / "VoxelSpacing10.000" / "wbp.zarr"
+    assert find_tomograms([str(zarr_dir)]) == [str(zarr_dir)]
+    t = read_tomogram(zarr_dir)
+    assert t.name == "synth_001" and t.voxel_spacing == 10.0 and np.asarray(t.data[:2]).shape == (2, 64, 64)
+
+
+def test_prepare_cuts_a_store_from_the_project_with_one_users_ground_truth(copick_project, tmp_path, capsys):
+    import json
+
+    from cryo3d.cli import main
+
+    config, picks = copick_project
+    args = ["prepare", "--copick-config", str(config), "--runs", "synth_000", "--patch-size", "32",
+            "--stride", "32", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "curation" in capsys.readouterr().err
+    assert main([*args, "--gt-user", "curation", "--gt-session", "0", "--out", str(tmp_path / "s")]) == 0
+    man = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert man["particles"]["classes"][0]["name"] == "apo-ferritin"
