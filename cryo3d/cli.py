@@ -56,9 +56,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     if not a.copick_config:
         if not tomo_specs or not picks_path:
             raise SystemExit("prepare: give --data FOLDER (synth layout), both --tomograms and --picks, or --copick-config")
+        from cryo3d.io.copick_project import tomogram_sizes
+
         tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
         picks = read_picks(picks_path, voxel_spacing=a.picks_voxel_spacing or a.voxel_spacing, particles=particles,
-                           class_name=a.class_name)
+                           class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos))
     settings = StoreSettings(
         patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
         stride=a.stride if len(a.stride) == 3 else a.stride[0],
