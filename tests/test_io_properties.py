@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cryo3d.io.copick_files import load_copick_file
 from cryo3d.io.star import read_star
 
-SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=500, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 #: starfile (pandas) takes ~10 ms a file: the two mutation properties share 500 examples.
 HALF = settings(SETTINGS, max_examples=250)
