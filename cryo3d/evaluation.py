@@ -22,6 +22,7 @@ def evaluate_files(
     sweep: bool = True,
     tomograms: Sequence[str] | None = None,
     output_json: str | os.PathLike | None = None,
+    voxel_spacing: float | None = None,
 ) -> dict:
     """Score a predicted picks file against a ground-truth one.
 
@@ -40,6 +41,8 @@ def evaluate_files(
         Score only these tomograms.
     output_json : path, optional
         Where to write the result (atomically).
+    voxel_spacing : float, optional
+        Angstrom per pixel of RELION 4 STAR coordinates (default: the file's optics table).
 
     Returns
     -------
@@ -52,8 +55,8 @@ def evaluate_files(
     from cryo3d.picks import Picks
 
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
-    p = pred if isinstance(pred, Picks) else read_picks(pred)
-    g = gt if isinstance(gt, Picks) else read_picks(gt)
+    p = pred if isinstance(pred, Picks) else read_picks(pred, voxel_spacing=voxel_spacing, particles=ps)
+    g = gt if isinstance(gt, Picks) else read_picks(gt, voxel_spacing=voxel_spacing, particles=ps)
     pred, gt = (x if not isinstance(x, Picks) else _source(x) for x in (pred, gt))
     kw = dict(beta=beta, distance_multiplier=distance_multiplier, matching=matching, tomograms=tomograms)
     res = score_picks(p, g, ps, **kw)

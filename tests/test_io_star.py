@@ -136,3 +136,11 @@ def test_copick_csv_without_a_class_in_its_name_asks_for_one(tmp_path):
     with pytest.raises(ValueError, match="class_name"):
         read_picks(tmp_path / "export.csv")
     assert read_picks(tmp_path / "export.csv", class_name="ribosome").cls.tolist() == ["ribosome"]
+
+
+def test_evaluate_files_passes_the_voxel_spacing_to_a_pixel_star(tmp_path, picks):
+    from cryo3d.evaluation import evaluate_files
+
+    write_picks_csv(tmp_path / "p.csv", picks)
+    _relion4(tmp_path / "p.star", picks, optics=False)
+    assert evaluate_files(tmp_path / "p.star", tmp_path / "p.csv", voxel_spacing=10.0, sweep=False)["score"] == 1.0
