@@ -37,7 +37,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from cryo3d.store import StoreSettings, prepare_store
 
     tomo_specs, picks_path, particles_path = a.tomograms, a.picks, a.particles
-    if a.data:
+    if a.copick_config:  # a copick project: tomograms, ground truth and classes from it
+        from cryo3d.copick_commands import prepare_inputs
+
+        tomos, picks, particles = prepare_inputs(a)
+    elif a.data:
         d = Path(a.data)
         tomo_specs = tomo_specs or [str(d / "tomograms")]
         picks_path = picks_path or str(d / "picks.csv")
@@ -49,12 +53,16 @@ def cmd_prepare(a: argparse.Namespace) -> int:
             particles = load_particles(particles_path)
     else:
         particles = load_particles(particles_path)
-    if not tomo_specs or not picks_path:
-        from cryo3d.errors import Cryo3DError
+    if not a.copick_config:
+        if not tomo_specs or not picks_path:
+            from cryo3d.errors import Cryo3DError
 
-        raise Cryo3DError("give --data FOLDER (synth layout) or both --tomograms and --picks")
-    tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
-    picks = read_picks(picks_path)
+            raise Cryo3DError("give --data FOLDER (synth layout), both --tomograms and --picks, or --copick-config")
+        from cryo3d.io.copick_project import tomogram_sizes
+
+        tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
+        picks = read_picks(picks_path, voxel_spacing=a.picks_voxel_spacing or a.voxel_spacing, particles=particles,
+                           class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos))
     settings = StoreSettings(
         patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
         stride=a.stride if len(a.stride) == 3 else a.stride[0],
@@ -64,18 +72,21 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         voxel_spacing=a.target_spacing,
     )
     man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet,
-                        source=str(picks_path))
+                        source=str(picks_path or a.copick_config))
     print(f"store {a.out}: {man['n_patches']} patches of {man['patch_size']} voxels, "
           f"{man['n_keypoints']} keypoint rows, ds_factor {man['ds_factor']}")
     return 0
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from cryo3d.copick_commands import evaluate_inputs
     from cryo3d.evaluation import evaluate_files
 
+    pred, gt, particles, runs = evaluate_inputs(a)  # files, or a copick project's picks by user and session
     to_file = a.json not in (None, "-")
-    rep = evaluate_files(a.pred, a.gt, particles=a.particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
-                         matching=a.matching, sweep=a.sweep, output_json=a.json if to_file else None)
+    rep = evaluate_files(pred, gt, particles=particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
+                         matching=a.matching, sweep=a.sweep, tomograms=runs, output_json=a.json if to_file else None,
+                         labels=(a.pred, a.gt))
     if a.json == "-":  # --json alone: the result as JSON on stdout (and nothing else there)
         import json
 
@@ -94,13 +105,25 @@ def cmd_predict(a: argparse.Namespace) -> int:
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
+    if a.copick_config:  # tomograms from the project; refuse now, not after inference, to overwrite picks
+        from cryo3d.copick_commands import check_predictions_writable, predict_tomograms, write_predictions
+
+        paths = predict_tomograms(a)
+        check_predictions_writable(a, paths)
+    elif not a.tomograms:
+        raise ValueError("predict: give tomogram files, folders or globs, or --copick-config")
+    else:
+        paths = find_tomograms(a.tomograms)
     picks = predict(
-        a.checkpoint, find_tomograms(a.tomograms), a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
+        a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
         force=a.force,
     )
     print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
+    if a.copick_config:
+        written = write_predictions(a, picks, paths)
+        print(f"wrote {len(written)} pick sets into {a.copick_config} as user {a.user_id!r}, session {a.session_id!r}")
     return 0
 
 
@@ -111,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train (MONAI bundle), predict and evaluate. Coordinates are (x, y, z) in Angstrom.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from cryo3d.copick_commands import add_project_options
 
     s = sub.add_parser("synth", help="simulate tomograms with known particles (the built-in data)",
                        description="Simulate cryo-ET-like tomograms (missing wedge, CTF band-pass, noise, "
@@ -150,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample tomograms to this voxel spacing (Angstrom) first, e.g. 20 to train at bin 2")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--picks-voxel-spacing", type=float, metavar="A",
+                   help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z (default: --voxel-spacing, else the file's optics)")
+    s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    add_project_options(s)
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("predict", help="pick particles in whole tomograms with a trained checkpoint",
@@ -158,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Angstrom), OUT/copick/ JSON and optionally heatmaps as MRC. Finished tomograms are skipped "
                        "when the command is repeated.")
     s.add_argument("checkpoint", help="a checkpoint written by the training bundle (best.pt, final.pt, last_*.pt)")
-    s.add_argument("tomograms", nargs="+", help="tomogram files, folders or globs")
+    s.add_argument("tomograms", nargs="*", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz .zarr)")
     s.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
     s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
     s.add_argument("--threshold", type=float, nargs="+",
@@ -168,11 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sw-batch-size", type=int, default=4, help="windows per forward pass (default: %(default)s)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--write-heatmaps", action="store_true", help="also write each class heatmap as MRC")
-    s.add_argument("--user-id", default="cryo3d", help="copick user id of the written picks")
-    s.add_argument("--session-id", default="0", help="copick session id of the written picks")
+    s.add_argument("--user-id", "--user", default="cryo3d", help="copick user id of the written picks (default: %(default)s)")
+    s.add_argument("--session-id", "--session", default="0", help="copick session id of the written picks (default: %(default)s)")
+    s.add_argument("--overwrite", action="store_true", help="replace picks of --user/--session already in the copick project")
     s.add_argument("--force", action="store_true",
-                   help="write into an output folder that holds files predict did not write (ground truth "
+                   help="write into an output folder (--out) that holds files predict did not write (ground truth "
                    "picks.csv, a copick project, other users' picks, tomograms); refused without it")
+    add_project_options(s, gt=False)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_predict)
 
@@ -180,8 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Per-class precision, recall and F-beta, scored exactly as the CZII "
                        "challenge (every ground-truth particle within distance_multiplier x radius of a "
                        "prediction is a true positive), with greedy one-to-one matching beside it.")
-    s.add_argument("pred", help="predicted picks (CSV / copick / STAR)")
-    s.add_argument("gt", help="ground-truth picks (CSV / copick / STAR)")
+    s.add_argument("pred", nargs="?", help="predicted picks (CSV / copick / STAR); with --copick-config: default "
+                   "the project's picks of --user/--session")
+    s.add_argument("gt", nargs="?", help="ground-truth picks (CSV / copick / STAR); with --copick-config: default the "
+                   "project's picks of --gt-user/--gt-session")
+    s.add_argument("--voxel-spacing", type=float, metavar="A", help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z "
+                   "(RELION 4; default: the file's optics table)")
+    s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    s.add_argument("--user-id", "--user", help="copick user of the predictions (with --copick-config)")
+    s.add_argument("--session-id", "--session", help="copick session of the predictions (with --copick-config)")
+    add_project_options(s)
     s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: CZII)")
     s.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
     s.add_argument("--distance-multiplier", type=float, default=0.5, help="match radius / particle radius")

@@ -70,13 +70,16 @@ def evaluate_files(
     sweep: bool = True,
     tomograms: Sequence[str] | None = None,
     output_json: str | os.PathLike | None = None,
+    voxel_spacing: float | None = None,
+    labels: tuple[str | None, str | None] | None = None,
 ) -> dict:
     """Score a predicted picks file against a ground-truth one.
 
     Parameters
     ----------
-    pred, gt : path
-        Picks tables (CSV ``tomo,class,x,y,z[,score]`` in Angstrom, copick, STAR).
+    pred, gt : path or Picks
+        Picks tables (CSV ``tomo,class,x,y,z[,score]`` in Angstrom, copick, STAR), or picks
+        already read (e.g. from a copick project by user and session).
     particles : ParticleSet or path or None
         Classes with radii and weights (default: the CZII set).
     beta, distance_multiplier, matching
@@ -88,6 +91,11 @@ def evaluate_files(
         Score only these tomograms.
     output_json : path, optional
         Where to write the result (atomically).
+    labels : (str or None, str or None), optional
+        Names of ``pred`` and ``gt`` in the report and warnings when they are given as
+        picks read from files (default: the path, or ``copick user/session``).
+    voxel_spacing : float, optional
+        Angstrom per pixel of RELION 4 STAR coordinates (default: the file's optics table).
 
     Returns
     -------
@@ -99,9 +107,13 @@ def evaluate_files(
     """
     from cryo3d.io.picks import read_picks
     from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
+    from cryo3d.picks import Picks
 
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
-    p, g = read_picks(pred), read_picks(gt)
+    p = pred if isinstance(pred, Picks) else read_picks(pred, voxel_spacing=voxel_spacing, particles=ps)
+    g = gt if isinstance(gt, Picks) else read_picks(gt, voxel_spacing=voxel_spacing, particles=ps)
+    pred, gt = (lab if lab else (x if not isinstance(x, Picks) else _source(x))
+                for x, lab in zip((pred, gt), labels or (None, None)))
     g, notes = check_inputs(p, g, pred, gt, tomograms)
     for n in notes:
         warnings.warn(n, UserWarning, stacklevel=2)
@@ -127,3 +139,10 @@ def evaluate_files(
     if output_json is not None:
         write_json_atomic(output_json, out)
     return out
+
+
+def _source(picks) -> str:
+    """What picks read from a project are called in the report: ``user/session``."""
+    users = sorted(set(picks.extra.get("user_id", []).tolist())) if "user_id" in picks.extra else []
+    sessions = sorted(set(picks.extra.get("session_id", []).tolist())) if "session_id" in picks.extra else []
+    return f"copick {'+'.join(users) or '?'}/{'+'.join(sessions) or '?'}"

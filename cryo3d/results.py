@@ -28,6 +28,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from cryo3d.errors import Cryo3DError
 from cryo3d.io.atomic import json_default, write_json_atomic
 
@@ -43,14 +45,37 @@ PREDICT_RECORD = "predict.json"
 WRITER = "cryo3d predict"
 
 
+def _folder_fingerprint(p: Path) -> dict:
+    """Fingerprint of a folder tomogram (OME-Zarr): every file's relative path, size and mtime,
+    and the content of its metadata files and of up to 256 chunk files spread over the rest."""
+    files = sorted(f for f in p.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    total = 0
+    meta = [f for f in files if f.name.startswith(".z") or f.suffix == ".json"]
+    chunks = [f for f in files if f not in set(meta)]
+    sampled = set(meta) | {chunks[i] for i in np.linspace(0, len(chunks) - 1, min(256, len(chunks))).astype(int)} \
+        if chunks else set(meta)
+    for f in files:
+        st = f.stat()
+        total += st.st_size
+        h.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        if f in sampled:
+            h.update(f.read_bytes()[:_BLOCK_BYTES])
+    return {"size": int(total), "mtime_ns": int(p.stat().st_mtime_ns), "sha256": h.hexdigest(), "files": len(files)}
+
+
 def file_fingerprint(path: str | os.PathLike, whole: bool = False) -> dict:
     """Content fingerprint of a file: ``size``, ``mtime_ns`` and ``sha256``.
 
     The hash covers the whole file when it is small (or ``whole``); else the first MiB
     (MRC/NIfTI headers, extended headers, the first slices), 64 blocks of 64 KiB evenly
     spread over the rest and the last block, so a 2 GB tomogram costs about 5 MB of reads.
+    A folder (an OME-Zarr tomogram of a copick project) is fingerprinted by every file's
+    path, size and mtime and the content of its metadata and a sample of its chunks.
     """
     p = Path(path)
+    if p.is_dir():
+        return _folder_fingerprint(p)
     st = p.stat()
     h = hashlib.sha256()
     with open(p, "rb") as f:

@@ -46,6 +46,12 @@ def ensure_data(
     val_tomograms: Sequence[str] | None = None,
     voxel_spacing: float | None = None,
     progress: bool = True,
+    copick_config: str | None = None,
+    tomo_type: str | None = None,
+    copick_voxel_spacing: float | None = None,
+    gt_user: str | None = None,
+    gt_session: str | None = None,
+    runs: Sequence[str] | None = None,
 ) -> dict:
     """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
 
@@ -54,6 +60,12 @@ def ensure_data(
     with ``n_tomograms`` synthetic tomograms first. The last ``n_val`` tomograms by name (or
     ``val_tomograms``) are held out: they are not in the store and are validated whole.
     ``voxel_spacing`` resamples the store (and so the model) to that spacing.
+
+    With ``copick_config`` the tomograms, ground truth and particle classes come from that
+    copick project instead (:func:`cryo3d.io.copick_project.training_inputs`): ``runs`` (all
+    by default) at ``copick_voxel_spacing`` and ``tomo_type`` (needed only when the project
+    has several), ground truth of ``gt_user``/``gt_session``; ``dataset_dir`` then holds only
+    the store and the ground truth as a picks CSV.
 
     Returns
     -------
@@ -66,43 +78,30 @@ def ensure_data(
     if distributed and dist.get_rank() != 0:
         dist.barrier()  # rank 0 makes the data first; the others then find it ready
     try:
+        copick = None if copick_config is None else dict(
+            config=copick_config, tomo_type=tomo_type, voxel_spacing=copick_voxel_spacing, gt_user=gt_user,
+            gt_session=gt_session, runs=runs)
         return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                             ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
-                            progress and (not distributed or dist.get_rank() == 0))
+                            progress and (not distributed or dist.get_rank() == 0), copick)
     finally:
         if distributed and dist.get_rank() == 0:
             dist.barrier()
 
 
 def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
-                 ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress) -> dict:
+                 ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress, copick=None) -> dict:
     from cryo3d.dataset import split_tomograms
-    from cryo3d.io.picks import read_picks
-    from cryo3d.io.tomogram import find_tomograms, read_tomogram
-    from cryo3d.particles import CZII_PARTICLES, load_particles
     from cryo3d.store import StoreSettings, prepare_store
-    from cryo3d.synth import SynthConfig, synthesize
 
     d = Path(dataset_dir)
-    tdir = d / "tomograms"
-    has_tomos = tdir.is_dir() and any(tdir.iterdir())
-    if not has_tomos:
-        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed)
-        synthesize(d, n_tomograms, cfg, progress=progress)
-    gt = d / "picks.csv"
-    if not gt.exists():
-        raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
-    particles = CZII_PARTICLES
-    if (d / "particles.yaml").exists():
-        particles = load_particles(str(d / "particles.yaml"))
-    elif (d / "manifest.json").exists():
-        man = json.loads((d / "manifest.json").read_text())
-        if "particles" in man:
-            particles = ParticleSet.from_dict(man["particles"])
-    paths = find_tomograms([str(tdir)])
-    tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
+    if copick is not None:  # a copick project: tomograms, ground truth and classes from it
+        from cryo3d.io.copick_project import training_inputs
+
+        tomos, picks, particles, gt = training_inputs(dataset_dir=d, **copick)
+    else:
+        tomos, picks, particles, gt = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed, progress)
     train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
-    picks = read_picks(gt)
     settings = StoreSettings(patch_size=patch_size, stride=stride, ds_factor=ds_factor,
                              precompute_heatmaps=precompute_heatmaps, voxel_spacing=voxel_spacing)
     tag = "p{}_s{}_f{}_v{}".format(
@@ -126,6 +125,34 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         "particles": particles,
         "voxel_spacing": spacing,
     }
+
+
+def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progress) -> tuple:
+    """Tomograms, picks, particles and picks CSV of a dataset folder (``tomograms/`` + ``picks.csv``),
+    simulated first when the folder is empty."""
+    from cryo3d.io.picks import read_picks
+    from cryo3d.io.tomogram import find_tomograms, read_tomogram
+    from cryo3d.particles import CZII_PARTICLES, load_particles
+    from cryo3d.synth import SynthConfig, synthesize
+
+    tdir = d / "tomograms"
+    has_tomos = tdir.is_dir() and any(tdir.iterdir())
+    if not has_tomos:
+        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed)
+        synthesize(d, n_tomograms, cfg, progress=progress)
+    gt = d / "picks.csv"
+    if not gt.exists():
+        raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
+    particles = CZII_PARTICLES
+    if (d / "particles.yaml").exists():
+        particles = load_particles(str(d / "particles.yaml"))
+    elif (d / "manifest.json").exists():
+        man = json.loads((d / "manifest.json").read_text())
+        if "particles" in man:
+            particles = ParticleSet.from_dict(man["particles"])
+    paths = find_tomograms([str(tdir)])
+    tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
+    return tomos, read_picks(gt), particles, str(gt)
 
 
 class ValidationTomograms(torch.utils.data.Dataset):

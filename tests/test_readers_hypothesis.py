@@ -24,7 +24,7 @@ from cryo3d.errors import Cryo3DError
 from cryo3d.io.picks import read_picks_csv
 from cryo3d.io.tomogram import read_tomogram, write_mrc, write_nifti
 
-EXAMPLES = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 WORK = Path(tempfile.mkdtemp(prefix="cryo3d-hypothesis-"))
 
 # ------------------------------------------------------------------ helpers
