@@ -284,3 +284,21 @@ def test_crowded12_particle_set_flows_through_ensure_data(tmp_path):
     d = ensure_data(tmp_path, n_tomograms=2, n_val=1, synth_shape=(32, 64, 64), synth_preset="crowded12",
                     patch_size=32, stride=32, ds_factor=1, voxel_spacing=20.0, progress=False)
     assert len(d["particles"]) == 12 and d["particles"].names[0] == "hemoglobin"
+
+
+@pytest.mark.parametrize("name", sorted(__import__("cryo3d.synth.families", fromlist=["FAMILIES"]).FAMILIES))
+def test_every_shape_family_lies_within_its_radius_and_has_mass(name):
+    from cryo3d.synth.families import FAMILIES
+
+    rng = np.random.default_rng(0)
+    fam = FAMILIES[name]
+    n = 8
+    prm = fam.draw(rng, n)
+    u = rng.normal(size=(n, 4000, 3))
+    u /= np.linalg.norm(u, axis=-1, keepdims=True)
+    e = np.full((n, 1), 0.02)
+    reach = 1.25 if name.startswith("own:") else 1.08  # the first simulator's ribosome reaches 1.13 radius
+    outside = fam.density(u * rng.uniform(reach, 1.3, size=(n, 4000, 1)), prm, e)
+    inside = fam.density(u * rng.uniform(0.0, 1.0, size=(n, 4000, 1)) ** (1 / 3), prm, e)
+    assert outside.max() < 0.06
+    assert np.all(inside.mean(1) > 0.05)  # every particle has some density

@@ -91,15 +91,23 @@ def lobes_sdf(p: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarr
         centres: ``[n or 1, K, 3]`` ball centres.
         radii: ``[n or 1, K]`` ball radii (a negative radius switches a ball off).
     """
-    pc = np.matmul(p, np.swapaxes(centres, 1, 2))
-    d2 = (np.einsum("nmi,nmi->nm", p, p)[..., None] - 2.0 * pc + np.sum(centres * centres, -1)[:, None, :])
-    return np.min(np.sqrt(np.maximum(d2, 0.0)) - radii[:, None, :], axis=-1)
+    # |p - c|^2 = |p|^2 + (|c|^2 - 2 p.c): the K-wide part is one batched matmul
+    cross = np.matmul(p, np.swapaxes(centres, 1, 2) * -2.0)
+    cross += np.sum(centres * centres, -1)[:, None, :]
+    p2 = np.einsum("nmi,nmi->nm", p, p)
+    if np.all(radii == radii[:, :1]):  # equal balls: the nearest centre decides, one sqrt
+        d2 = np.min(cross, axis=-1) + p2
+        return np.sqrt(np.maximum(d2, 0.0)) - radii[:, None, 0]
+    cross += p2[..., None]
+    return np.min(np.sqrt(np.maximum(cross, 0.0)) - radii[:, None, :], axis=-1)
 
 
 def ellipsoid_sdf(p: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Approximate signed distance to an ellipsoid with semi-axes ``axes`` ``[n, 3]``."""
     a = axes[:, None, :]
-    return (_norm(p / a) - 1.0) * np.min(axes, axis=-1)[:, None]
+    k0 = _norm(p / a)
+    k1 = np.maximum(_norm(p / (a * a)), 1e-6)
+    return k0 * (k0 - 1.0) / k1  # a close bound near the surface (exact on a sphere)
 
 
 def _sphere_harmonic(p: np.ndarray, prm: Params) -> np.ndarray:
@@ -257,9 +265,9 @@ def _capsomer_membrane(p, e):
 
 
 def _stacked_discs(p, prm, e):
-    ax = np.broadcast_to(np.array([1.0, 1.0, 0.3]), (p.shape[0], 3))
-    a = p - np.array([0.0, 0.0, 0.42])
-    b = p + np.array([0.0, 0.0, 0.42])
+    ax = np.broadcast_to(np.array([0.88, 0.88, 0.28]), (p.shape[0], 3))
+    a = p - np.array([0.0, 0.0, 0.36])
+    b = p + np.array([0.0, 0.0, 0.36])
     return solid(np.minimum(ellipsoid_sdf(a, ax), ellipsoid_sdf(b, ax)), e)
 
 
@@ -279,9 +287,9 @@ def _rod(p, prm, e):
 
 
 def _barrel(p, prm, e):
-    """Proteasome-like: solid cylinder (radius 0.55, half-length 0.95) with an axial channel."""
+    """Proteasome-like: solid cylinder (radius 0.55, half-length 0.82) with an axial channel."""
     rho = np.sqrt(p[..., 0] ** 2 + p[..., 1] ** 2)
-    body = np.maximum(rho - 0.55, np.abs(p[..., 2]) - 0.95)
+    body = np.maximum(rho - 0.55, np.abs(p[..., 2]) - 0.82)
     return solid(np.maximum(body, 0.18 - rho), e)
 
 
@@ -293,7 +301,7 @@ def _y_shape(p, prm, e):
         perp = np.array([-math.sin(a), math.cos(a), 0.0])
         q = p - 0.5 * d
         loc = np.stack([q @ d, q @ perp, q[..., 2]], -1)
-        s = (_norm(loc / np.array([0.5, 0.24, 0.2])) - 1.0) * 0.2
+        s = ellipsoid_sdf(loc, np.broadcast_to(np.array([0.5, 0.24, 0.2]), (p.shape[0], 3)))
         out = s if out is None else np.minimum(out, s)
     return solid(out, e)
 

@@ -147,6 +147,9 @@ class Scene:
             idx_h = np.flatnonzero(halves == h)
             off = np.arange(-h, h + 1, dtype=np.float32)
             grid = np.stack(np.meshgrid(off, off, off, indexing="ij"), -1).reshape(-1, 3)
+            # every shape lies within its radius (the first simulator's ribosome within 1.13 radius)
+            reach = max(h + 0.5, 1.2 * float(radii[idx_h].max()) + 2 * EDGE)
+            grid = grid[np.sum(grid * grid, -1) <= reach**2]
             per = max(1, CHUNK_FLOATS // (len(grid) * (family.cost + 4)))
             for s in range(0, len(idx_h), per):
                 sel = idx_h[s:s + per]
