@@ -22,7 +22,9 @@ EDGE = 0.35
 PROTEIN_DENSITY = 1.0
 LIPID_DENSITY = 0.9
 GOLD_DENSITY = 6.0
-CARBON_DENSITY = (0.5, 0.9)
+CARBON_DENSITY = (0.8, 1.4)
+#: Relative voxel-level density fluctuation (grain) of amorphous carbon.
+CARBON_GRAIN = 0.6
 #: Bilayer: two leaflets this far from the mid-plane (Angstrom), each this thick.
 LEAFLET_OFFSET = 18.0
 LEAFLET_HALF_THICKNESS = 9.0
@@ -216,20 +218,20 @@ class Scene:
         self.obstacles.append(Obstacle("sheet", c, 0.0, nrm, clear=self.vox(LEAFLET_OFFSET + LEAFLET_HALF_THICKNESS)))
 
     def add_carbon(self, rng: np.random.Generator) -> None:
-        """A carbon-film edge: a dense slab (150-500 A thick in z) covering 10-35 % of the field
-        of view on one side of a straight boundary, with a faint lateral texture."""
+        """A carbon-film edge: a dense, grainy slab (200-800 A thick in z) covering 10-40 % of the
+        field of view on one side of a straight boundary."""
         ext = np.asarray(self.shape, float)
         ang = rng.uniform(0, 2 * math.pi)
         nrm = np.array([rng.normal(0, 0.1), math.sin(ang), math.cos(ang)])
         nrm /= np.linalg.norm(nrm)
         corners = np.array([[0, y, x] for y in (0, ext[1] - 1) for x in (0, ext[2] - 1)], float)
         proj = corners @ nrm
-        frac = rng.uniform(0.1, 0.35)
+        frac = rng.uniform(0.1, 0.4)
         c = np.array([rng.uniform(0.2, 0.8) * ext[0], 0.0, 0.0])
         # put the boundary so that a fraction `frac` of the field of view lies beyond it
         c_yx = (proj.max() - frac * (proj.max() - proj.min()))
         c[1:] = nrm[1:] * c_yx / max(float(nrm[1:] @ nrm[1:]), 1e-6)
-        half = 0.5 * self.vox(rng.uniform(150.0, 500.0))
+        half = 0.5 * self.vox(rng.uniform(200.0, 800.0))
         z0 = max(int(math.floor(c[0] - half - 8 * EDGE)), 0)
         z1 = min(int(math.ceil(c[0] + half + 8 * EDGE)) + 1, self.shape[0])
         z = np.arange(z0, z1, dtype=np.float32)[:, None, None]
@@ -237,8 +239,12 @@ class Scene:
         sub = Scene((z1 - z0,) + self.shape[1:], self.spacing)
         sdf = np.maximum(-sub._plane_distance(zc, nrm), np.abs(z - c[0]) - half)
         dens = float(rng.uniform(*CARBON_DENSITY))
-        tex = [1.0 + 0.15 * np.cumsum(rng.normal(size=n)) / math.sqrt(n) for n in self.shape[1:]]
         carbon = banded_solid(sdf, 2 * EDGE)
-        carbon *= (dens * tex[0][None, :, None] * tex[1][None, None, :]).astype(np.float32)
+        # amorphous carbon is grainy: voxel-level density fluctuations (the CTF makes them texture)
+        grain = rng.standard_normal(carbon.shape, dtype=np.float32)
+        grain *= np.float32(CARBON_GRAIN)
+        grain += np.float32(1.0)
+        carbon *= np.maximum(grain, 0.0, out=grain)
+        carbon *= np.float32(dens)
         self.vol[z0:z1] += carbon
         self.obstacles.append(Obstacle("carbon", c, 0.0, nrm, half_thickness=half))
