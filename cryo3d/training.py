@@ -109,6 +109,14 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
     paths = find_tomograms([str(tdir)])
     tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
     train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
+    spacings = sorted({float(tomos[n].voxel_spacing) for n in train})
+    if voxel_spacing is None and len(spacings) > 1:  # e.g. the default synth preset draws one per tomogram
+        import logging
+
+        voxel_spacing = spacings[0]
+        logging.getLogger(__name__).warning(
+            "%s: the training tomograms have voxel spacings %g-%g A; resampling them to the finest, %g A "
+            "(set voxel_spacing to choose)", tdir, spacings[0], spacings[-1], voxel_spacing)
     picks = read_picks(gt)
     geo = _choose_geometry(particles, [tomos[n] for n in train + val], voxel_spacing, patch_size, stride,
                            batch_size, network, ds_factor)
