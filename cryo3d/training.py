@@ -157,15 +157,18 @@ def _choose_geometry(particles, tomograms, voxel_spacing, patch_size, stride, ba
     from cryo3d.resolution import choose_geometry, parse_spacing_key
 
     spacings = sorted({round(float(t.voxel_spacing), 6) for t in tomograms})
+    native = max(spacings)
     if len(spacings) > 1 and parse_spacing_key(voxel_spacing) is None:
-        raise ValueError(f"tomograms have different voxel spacings {spacings} A; set voxel_spacing to a number "
-                         "or 'auto' so they are resampled to one")
+        voxel_spacing = native = spacings[0]
+        logging.getLogger("cryo3d").warning(
+            "voxel_spacing null, but the tomograms have different voxel spacings (%s A): resampling all to the "
+            "finest, %g A", ", ".join(f"{x:g}" for x in spacings), native)
     divisor = 1
     if network is not None:
         cfg = {"name": network} if isinstance(network, str) else dict(network)
         cfg.update(in_channels=1, out_channels=1, ds_factor=ds_factor)
         divisor = int(getattr(build_network(cfg), "spatial_divisor", 1))
-    geo = choose_geometry(particles, max(spacings), voxel_spacing, patch_size, stride, batch_size,
+    geo = choose_geometry(particles, native, voxel_spacing, patch_size, stride, batch_size,
                           divisor=divisor, ds_factor=ds_factor)
     logging.getLogger("cryo3d").info("training geometry: %s", geo.reason)
     return geo
