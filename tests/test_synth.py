@@ -322,3 +322,16 @@ def test_crowders_are_no_look_alikes_of_a_labelled_class():
     r = _crowder_radii(np.random.default_rng(0), 500, (20.0, 150.0), CZII_PARTICLES.radii, 0.15)
     assert len(r) == 500 and r.min() >= 19.9 and r.max() <= 150.1
     assert np.all(np.abs(r[:, None] / CZII_PARTICLES.radii[None] - 1) > 0.14)
+
+
+def test_ensure_data_resamples_tomograms_of_several_spacings_to_the_finest(tmp_path):
+    import json
+
+    from cryo3d.training import ensure_data
+
+    d = ensure_data(tmp_path, n_tomograms=3, n_val=1, synth_shape=(24, 48, 48), patch_size=16, stride=16,
+                    ds_factor=1, voxel_spacing=None, progress=False)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    sp = {t["name"]: t["voxel_spacing"] for t in man["tomograms"]}
+    assert len(set(sp.values())) == 3
+    assert d["voxel_spacing"] == pytest.approx(min(sp[n] for n in d["train"]))
