@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: randomised shapes, sizes, distractors and imaging (what training uses); "
                    "clean: high SNR, no distractors; hard: low SNR, crowded; ood: the CZII classes with held-out "
                    "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set)")
-    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default 184 256 256)")
+    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default: the preset's, 184 256 256; 128 256 256 for ood and crowded12)")
     s.add_argument("--voxel-spacing", type=float, nargs="+", metavar="A", help="Angstrom per voxel, or LOW HIGH")
     s.add_argument("--snr", type=float, nargs="+", help="signal-to-noise ratio, or LOW HIGH")
     s.add_argument("--tilt-range", type=float, nargs="+", help="maximum tilt in degrees about y, or LOW HIGH")

@@ -31,8 +31,11 @@ class ParticleClass:
     weight : float
         Weight of the class in the aggregated F-beta score.
     shape : str
-        Shape used by the built-in simulator (``sphere``, ``shell``, ``two_lobes``, ``four_lobes``,
-        ``ring``, ``dumbbell``, ``cylinder``).
+        Shape used by the built-in simulator: one of :mod:`cryo3d.shapes` (``sphere``,
+        ``shell``, ``thick_shell``, ``two_lobes``, ``two_lobes_large``, ``four_lobes``,
+        ``ring``, ``dumbbell``, ``cylinder``) or a family of :mod:`cryo3d.synth.families`
+        (e.g. ``capsomer_shell``, ``rod``); whether it is hollow also sets which shape
+        variants the randomised ``default`` preset draws for the class.
     """
 
     name: str

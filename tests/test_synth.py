@@ -302,3 +302,36 @@ def test_every_shape_family_lies_within_its_radius_and_has_mass(name):
     inside = fam.density(u * rng.uniform(0.0, 1.0, size=(n, 4000, 1)) ** (1 / 3), prm, e)
     assert outside.max() < 0.06
     assert np.all(inside.mean(1) > 0.05)  # every particle has some density
+
+
+def test_particles_keep_clear_of_a_carbon_edge():
+    from cryo3d.synth.scene import Scene
+
+    scene = Scene((40, 80, 80), 10.0)
+    scene.add_carbon(np.random.default_rng(1))
+    assert scene.vol.max() > 0.5  # a dense slab exists
+    c = scene.place(np.random.default_rng(2), 60, 3.0)
+    assert len(c) > 10
+    idx = np.rint(c).astype(int)
+    assert scene.vol[tuple(idx.T)].max() < 0.05
+
+
+def test_crowders_are_no_look_alikes_of_a_labelled_class():
+    from cryo3d.synth.tomogram import _crowder_radii
+
+    r = _crowder_radii(np.random.default_rng(0), 500, (20.0, 150.0), CZII_PARTICLES.radii, 0.15)
+    assert len(r) == 500 and r.min() >= 19.9 and r.max() <= 150.1
+    assert np.all(np.abs(r[:, None] / CZII_PARTICLES.radii[None] - 1) > 0.14)
+
+
+def test_ensure_data_resamples_tomograms_of_several_spacings_to_the_finest(tmp_path):
+    import json
+
+    from cryo3d.training import ensure_data
+
+    d = ensure_data(tmp_path, n_tomograms=3, n_val=1, synth_shape=(24, 48, 48), patch_size=16, stride=16,
+                    ds_factor=1, voxel_spacing=None, progress=False)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    sp = {t["name"]: t["voxel_spacing"] for t in man["tomograms"]}
+    assert len(set(sp.values())) == 3
+    assert d["voxel_spacing"] == pytest.approx(min(sp[n] for n in d["train"]))

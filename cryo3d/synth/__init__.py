@@ -23,10 +23,10 @@ Presets (:meth:`SynthConfig.preset`, ``cryo3d synth --preset NAME``)
 ``default`` (``SynthConfig()``)
     What the training bundle simulates: **domain randomisation**, so that a model learns
     "a hollow or filled blob of this size with this texture" and not our exact shapes.
-    The 6 CZII classes; per particle a shape variant of the class's kind (thin or thick
-    shells with or without a core, bumpy or ellipsoidal shells for hollow classes;
-    ellipsoids, random-blob unions, harmonic-perturbed spheres, elongated bodies,
-    symmetric lobes and the class's own shape for the others), radius +/-10 %, density
+    The 6 CZII classes; per particle a shape variant of the class's kind (for hollow
+    classes thin or thick shells with or without a core, bumpy, ellipsoidal or randomly
+    knobbed shells; for the others ellipsoids, random-blob unions, harmonic-perturbed
+    spheres, elongated bodies, symmetric lobes; both also the class's own shape), radius +/-10 %, density
     +/-15 % and a smooth inner texture; 20-160 crowders of 20-150 A radius (none within
     15 % of a class's radius), 0-3 vesicles, 0-2 sheets, 0-8 gold beads, a carbon edge in
     30 % of tomograms; per tomogram voxel spacing 8-14 A, SNR 0.15-2 (log-uniform), tilt

@@ -11,7 +11,7 @@ Three groups, kept apart on purpose:
 * **training families** (:data:`HOLLOW_FAMILIES`, :data:`FILLED_FAMILIES`): what the
   randomised ``default`` preset draws from. A class whose own shape is hollow (a shell, a
   cage) draws hollow variants (thin and thick shells, with or without a core, bumpy,
-  ellipsoidal); any other class draws filled ones (ellipsoids, random-blob unions,
+  ellipsoidal, randomly knobbed); any other class draws filled ones (ellipsoids, random-blob unions,
   harmonic-perturbed spheres, elongated bodies, symmetric lobes). The class's own legacy
   shape (:mod:`cryo3d.shapes`) is one more variant. So a model learns "a hollow or filled
   blob of this size", not one exact shape.
@@ -227,6 +227,22 @@ def _ellipsoid_shell(p, prm, e):
     return solid(np.maximum(outer, -inner), e)
 
 
+def _knobby_shell_draw(rng, n, k=32):
+    """Randomly placed knobs (12-32) on a sphere over a faint inner membrane."""
+    rk = rng.uniform(0.12, 0.2, size=(n, 1))
+    rc = np.minimum(rng.uniform(0.72, 0.85, size=(n, 1)), 1.0 - rk)
+    active = np.arange(k)[None] < rng.integers(12, k + 1, size=(n, 1))
+    return {"centres": _unit_vectors(rng, (n, k)) * rc[..., None], "radii": np.where(active, rk, -10.0),
+            "inner": (rc - rk)[:, 0], "membrane": rng.uniform(0.3, 0.8, size=n)}
+
+
+def _knobby_shell(p, prm, e):
+    d = _norm(p)
+    inner = prm["inner"][:, None]
+    membrane = solid(np.maximum(d - inner, inner - 0.06 - d), e)
+    return np.maximum(solid(lobes_sdf(p, prm["centres"], prm["radii"]), e), prm["membrane"][:, None] * membrane)
+
+
 # ---------------------------------------------------------------- held out (ood, crowded12)
 
 
@@ -335,6 +351,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("thick_shell_var", True, False, _shell_draw(0.45, 0.75), _shell, cost=5),
     Family("bumpy_shell", True, False, _bumpy_shell_draw, _bumpy_shell, cost=8),
     Family("ellipsoid_shell", True, False, _ellipsoid_shell_draw, _ellipsoid_shell, cost=6),
+    Family("knobby_shell", True, False, _knobby_shell_draw, _knobby_shell, cost=40),
     # held out
     _fixed_lobes(_CAPSOMERS * 0.86, np.full(72, 0.13), "capsomer_shell", True, _capsomer_membrane),
     _fixed_lobes(_CAGE * 0.74, np.full(24, 0.25), "subunit_cage", True),
@@ -351,7 +368,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
 ]}
 FAMILIES.update({f"own:{n}": _legacy(n) for n in SHAPES})
 
-HOLLOW_FAMILIES = ("thin_shell", "thick_shell_var", "bumpy_shell", "ellipsoid_shell")
+HOLLOW_FAMILIES = ("thin_shell", "thick_shell_var", "bumpy_shell", "ellipsoid_shell", "knobby_shell")
 FILLED_FAMILIES = ("ellipsoid", "blobs", "harmonic", "elongated", "lobes")
 #: Families only the held-out presets render (never drawn by ``default``).
 HELD_OUT = frozenset(n for n, f in FAMILIES.items() if f.held_out)

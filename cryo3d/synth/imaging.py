@@ -68,8 +68,13 @@ def imaging_filters(shape: tuple[int, int, int], spacing: float, tilt_deg: float
     return sig, noise
 
 
-def image(volume: np.ndarray, rng: np.random.Generator, spacing: float, snr: float, **filter_args) -> np.ndarray:
-    """The filtered scene plus noise at ``snr``, particles positive (the caller sets the contrast)."""
+def image(volume: np.ndarray, rng: np.random.Generator, spacing: float, snr: float,
+          not_reference: np.ndarray | None = None, **filter_args) -> np.ndarray:
+    """The filtered scene plus noise at ``snr``, particles positive (the caller sets the contrast).
+
+    The SNR is the filtered signal's variance over the volume (without the ``not_reference``
+    voxels, e.g. carbon) over the noise variance; ``filter_args`` go to :func:`imaging_filters`.
+    """
     shape = volume.shape
     sig_filter, noise_filter = imaging_filters(shape, spacing, **filter_args)
     F = scipy.fft.rfftn(volume, workers=-1)
@@ -82,7 +87,8 @@ def image(volume: np.ndarray, rng: np.random.Generator, spacing: float, snr: flo
     N *= noise_filter
     noise = scipy.fft.irfftn(N, s=shape, workers=-1).astype(np.float32, copy=False)
     del N
-    s_std = float(signal.std()) or 1.0
+    ref = signal if not_reference is None or not_reference.all() else signal[~not_reference]
+    s_std = float(ref.std()) or 1.0
     noise *= s_std / math.sqrt(snr) / (float(noise.std()) or 1.0)
     signal += noise
     return signal

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cryo3d.coords import length_to_voxels
 from cryo3d.synth.families import Family, Params, solid
 
 #: Width of the logistic edge of every object, in voxels.
@@ -76,11 +77,12 @@ class Scene:
         self.balls = np.zeros((0, 3))
         self.ball_r = np.zeros(0)
         self.gap = MIN_GAP / self.spacing
+        #: Voxels left out of the signal variance that sets the SNR (carbon: its grain would
+        #: otherwise drown the particles in noise); None: all voxels count.
+        self.not_reference: np.ndarray | None = None
 
     def vox(self, angstrom: float) -> float:
         """A length in Angstrom as voxels."""
-        from cryo3d.coords import length_to_voxels
-
         return float(length_to_voxels(angstrom, self.spacing))
 
     # ------------------------------------------------------------ placement
@@ -203,8 +205,10 @@ class Scene:
             self._add_band(self.vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], d)
         self.obstacles.append(Obstacle("vesicle", c, r, clear=self.vox(LEAFLET_OFFSET + LEAFLET_HALF_THICKNESS)))
 
-    def _plane_distance(self, c: np.ndarray, nrm: np.ndarray) -> np.ndarray:
-        z, y, x = (np.arange(n, dtype=np.float32) for n in self.shape)
+    def _plane_distance(self, c: np.ndarray, nrm: np.ndarray, z0: int = 0, z1: int | None = None) -> np.ndarray:
+        """Signed distance (voxels) to the plane through ``c`` with unit normal ``nrm``, on z rows ``z0:z1``."""
+        z = np.arange(z0, self.shape[0] if z1 is None else z1, dtype=np.float32)
+        y, x = (np.arange(n, dtype=np.float32) for n in self.shape[1:])
         return ((z[:, None, None] - c[0]) * nrm[0] + (y[None, :, None] - c[1]) * nrm[1]
                 + (x[None, None, :] - c[2]) * nrm[2])
 
@@ -235,9 +239,7 @@ class Scene:
         z0 = max(int(math.floor(c[0] - half - 8 * EDGE)), 0)
         z1 = min(int(math.ceil(c[0] + half + 8 * EDGE)) + 1, self.shape[0])
         z = np.arange(z0, z1, dtype=np.float32)[:, None, None]
-        zc = np.array([c[0] - z0, c[1], c[2]])
-        sub = Scene((z1 - z0,) + self.shape[1:], self.spacing)
-        sdf = np.maximum(-sub._plane_distance(zc, nrm), np.abs(z - c[0]) - half)
+        sdf = np.maximum(-self._plane_distance(c, nrm, z0, z1), np.abs(z - c[0]) - half)
         dens = float(rng.uniform(*CARBON_DENSITY))
         carbon = banded_solid(sdf, 2 * EDGE)
         # amorphous carbon is grainy: voxel-level density fluctuations (the CTF makes them texture)
@@ -248,3 +250,6 @@ class Scene:
         carbon *= np.float32(dens)
         self.vol[z0:z1] += carbon
         self.obstacles.append(Obstacle("carbon", c, 0.0, nrm, half_thickness=half))
+        if self.not_reference is None:
+            self.not_reference = np.zeros(self.shape, bool)
+        self.not_reference[z0:z1] |= sdf < 3.0

@@ -162,7 +162,7 @@ def simulate_tomogram(
     params["crowders"] = int(sum(len(c) for c in crowd_c))
     params["variants"] = variants
 
-    img = image(scene.vol, rng, spacing, params["snr"], tilt_deg=params["tilt_range"],
+    img = image(scene.vol, rng, spacing, params["snr"], scene.not_reference, tilt_deg=params["tilt_range"],
                 defocus_um=params["defocus_um"], bfactor=params["bfactor"], z_blur=params["z_blur"],
                 noise_colour=params["noise_colour"], ctf_signed=params["ctf_signed"])
     if not params["inverted"]:
