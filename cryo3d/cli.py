@@ -22,11 +22,11 @@ def cmd_synth(a: argparse.Namespace) -> int:
         if v is not None:
             over[key] = v[0] if len(v) == 1 else tuple(v)
     cfg = SynthConfig.preset(a.preset, **over)
-    man = synthesize(a.out, a.n, cfg, load_particles(a.particles), prefix=a.prefix,
-                     overwrite=a.overwrite, progress=not a.quiet)
+    particles = load_particles(a.particles) if a.particles else None  # None: the preset's own set
+    man = synthesize(a.out, a.n, cfg, particles, prefix=a.prefix, overwrite=a.overwrite, progress=not a.quiet)
     n = sum(sum(t["counts"].values()) for t in man["tomograms"])
-    print(f"wrote {len(man['tomograms'])} tomograms with {n} particles to {a.out} "
-          f"(tomograms/, picks.csv, copick/, manifest.json)")
+    print(f"wrote {len(man['tomograms'])} tomograms with {n} particles of {len(man['particles']['classes'])} "
+          f"classes (preset {man['preset']}) to {a.out} (tomograms/, picks.csv, copick/, manifest.json)")
     return 0
 
 
@@ -61,6 +61,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         from cryo3d.io.copick_project import tomogram_sizes
 
         tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
+        spacings = sorted({float(t.voxel_spacing) for t in tomos})
+        if a.target_spacing is None and len(spacings) > 1:  # e.g. the default synth preset draws one per tomogram
+            a.target_spacing = spacings[0]
+            print(f"prepare: the tomograms have voxel spacings {spacings[0]:g}-{spacings[-1]:g} A; resampling them "
+                  f"all to the finest, {spacings[0]:g} A (choose with --target-spacing)", file=sys.stderr)
         picks = read_picks(picks_path, voxel_spacing=a.picks_voxel_spacing or a.voxel_spacing, particles=particles,
                            class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos))
     settings = StoreSettings(
@@ -142,15 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="data/synth", help="output folder (default: %(default)s)")
     s.add_argument("--n", type=int, default=4, help="number of tomograms (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--preset", default="default", choices=["default", "clean", "hard"],
-                   help="default: varied imaging; clean: high SNR, no distractors; hard: low SNR, crowded")
-    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default 184 256 256)")
+    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12"],
+                   help="default: randomised shapes, sizes, distractors and imaging (what training uses); "
+                   "clean: high SNR, no distractors; hard: low SNR, crowded; ood: the CZII classes with held-out "
+                   "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set)")
+    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default: the preset's, 184 256 256; 128 256 256 for ood and crowded12)")
     s.add_argument("--voxel-spacing", type=float, nargs="+", metavar="A", help="Angstrom per voxel, or LOW HIGH")
     s.add_argument("--snr", type=float, nargs="+", help="signal-to-noise ratio, or LOW HIGH")
     s.add_argument("--tilt-range", type=float, nargs="+", help="maximum tilt in degrees about y, or LOW HIGH")
     s.add_argument("--defocus-um", type=float, nargs="+", help="defocus in micrometres, or LOW HIGH")
     s.add_argument("--particles-per-class", type=int, nargs="+", help="particles of each class, or LOW HIGH")
-    s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
+    s.add_argument("--particles", help="YAML/JSON particle set (default: the preset's, the 6 CZII classes "
+                   "except for crowded12)")
     s.add_argument("--prefix", default="synth", help="tomogram name prefix (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="redo tomograms already in the folder")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
