@@ -111,7 +111,7 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         tomos, picks, particles, gt, builtin = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed,
                                                               progress)
     train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
-    geo = _choose_geometry(particles, [tomos[n] for n in train + val], voxel_spacing, patch_size, stride,
+    geo = _choose_geometry(particles, [tomos[n] for n in train], voxel_spacing, patch_size, stride,
                            batch_size, network, ds_factor)
     voxel_spacing = geo.voxel_spacing
     settings = StoreSettings(patch_size=geo.patch_size, stride=geo.stride, ds_factor=ds_factor,
