@@ -215,6 +215,7 @@ class ParticleFBeta(Metric):
         self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
                                                    np.linspace(0.95, 0.995, 10)], 4))
         self.last: dict = {}
+        self.last_picks: Picks | None = None
         super().__init__(output_transform=output_transform, device=device)
 
     def reset(self) -> None:
@@ -248,6 +249,7 @@ class ParticleFBeta(Metric):
             thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
             keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
             res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, tomograms=self._seen)
+        self.last_picks = pred  # every peak of this validation (the training report draws them)
         self.last = {
             "score": float(res.score),
             "thresholds": [float(t) for t in thr],
