@@ -73,6 +73,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     rep = evaluate_files(a.pred, a.gt, particles=a.particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
                          matching=a.matching, sweep=a.sweep, output_json=a.json)
     print(rep["text"])
+    if a.report:
+        from cryo3d.report.commands import report_files
+
+        index = report_files(a.report, a.tomograms or [], a.pred, gt=a.gt, particles=a.particles)
+        print(f"wrote {index} (open it in a browser)")
     return 0
 
 
@@ -89,6 +94,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
     )
     print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
+    if a.report:
+        from cryo3d.report.commands import checkpoint_particles, report_files
+
+        index = report_files(str(Path(a.out) / "report"), find_tomograms(a.tomograms), picks, gt=a.report_gt,
+                             heatmaps=str(Path(a.out) / "heatmaps") if a.write_heatmaps else None,
+                             particles=checkpoint_particles(a.checkpoint), voxel_spacing=a.voxel_spacing)
+        print(f"wrote {index} (open it in a browser)")
     return 0
 
 
@@ -159,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user-id", default="cryo3d", help="copick user id of the written picks")
     s.add_argument("--session-id", default="0", help="copick session id of the written picks")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--report", action="store_true", help="also write an HTML report to OUT/report/index.html")
+    s.add_argument("--report-gt", help="ground-truth picks for the report (colours picks by outcome)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
@@ -173,11 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="greedy one-to-one by score, or the Kaggle metric's rule (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
     s.add_argument("--json", help="also write the result to this JSON file")
+    s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
+                   "--tomograms) to DIR/index.html")
+    s.add_argument("--tomograms", nargs="+", help="tomogram files, folders or globs to show in the report")
     s.set_defaults(func=cmd_evaluate)
 
     from cryo3d.tuning import add_tune_parser
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
+    from cryo3d.report.commands import add_report_parsers
+
+    add_report_parsers(sub)  # cryo3d report, cryo3d view
     return p
 
 

@@ -97,9 +97,9 @@ def load_heatmaps(folder: str | os.PathLike, volumes: Sequence[Any], particles: 
 def _report_folder(out: Path):
     """Yield a fresh temporary folder; on success it replaces ``out`` (see module docstring)."""
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder; give a folder for the report")
+        raise ValueError(f"{out}: exists and is not a folder; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not (out / "report.json").exists():
-        raise FileExistsError(f"{out}: folder exists and is not a cryo3d report (no report.json); "
+        raise ValueError(f"{out}: folder exists and is not a cryo3d report (no report.json); "
                               "choose an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:10]}"

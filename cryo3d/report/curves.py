@@ -23,12 +23,15 @@ def render_class_curves(
     is_tp: Mapping[str, np.ndarray] | None,
     n_gt: Mapping[str, int] | None,
     thresholds: Mapping[str, float] | None,
-    colours: Mapping[str, str],
+    colours: Mapping[str, str] | None = None,
     beta: float = 4.0,
 ) -> dict:
-    """Per class (one row each): precision-recall, F-beta against threshold, score histograms.
+    """Per class: precision-recall, F-beta against threshold, score histograms of true and false positives.
 
-    Without ground truth (``is_tp`` None) only the score histogram is drawn.
+    Three panels with one curve per class (few axes keep this cheap: matplotlib spends its
+    time on axes and tick labels). The histogram panel stacks the classes: per class a
+    baseline, true positives drawn above it, false positives below. Without ground truth
+    (``is_tp`` None) only the histograms of all scores are drawn.
 
     Args:
         path: PNG to write.
@@ -37,66 +40,72 @@ def render_class_curves(
         is_tp: per class, whether each prediction is a true positive (greedy matching).
         n_gt: ground-truth particles per class.
         thresholds: the chosen threshold per class (marked), or None.
-        colours: class colours.
+        colours: unused (curves take the ``tab10`` colours, readable on white).
         beta: F-beta's beta.
 
     Returns:
         Record with the best threshold and F-beta per class (``best``).
     """
+    from matplotlib import colormaps
+
+    tab = colormaps["tab10"]
+    col = {n: tab(i % 10) for i, n in enumerate(names)}
     has_gt = is_tp is not None
-    ncol = 3 if has_gt else 1
-    nrow = len(names)
-    fig = new_figure(340 * ncol, 250 * nrow + 30)
+    nh = len(names)
+    fig = new_figure(1200 if has_gt else 520, 380 + (28 * max(0, nh - 6)))
     best = {}
+    bins = np.linspace(0, 1, 41)
+    hax = fig.add_axes([0.75, 0.13, 0.23, 0.77]) if has_gt else fig.add_axes([0.36, 0.13, 0.6, 0.77])
+    if has_gt:
+        pax = fig.add_axes([0.05, 0.13, 0.24, 0.77])
+        fax = fig.add_axes([0.35, 0.13, 0.24, 0.77])
     for i, n in enumerate(names):
         s = np.asarray(scores.get(n, np.zeros(0)), np.float64)
         t_chosen = None if thresholds is None else thresholds.get(n)
+        tp = np.asarray(is_tp.get(n, np.zeros(0, bool)), bool) if has_gt else np.zeros(s.size, bool)
         if has_gt:
-            tp = np.asarray(is_tp.get(n, np.zeros(0, bool)), bool)
             cur = pr_curve(s, tp, int(n_gt.get(n, 0)), beta)
-            ax = fig.add_subplot(nrow, ncol, i * ncol + 1)
             if cur["threshold"].size:
-                ax.plot(cur["recall"], cur["precision"], color="k", lw=1.2, drawstyle="steps-post")
                 b = cur["best"]
-                ax.plot(cur["recall"][b], cur["precision"][b], "o", color="tab:orange", label="best F")
+                pax.plot(cur["recall"], cur["precision"], color=col[n], lw=1.3, drawstyle="steps-post",
+                         label=f"{n} ({int(n_gt.get(n, 0))})")
+                pax.plot(cur["recall"][b], cur["precision"][b], "o", color=col[n], ms=5)
+                fax.plot(cur["threshold"], cur["fbeta"], color=col[n], lw=1.3, label=n)
+                fax.plot(cur["threshold"][b], cur["fbeta"][b], "o", color=col[n], ms=5)
                 best[n] = {"threshold": float(cur["threshold"][b]), "fbeta": float(cur["fbeta"][b])}
-            ax.set_xlim(0, 1.02)
-            ax.set_ylim(0, 1.02)
-            ax.set_xlabel("recall", fontsize=8)
-            ax.set_ylabel("precision", fontsize=8)
-            ax.set_title(f"{n}: precision-recall ({int(n_gt.get(n, 0))} true particles)", fontsize=8)
-            ax = fig.add_subplot(nrow, ncol, i * ncol + 2)
-            if cur["threshold"].size:
-                ax.plot(cur["threshold"], cur["fbeta"], color="k", lw=1.2)
-                b = cur["best"]
-                ax.plot(cur["threshold"][b], cur["fbeta"][b], "o", color="tab:orange",
-                        label=f"best {cur['threshold'][b]:.2f}")
             if t_chosen is not None:
-                ax.axvline(t_chosen, color="tab:blue", ls="--", lw=1.2, label=f"chosen {t_chosen:.2f}")
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.02)
-            ax.set_xlabel("score threshold", fontsize=8)
-            ax.set_ylabel(f"F{beta:g}", fontsize=8)
-            ax.set_title(f"{n}: F{beta:g} against threshold", fontsize=8)
-            ax.legend(fontsize=7, loc="lower left")
-            ax = fig.add_subplot(nrow, ncol, i * ncol + 3)
-            bins = np.linspace(0, 1, 21)
-            ax.hist([s[tp], s[~tp]], bins=bins, color=["#00a030", "#e01010"], label=["true pos.", "false pos."],
-                    histtype="stepfilled", alpha=0.6)
-        else:
-            ax = fig.add_subplot(nrow, ncol, i + 1)
-            ax.hist(s, bins=np.linspace(0, 1, 21), color=colours[n], edgecolor="k", label="picks")
+                fax.axvline(t_chosen, color=col[n], ls="--", lw=1.0)
+        # stacked histograms: class i at baseline -i; TP up, FP down (each scaled to its row)
+        h_tp, _ = np.histogram(s[tp], bins)
+        h_fp, _ = np.histogram(s[~tp], bins)
+        scale = 0.45 / max(1, int(max(h_tp.max(initial=0), h_fp.max(initial=0))))
+        base = -float(i)
+        up = h_tp * scale if has_gt else (h_fp + h_tp) * scale * 2
+        hax.stairs(base + up, bins, baseline=base, fill=True, color="#00a030" if has_gt else col[n], alpha=0.8)
+        if has_gt:
+            hax.stairs(base - h_fp * scale, bins, baseline=base, fill=True, color="#e01010", alpha=0.8)
         if t_chosen is not None:
-            ax.axvline(t_chosen, color="tab:blue", ls="--", lw=1.2)
-        ax.set_xlabel("score", fontsize=8)
-        ax.set_ylabel("picks", fontsize=8)
-        ax.set_title(f"{n}: score histogram ({s.size} picks)", fontsize=8)
-        ax.legend(fontsize=7)
+            hax.plot([t_chosen, t_chosen], [base - 0.45, base + 0.45], color="tab:blue", ls="--", lw=1.0)
+        hax.axhline(base, color="0.6", lw=0.5)
+    hax.set_yticks([-float(i) for i in range(nh)], [f"{n} ({np.asarray(scores.get(n, [])).size})" for n in names],
+                   fontsize=7)
+    hax.set_xlim(0, 1)
+    hax.set_ylim(-nh + 0.4, 0.6)
+    hax.set_xlabel("score", fontsize=8)
+    hax.set_title("scores: true pos. up (green), false pos. down (red)" if has_gt
+                  else "score histogram per class (picks)", fontsize=8)
+    if has_gt:
+        pax.set(xlim=(0, 1.02), ylim=(0, 1.02))
+        pax.set_xlabel("recall", fontsize=8)
+        pax.set_ylabel("precision", fontsize=8)
+        pax.set_title("precision-recall (dot: best F; true particles in brackets)", fontsize=8)
+        pax.legend(fontsize=6, loc="lower left")
+        fax.set(xlim=(0, 1), ylim=(0, 1.02))
+        fax.set_xlabel("score threshold", fontsize=8)
+        fax.set_ylabel(f"F{beta:g}", fontsize=8)
+        fax.set_title(f"F{beta:g} against threshold (dot: best, dashed: chosen)", fontsize=8)
     for ax in fig.axes:
         ax.tick_params(labelsize=7)
-    H = 250 * nrow + 30
-    fig.subplots_adjust(left=60 / (340 * ncol), right=0.98, bottom=45 / H, top=1 - 30 / H, wspace=0.3,
-                        hspace=95 / 250)  # fixed margins: tight_layout costs seconds for many axes
     save_figure(fig, path)
     return {"file": Path(path).name, "best": best}
 
