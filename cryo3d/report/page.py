@@ -20,7 +20,7 @@ th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
 .sw{display:inline-block;width:14px;height:14px;border-radius:50%;border:3px solid;vertical-align:middle;margin:0 4px 0 12px}
 figure{display:inline-block;margin:6px 10px 6px 0;vertical-align:top} figcaption{font-size:.8em;color:#555}
 img{max-width:100%;height:auto;border:1px solid #ddd} pre{background:#f7f7f7;padding:8px;font-size:.8em;overflow-x:auto}
-nav a{margin-right:12px}
+nav a{margin-right:12px} .slab img{max-width:680px}
 """
 
 
@@ -34,8 +34,9 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{h}</tr>{b}</table>"
 
 
-def _fig(file: str, caption: str) -> str:
-    return f'<figure><img src="{_e(file)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+def _fig(file: str, caption: str, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f'<figure{c}><img src="{_e(file)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
 def render_page(doc: Mapping[str, Any]) -> str:
@@ -77,7 +78,7 @@ def render_page(doc: Mapping[str, Any]) -> str:
         if t.get("counts"):
             out.append(_table(list(t["counts"][0]), [list(r.values()) for r in t["counts"]]))
         out.append("<h3>z-slabs</h3>")
-        out.extend(_fig(r["file"], r["caption"]) for r in t["slabs"])
+        out.extend(_fig(r["file"], r["caption"], "slab") for r in t["slabs"])
         out.append("<h3>Orthogonal views (the missing wedge spreads density along z)</h3>")
         out.extend(_fig(r["file"], r["caption"]) for r in t["ortho"])
         if t.get("gallery"):

@@ -25,6 +25,7 @@ __all__ = ["render_slab", "render_gallery", "render_heatmaps", "new_figure", "sa
 AXIS_NAMES = ("z", "y", "x")
 DPI = 100
 _MARGIN = dict(left=80, right=20, top=46, bottom=52)  # pixels around an image's axes
+_MIN_WIDTH = 560  # pixels: a narrow image gets a wider right margin so that its title fits
 
 
 def new_figure(width_px: float, height_px: float):
@@ -78,7 +79,7 @@ def render_slab(
         ring_colours: outer ring colour per pick (the outcome, or the class without ground truth).
         inner_colours: inner ring colour per pick (the class), or None.
         title: figure title.
-        target_px: size of the image's longer side in pixels (before clipping the scale to 0.5..6 px per voxel).
+        target_px: size of the image's longer side in pixels (before clipping the scale to 0.5..8 px per voxel).
 
     Returns:
         The image record (``axes_px``, ``xlim``, ``ylim``, axis names, slab range in Angstrom).
@@ -89,9 +90,10 @@ def render_slab(
     rows_axis, cols_axis = [a for a in range(3) if a != slab.axis]
     ext = extent_angstrom(data.shape, voxel_spacing)  # [(z, y, x), 2]
     h_idx, v_idx = 2 - cols_axis, 2 - rows_axis  # xyz columns shown horizontally / vertically
-    scale = float(np.clip(target_px / max(img.shape), 0.5, 6.0))
+    scale = float(np.clip(target_px / max(img.shape), 0.5, 8.0))
     w_px, h_px = img.shape[1] * scale, img.shape[0] * scale
-    m = _MARGIN
+    m = dict(_MARGIN)
+    m["right"] += max(0.0, _MIN_WIDTH - (w_px + m["left"] + m["right"]))  # room for the title
     W, H = w_px + m["left"] + m["right"], h_px + m["top"] + m["bottom"]
     fig = new_figure(W, H)
     ax = fig.add_axes([m["left"] / W, m["bottom"] / H, w_px / W, h_px / H])
@@ -116,7 +118,7 @@ def render_slab(
     ax.set_xlabel(f"{AXIS_NAMES[cols_axis]} (Å)")
     ax.set_ylabel(f"{AXIS_NAMES[rows_axis]} (Å)")
     ax.tick_params(labelsize=8)
-    fig.suptitle(title, fontsize=10, y=1.0 - 6 / H, va="top")
+    fig.text(6 / W, 1.0 - 6 / H, title, fontsize=9, va="top", ha="left")
     rec = _axes_record(fig, ax)
     save_figure(fig, path)
     a0, a1 = slab.angstrom_range(voxel_spacing)
