@@ -144,3 +144,13 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(trained, tmp_path):
 
     net, meta = load_checkpoint_model(out / "checkpoints" / "best.pt")  # usable without DDP
     assert meta["network"]["name"] == "unet-tiny"
+
+
+def test_training_leaves_a_report_and_records_loss_beta_and_lr(trained):
+    _, out, log = trained
+    assert (out / "report" / "index.html").exists(), log[-2000:]
+    doc = json.loads((out / "report" / "report.json").read_text())
+    assert doc["tomograms"] and doc["training"]["n_val"] == 2
+    recs = [json.loads(x) for x in (out / "train_metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2] and all(r["loss"] > 0 and r["lr"] > 0 for r in recs)
+    assert recs[0]["beta"] is not None

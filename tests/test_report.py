@@ -257,3 +257,41 @@ def test_cli_view_without_napari_says_how_to_install_it(small_synth, capsys, mon
     tomo = sorted((data / "tomograms").iterdir())[0]
     assert main(["view", str(tomo)]) == 2
     assert "pip install 'cryo3d[view]'" in capsys.readouterr().out
+
+
+def test_cli_evaluate_report_writes_curves_and_slabs(small_synth, tmp_path, capsys):
+    from cryo3d.cli import main
+
+    data, _ = small_synth
+    rc = main(["evaluate", str(data / "picks.csv"), str(data / "picks.csv"), "--report", str(tmp_path / "ev"),
+               "--tomograms", str(data / "tomograms")])
+    assert rc == 0
+    doc = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert doc["curves"]["file"] == "curves.png" and doc["confusion"]["file"] == "confusion.png"
+    assert (tmp_path / "ev" / doc["tomograms"][0]["slabs"][0]["file"]).exists()
+
+
+def test_cli_predict_report_shows_the_picks_and_heatmaps(tmp_path, capsys):
+    import torch
+
+    from cryo3d.cli import main
+    from cryo3d.io.picks import write_picks_csv
+    from cryo3d.io.tomogram import write_mrc
+    from cryo3d.networks import build_network
+    from cryo3d.particles import CZII_PARTICLES
+
+    cfg = dict(name="unet-tiny", in_channels=1, out_channels=6, ds_factor=2, prior=0.01)
+    torch.manual_seed(0)
+    ck = tmp_path / "model.pt"
+    torch.save({"network": build_network(dict(cfg)).state_dict(),
+                "cryo3d": {"network": cfg, "particles": CZII_PARTICLES.to_dict(), "voxel_spacing": 10.0,
+                           "patch_size": [32, 32, 32], "ds_factor": 2, "thresholds": [0.0] * 6}}, ck)
+    write_mrc(tmp_path / "TS_1.mrc", np.random.default_rng(0).standard_normal((24, 32, 40)).astype(np.float32), 10.0)
+    write_picks_csv(tmp_path / "gt.csv", Picks(["TS_1"], ["ribosome"], [[200.0, 150.0, 120.0]]))
+    rc = main(["predict", str(ck), str(tmp_path / "TS_1.mrc"), "--out", str(tmp_path / "pred"), "--device", "cpu",
+               "--write-heatmaps", "--report", "--report-gt", str(tmp_path / "gt.csv"), "--quiet"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "pred" / "report" / "report.json").read_text())
+    t = doc["tomograms"][0]
+    assert t["name"] == "TS_1" and t["heatmaps"]["classes"] == CZII_PARTICLES.names
+    assert doc["has_gt"]
