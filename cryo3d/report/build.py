@@ -52,8 +52,9 @@ def _thresholds(thresholds: Any, particles: ParticleSet) -> dict[str, float] | N
         return None
     if isinstance(thresholds, Mapping):
         return {n: float(thresholds[n]) for n in particles.names if n in thresholds}
-    t = np.broadcast_to(np.asarray(thresholds, np.float64).reshape(-1), (len(particles),)) \
-        if np.ndim(thresholds) == 0 or len(np.reshape(thresholds, -1)) == 1 else np.asarray(thresholds, np.float64)
+    t = np.asarray(thresholds, np.float64).reshape(-1)
+    if t.size == 1:
+        t = np.full(len(particles), t[0])
     if t.shape[0] != len(particles):
         raise ValueError(f"thresholds: expected one or {len(particles)} (one per class), got {t.shape[0]}")
     return {n: float(v) for n, v in zip(particles.names, t)}

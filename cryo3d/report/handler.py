@@ -171,9 +171,11 @@ class TrainingReportHandler:
         names = list(self.dataset.names)
         gt = m.gt.select(np.isin(m.gt.tomo.astype(str), names))
         history = {"val": self._read("val_metrics.jsonl"), "train": self._read("train_metrics.jsonl")}
+        light = why != "end of training"  # a new best mid-run: fewer slabs and tiles (cheaper)
         write_report(self.output_dir / "report", vols, picks, m.particles, gt=gt, thresholds=thr,
                      title=f"cryo3d training report: {self.output_dir.name}", notes=notes, beta=m.beta,
-                     history=history)
+                     history=history, slab_fractions=(0.5, 0.3, 0.7) if light else (0.5, 0.2, 0.35, 0.65, 0.8),
+                     gallery_n=6 if light else 8)
         dt = time.perf_counter() - t0
         self.seconds += dt
         log.info("training report (%s) written to %s in %.1f s", why, self.output_dir / "report", dt)
