@@ -206,7 +206,7 @@ def test_report_replaces_an_older_report_whole(tmp_path):
 
 def test_report_warns_about_picks_of_tomograms_it_was_not_given(tmp_path):
     vol = np.zeros((8, 16, 16), np.float32)
-    with pytest.warns(UserWarning, match="not among the given tomograms"):
+    with pytest.warns(UserWarning, match="have no picks.*not among the given tomograms"):
         write_report(tmp_path / "r", [ReportVolume("TS_1", vol, SP)], Picks(["TS_01"], ["blob"], [[0, 0, 0]]), ONE)
 
 

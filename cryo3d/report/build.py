@@ -181,9 +181,10 @@ def write_report(
         particles.indices(gt.cls, where="ground truth")
     if names:
         others = sorted(set(map(str, picks.tomograms)) - set(names))
-        if others:
-            warnings.warn(f"report: picks name tomograms {others[:5]} that are not among the given tomograms "
-                          f"{names[:5]}; those picks are left out (check the names)", stacklevel=2)
+        bare = [n for n in names if n not in set(map(str, picks.tomograms))]
+        if others and bare:  # a likely name mismatch (one table may hold many tomograms: that alone is fine)
+            warnings.warn(f"report: tomograms {bare[:5]} have no picks, while the picks name tomograms "
+                          f"{others[:5]} that are not among the given tomograms (check the names)", stacklevel=2)
         picks = picks.select(np.isin(picks.tomo.astype(str), names))
         if gt is not None:
             gt = gt.select(np.isin(gt.tomo.astype(str), names))
