@@ -295,3 +295,12 @@ def test_cli_predict_report_shows_the_picks_and_heatmaps(tmp_path, capsys):
     t = doc["tomograms"][0]
     assert t["name"] == "TS_1" and t["heatmaps"]["classes"] == CZII_PARTICLES.names
     assert doc["has_gt"]
+
+
+def test_cut_radius_is_the_sphere_section_at_the_nearest_slab_face():
+    from cryo3d.report.slabs import cut_radius
+
+    slab = Slab(0, 10, 14)  # z from 95 to 145 A
+    xyz = np.array([[0, 0, 120.0], [0, 0, 180.0], [0, 0, 300.0]])
+    r = cut_radius(xyz, np.full(3, 60.0), SP, slab)
+    assert r == pytest.approx([60.0, np.sqrt(60.0**2 - 35.0**2), 0.0])

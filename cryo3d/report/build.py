@@ -26,7 +26,7 @@ from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.report.outcomes import FP, MISSED, TP, match_outcomes
 from cryo3d.report.palette import OUTCOME_COLOURS, OUTCOME_NAMES, class_colours
-from cryo3d.report.slabs import Slab, in_slab, plan_slabs, slab_half_width
+from cryo3d.report.slabs import Slab, cut_radius, in_slab, plan_slabs, slab_half_width
 
 __all__ = ["ReportVolume", "write_report", "load_heatmaps", "MARKER"]
 
@@ -138,7 +138,8 @@ def write_report(
     """Render the report of some tomograms and their picks into ``out_dir``.
 
     Per tomogram: z-slabs (mean over about one particle radius, the mean class radius)
-    with every shown pick as a circle of its class radius, coloured by outcome (outer ring)
+    with every pick centred in the slab as a circle of its class radius (a particle centred
+    outside whose sphere reaches in: dashed, the radius of the cut), coloured by outcome (outer ring)
     and class (inner ring) when there is ground truth, by class otherwise; x-z and y-z
     slabs through the centre; a gallery of the top-scoring picks, the highest-scoring false
     positives and the missed particles of each class; optional heatmaps. Then per-class
@@ -260,13 +261,17 @@ def write_report(
             ortho = [Slab(1, max(0, Y // 2 - half), min(Y - 1, Y // 2 + half)),
                      Slab(2, max(0, X // 2 - half), min(X - 1, X // 2 + half))]
             for j, s in enumerate(slabs + ortho):
-                m = in_slab(xyz, sp, s)
+                cut = cut_radius(xyz, rad, sp, s)
+                m = in_slab(xyz, sp, s) | (cut > 0)  # centred in the slab, or reaching into it (dashed)
+                dashed = ~in_slab(xyz, sp, s)[m]
+                r_draw = np.where(dashed, cut[m], rad[m])
                 a0, a1 = s.angstrom_range(sp)
                 ax_name = "xyz"[2 - s.axis]
                 cap = f"{v.name} · {ax_name} = {a0:.0f} to {a1:.0f} Å (mean of {s.hi - s.lo + 1} planes) · {sp:g} Å/voxel"
                 kind = "slab" if s.axis == 0 else ("xz" if s.axis == 1 else "yz")
                 f = tmp / (f"{stem}_slab{j}.png" if s.axis == 0 else f"{stem}_{kind}.png")
-                rec = render_slab(f, data, sp, s, xyz[m], rad[m], ring[m], None if inner is None else inner[m], cap)
+                rec = render_slab(f, data, sp, s, xyz[m], r_draw, ring[m], None if inner is None else inner[m], cap,
+                                  dashed=dashed)
                 rec.update({"caption": cap, "kind": kind})
                 (t["slabs"] if s.axis == 0 else t["ortho"]).append(rec)
             # gallery

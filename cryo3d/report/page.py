@@ -63,6 +63,7 @@ def render_page(doc: Mapping[str, Any]) -> str:
         leg += [f'<span class="sw" style="border-color:{c}"></span>{_e(n)}' for n, c in doc["outcome_colours"].items()]
         leg.append("&nbsp;&nbsp;inner ring: class")
     leg += [f'<span class="sw" style="border-color:{c}"></span>{_e(n)}' for n, c in doc["class_colours"].items()]
+    leg.append("&nbsp;&nbsp;solid: centred in the slab; dashed: centred outside, reaching in (radius of the cut)")
     out.append("<p>" + "".join(leg) + "</p>")
     if doc["has_gt"]:
         out.append(f"<p>{_e(doc['matching_note'])}</p>")

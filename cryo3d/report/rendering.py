@@ -66,6 +66,7 @@ def render_slab(
     inner_colours: Sequence[str] | None,
     title: str,
     target_px: int = 760,
+    dashed: np.ndarray | None = None,
 ) -> dict:
     """One slab (mean of its planes) with circles for the picks it holds; write a PNG.
 
@@ -80,6 +81,8 @@ def render_slab(
         inner_colours: inner ring colour per pick (the class), or None.
         title: figure title.
         target_px: size of the image's longer side in pixels (before clipping the scale to 0.5..8 px per voxel).
+        dashed: boolean ``[N]``: draw these dashed and thinner (particles centred outside the slab
+            whose sphere reaches into it; ``radii`` then holds the radius of the cut).
 
     Returns:
         The image record (``axes_px``, ``xlim``, ``ylim``, axis names, slab range in Angstrom).
@@ -102,17 +105,22 @@ def render_slab(
               extent=(ext[cols_axis, 0], ext[cols_axis, 1], ext[rows_axis, 0], ext[rows_axis, 1]),
               interpolation="antialiased")
     xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
-    if len(xyz):
-        off = xyz[:, [h_idx, v_idx]]
-        d = 2.0 * np.asarray(radii, np.float64)
-        lw = float(np.clip(scale * 0.9, 1.5, 3.0))
+    dashed = np.zeros(len(xyz), bool) if dashed is None else np.asarray(dashed, bool)
+    ring_colours, radii = np.asarray(ring_colours, dtype=object), np.asarray(radii, np.float64)
+    inner_colours = None if inner_colours is None else np.asarray(inner_colours, dtype=object)
+    lw = float(np.clip(scale * 0.9, 1.5, 3.0))
+    for sel, style, width in ((dashed, (0, (3, 3)), max(1.0, lw * 0.5)), (~dashed, "solid", lw)):
+        if not sel.any():
+            continue  # dashed first: the picks centred in the slab are drawn on top
+        off = xyz[sel][:, [h_idx, v_idx]]
+        d = 2.0 * radii[sel]
         ax.add_collection(EllipseCollection(d, d, np.zeros(len(d)), units="xy", offsets=off,
                                             offset_transform=ax.transData, facecolors="none",
-                                            edgecolors=list(ring_colours), linewidths=lw))
-        if inner_colours is not None:
+                                            edgecolors=list(ring_colours[sel]), linewidths=width, linestyles=style))
+        if inner_colours is not None and style == "solid":
             ax.add_collection(EllipseCollection(0.72 * d, 0.72 * d, np.zeros(len(d)), units="xy", offsets=off,
                                                 offset_transform=ax.transData, facecolors="none",
-                                                edgecolors=list(inner_colours), linewidths=max(1.0, lw * 0.6)))
+                                                edgecolors=list(inner_colours[sel]), linewidths=max(1.0, lw * 0.6)))
     ax.set_xlim(ext[cols_axis, 0], ext[cols_axis, 1])
     ax.set_ylim(ext[rows_axis, 0], ext[rows_axis, 1])
     ax.set_xlabel(f"{AXIS_NAMES[cols_axis]} (Å)")
@@ -125,7 +133,7 @@ def render_slab(
     rec.update({
         "file": Path(path).name, "horizontal": AXIS_NAMES[cols_axis], "vertical": AXIS_NAMES[rows_axis],
         "slab_axis": AXIS_NAMES[slab.axis], "slab_planes": [slab.lo, slab.hi], "slab_angstrom": [a0, a1],
-        "n_drawn": int(len(xyz)), "contrast": [lo, hi],
+        "n_drawn": int((~dashed).sum()), "n_cut": int(dashed.sum()), "contrast": [lo, hi],
     })
     return rec
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from cryo3d import coords
 
-__all__ = ["Slab", "plan_slabs", "slab_image", "in_slab", "robust_limits", "extent_angstrom", "crop_slab",
-           "slab_half_width"]
+__all__ = ["Slab", "plan_slabs", "slab_image", "in_slab", "cut_radius", "robust_limits", "extent_angstrom",
+           "crop_slab", "slab_half_width"]
 
 #: Voxels sampled to set an image's contrast.
 _CONTRAST_SAMPLE = 200_000
@@ -81,6 +81,21 @@ def in_slab(xyz: np.ndarray, voxel_spacing: float, slab: Slab) -> np.ndarray:
     v = coords.angstrom_to_voxel(np.asarray(xyz, np.float64), voxel_spacing)[:, slab.axis]
     plane = np.floor(v + 0.5)
     return (plane >= slab.lo) & (plane <= slab.hi)
+
+
+def cut_radius(xyz: np.ndarray, radii: np.ndarray, voxel_spacing: float, slab: Slab) -> np.ndarray:
+    """Radius (Angstrom) of the disc where each pick's sphere meets the slab; 0 where it does not.
+
+    ``d`` = distance along the slab's axis from the centre to the slab's physical range
+    (:meth:`Slab.angstrom_range`, 0 inside it); the disc radius is ``sqrt(r^2 - d^2)`` for ``d < r``.
+    """
+    if len(xyz) == 0:
+        return np.zeros(0)
+    a0, a1 = slab.angstrom_range(voxel_spacing)
+    p = np.asarray(xyz, np.float64)[:, 2 - slab.axis]
+    d = np.maximum(0.0, np.maximum(a0 - p, p - a1))
+    r = np.asarray(radii, np.float64)
+    return np.where(d < r, np.sqrt(np.maximum(r * r - d * d, 0.0)), 0.0)
 
 
 def extent_angstrom(shape_zyx: Sequence[int], voxel_spacing: float) -> np.ndarray:
