@@ -319,8 +319,8 @@ def write_report(
                 n_gt = {n: int((g_idx == k).sum()) for k, n in enumerate(particles.names)}
             doc["curves"] = render_class_curves(tmp / "curves.png", particles.names, scores, is_tp, n_gt, thr, ccol,
                                                 beta)
-            doc["curves"]["caption"] = ("every pick, before thresholds; dashed blue: chosen threshold, "
-                                        "orange: best F-beta" if has_gt else "score histogram of every pick")
+            doc["curves"]["caption"] = ("every pick, before thresholds; dot: best F-beta; dashed: chosen threshold"
+                                        if has_gt else "score histogram of every pick; dashed: chosen threshold")
         if has_gt:
             doc["confusion"] = render_confusion(tmp / "confusion.png", oc)
             doc["confusion"]["caption"] = (
