@@ -119,7 +119,7 @@ def open_page(path: Path, screenshot: Path | None = None, timeout: float = 60.0)
         c.drain(0.5)  # late messages
         if screenshot is not None:
             size = c.send("Page.getLayoutMetrics", session=s)["cssContentSize"]
-            clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000), "scale": 1}
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000), "scale": 1}
             png = c.send("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
                          session=s)["data"]
             screenshot.write_bytes(base64.b64decode(png))

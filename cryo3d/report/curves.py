@@ -117,9 +117,10 @@ def render_confusion(path: str | Path, out: Outcomes) -> dict:
     cols = out.labels + ["missed"]
     m = out.confusion
     frac = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    size = 140 + 70 * (C + 1)
-    fig = new_figure(size + 160, size + 80)
-    ax = fig.add_axes([0.3, 0.3, 0.62, 0.6])
+    cell = 64
+    W, H = 190 + cell * (C + 1) + 20, 150 + cell * (C + 1) + 40  # pixels: labels left, tick labels below
+    fig = new_figure(W, H)
+    ax = fig.add_axes([190 / W, 150 / H, cell * (C + 1) / W, cell * (C + 1) / H])
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i in range(C + 1):
         for j in range(C + 1):
