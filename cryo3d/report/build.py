@@ -134,6 +134,7 @@ def write_report(
     history: Mapping[str, Sequence[dict]] | None = None,
     slab_fractions: Sequence[float] = (0.5, 0.2, 0.35, 0.65, 0.8),
     gallery_n: int = 8,
+    matching: str | None = None,
 ) -> Path:
     """Render the report of some tomograms and their picks into ``out_dir``.
 
@@ -162,6 +163,7 @@ def write_report(
         history: ``{"val": val_metrics records, "train": train_metrics records}`` for training curves.
         slab_fractions: z positions of the slabs (fractions of the depth; the first is the central one).
         gallery_n: tiles per gallery row.
+        matching: the score table's matching rule (:func:`cryo3d.metrics.score_picks`; None: its default).
 
     Returns:
         Path of ``index.html``.
@@ -223,7 +225,8 @@ def write_report(
             rows.append(r)
         doc["class_rows"] = rows
         if has_gt:
-            res = score_picks(shown, gt, particles, beta=beta, distance_multiplier=distance_multiplier)
+            kw = {} if matching is None else {"matching": matching}
+            res = score_picks(shown, gt, particles, beta=beta, distance_multiplier=distance_multiplier, **kw)
             doc["score_table"] = res.table()
             doc["score_name"] = f"F{beta:g}, {res.matching} matching, picks at or above the thresholds"
 

@@ -11,11 +11,14 @@ from typing import Any, Sequence
 __all__ = ["add_report_parsers", "report_files", "checkpoint_particles", "cmd_report", "cmd_view"]
 
 
-def _read_picks(path: str, spacings: dict[str, float], particles: Any) -> Any:
+def _read_picks(path: str, vols: Sequence[Any], particles: Any) -> Any:
+    """A picks file; STAR gets the tomograms' spacings and sizes (pixels, RELION 5 centring)."""
     from cryo3d.io.picks import read_picks
 
     if str(path).lower().endswith(".star"):
-        return read_picks(path, voxel_spacing=spacings, particles=particles)
+        return read_picks(path, voxel_spacing={v.name: float(v.voxel_spacing) for v in vols}, particles=particles,
+                          tomogram_sizes={v.name: tuple(float(n) * float(v.voxel_spacing) for n in v.shape[::-1])
+                                          for v in vols})
     return read_picks(path)
 
 
@@ -23,7 +26,7 @@ def report_files(
     out: str,
     tomograms: Sequence[str],
     picks: str | Any,
-    gt: str | None = None,
+    gt: str | Any = None,
     heatmaps: str | None = None,
     particles: Any = None,
     voxel_spacing: float | None = None,
@@ -32,16 +35,16 @@ def report_files(
     notes: Sequence[str] = (),
 ) -> Path:
     """``cryo3d report`` from files: tomogram files / folders / globs, a picks file (or a
-    :class:`~cryo3d.picks.Picks`), optional ground truth and heatmap folder. Returns ``index.html``."""
+    :class:`~cryo3d.picks.Picks`), optional ground truth (file or ``Picks``) and heatmap folder.
+    Returns ``index.html``."""
     from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import ParticleSet, load_particles
     from cryo3d.report.build import load_heatmaps, write_report
 
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
     vols = [read_tomogram(p, voxel_spacing=voxel_spacing) for p in find_tomograms(list(tomograms))] if tomograms else []
-    spacings = {v.name: float(v.voxel_spacing) for v in vols}
-    p = _read_picks(picks, spacings, ps) if isinstance(picks, (str, Path)) else picks
-    g = _read_picks(gt, spacings, ps) if gt else None
+    p = _read_picks(picks, vols, ps) if isinstance(picks, (str, Path)) else picks
+    g = _read_picks(gt, vols, ps) if isinstance(gt, (str, Path)) else gt
     hm = load_heatmaps(heatmaps, vols, ps) if heatmaps else None
     return write_report(out, vols, p, ps, gt=g, heatmaps=hm, thresholds=thresholds,
                         title=title or f"cryo3d report: {', '.join(v.name for v in vols) or 'picks'}",
@@ -80,8 +83,7 @@ def cmd_view(a: argparse.Namespace) -> int:
         return 2
     ps = load_particles(a.particles)
     t = read_tomogram(a.tomogram, voxel_spacing=a.voxel_spacing)
-    sp = {t.name: float(t.voxel_spacing)}
-    view(t, _read_picks(a.picks, sp, ps) if a.picks else None, _read_picks(a.gt, sp, ps) if a.gt else None, ps)
+    view(t, _read_picks(a.picks, [t], ps) if a.picks else None, _read_picks(a.gt, [t], ps) if a.gt else None, ps)
     return 0
 
 

@@ -175,7 +175,7 @@ class TrainingReportHandler:
         write_report(self.output_dir / "report", vols, picks, m.particles, gt=gt, thresholds=thr,
                      title=f"cryo3d training report: {self.output_dir.name}", notes=notes, beta=m.beta,
                      history=history, slab_fractions=(0.5, 0.3, 0.7) if light else (0.5, 0.2, 0.35, 0.65, 0.8),
-                     gallery_n=6 if light else 8)
+                     gallery_n=6 if light else 8, matching=getattr(m, "matching", None))
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         self.seconds += dt
         log.info("training report (%s) written to %s in %.1f s (%.1f s CPU)", why, self.output_dir / "report", dt, cpu)
