@@ -301,6 +301,7 @@ class ParticleFBeta(Metric):
         self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
                                                    np.linspace(0.95, 0.995, 10)], 4))
         self.last: dict = {}
+        self.last_picks: Picks | None = None
         super().__init__(output_transform=output_transform, device=device)
 
     def reset(self) -> None:
@@ -343,6 +344,7 @@ class ParticleFBeta(Metric):
             res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
                               tomograms=self._seen)
             unlearned = [c.name for c in res.per_class if c.tp == 0]
+        self.last_picks = pred  # every peak of this validation (the training report draws them)
         self.last = {
             "score": float(res.score),
             "thresholds": [float(t) for t in thr],
