@@ -148,7 +148,8 @@ def load_model(a: argparse.Namespace) -> tuple[nn.Module, dict]:
         return PoolNet(a.ds_factor, len(CZII_PARTICLES)), {
             "roi": (a.roi,) * 3, "ds_factor": a.ds_factor, "name": "pool (no network: sliding-window overhead)"}
     net = build_network(a.network, out_channels=len(CZII_PARTICLES), ds_factor=a.ds_factor)
-    return net.eval(), {"roi": (a.roi,) * 3, "ds_factor": a.ds_factor, "name": f"{a.network} (untrained)"}
+    return net.eval(), {"roi": (a.roi,) * 3, "ds_factor": a.ds_factor, "name": f"{a.network} (untrained)",
+                        "voxel_spacing": a.voxel_spacing}
 
 
 def time_peaks(hm: np.ndarray | torch.Tensor, thr: float, min_dist: np.ndarray, name: str, spacing: float,
@@ -168,6 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
                          "sliding-window overhead alone")
     ap.add_argument("--ds-factor", type=int, default=2, help="output stride of the untrained network")
     ap.add_argument("--roi", type=int, default=64, help="window edge (voxels) without a checkpoint")
+    ap.add_argument("--voxel-spacing", type=float,
+                    help="the untrained network's voxel spacing (Angstrom): the tomogram is resampled to it, as "
+                         "predict does for a checkpoint (e.g. 20 for the CPU default model: --network unet-tiny "
+                         "--roi 32 --ds-factor 1 --voxel-spacing 20)")
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--blend", default="gaussian", choices=["gaussian", "constant"])
     ap.add_argument("--sw-batch-size", type=int, default=4)
