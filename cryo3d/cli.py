@@ -99,7 +99,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
         compile=a.compile,
     )
-    print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 merged; the others did their share
+        print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
     return 0
 
 
@@ -155,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sliding-window inference (the training patch as window, Gaussian blending), "
                        "optional test-time flips, peak extraction; writes OUT/picks.csv (tomo,class,x,y,z,score in "
                        "Angstrom), OUT/copick/ JSON and optionally heatmaps as MRC. Finished tomograms are skipped "
-                       "when the command is repeated.")
+                       "when the command is repeated. Under torchrun (torchrun --nproc-per-node=N -m cryo3d.cli predict ...) the "
+                       "tomograms are shared among the ranks and rank 0 merges the outputs.")
     s.add_argument("checkpoint", help="a checkpoint written by the training bundle (best.pt, final.pt, last_*.pt)")
     s.add_argument("tomograms", nargs="+", help="tomogram files, folders or globs")
     s.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")

@@ -34,6 +34,7 @@ from cryo3d.io.atomic import write_json_atomic
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
+from cryo3d.sharding import init_ranks, shard_tomograms
 from cryo3d.store import NORM_CLIP, normalize, robust_stats
 
 
@@ -459,6 +460,13 @@ def predict(
     resumes without losing results. ``sw_batch_size="auto"`` fills the device
     (:func:`auto_sw_batch_size`); ``compile`` runs the network through ``torch.compile``
     (see :class:`InferenceSettings`).
+
+    Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
+    of nodes) the tomograms are shared among the ranks (:func:`cryo3d.sharding.shard_tomograms`),
+    each rank writes its per-tomogram results, and when all are done rank 0 merges them into
+    ``picks.csv``, the copick picks and ``predict.json`` (the same files, byte for byte, as one
+    process writes). A rerun after a killed rank redoes that rank's unfinished tomograms. Rank 0
+    returns all picks, the others their own.
     """
     from tqdm import tqdm
 
@@ -472,17 +480,21 @@ def predict(
         sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
     )
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ranks = init_ranks()  # torchrun: this rank's place; alone: rank 0 of 1
+    dev = ranks.device(device)
     net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
     out = Path(out_dir)
     names = [tomogram_name(p) for p in tomogram_paths]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"tomograms {dupes} share a name (file stem); names key the output files, rename them")
-    (out / "per_tomogram").mkdir(parents=True, exist_ok=True)
-    _check_resume_key(out / "per_tomogram" / "settings.json", checkpoint, settings, voxel_spacing)
+    with ranks.main_first():  # rank 0 writes the resume key, then the others compare with it
+        (out / "per_tomogram").mkdir(parents=True, exist_ok=True)
+        _check_resume_key(out / "per_tomogram" / "settings.json", checkpoint, settings, voxel_spacing)
     results = []
-    it = tqdm(list(zip(tomogram_paths, names)), desc="predict", unit="tomo", disable=not progress)
+    mine = shard_tomograms(list(zip(tomogram_paths, names)), ranks)
+    desc = f"predict (rank {ranks.rank}/{ranks.world_size})" if ranks.distributed else "predict"
+    it = tqdm(mine, desc=desc, unit="tomo", disable=not progress, position=ranks.local_rank)
     for path, name in it:
         done = out / "per_tomogram" / f"{name}.csv"
         if done.exists():  # finished by an earlier call with the same settings
@@ -498,6 +510,12 @@ def predict(
                           origin=(o, o, o))
         write_picks_csv(done, p)
         results.append(p)
+    if ranks.distributed:
+        ranks.barrier()  # every rank's tomograms are written
+        if not ranks.is_main:
+            ranks.close()
+            return Picks.concat(results)
+        results = gather_per_tomogram(out / "per_tomogram", names)
     picks = Picks.concat(results)
     write_picks_csv(out / "picks.csv", picks)
     (out / "copick" / "ExperimentRuns").mkdir(parents=True, exist_ok=True)  # there even when nothing was found
@@ -507,7 +525,21 @@ def predict(
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
         "n_picks": len(picks),
     }, indent=2, default=float))
+    ranks.close()
     return picks
+
+
+def gather_per_tomogram(folder: str | os.PathLike, names: Sequence[str]) -> list[Picks]:
+    """The per-tomogram picks files ``folder/<name>.csv``, in the order of ``names`` (what rank 0
+    merges once every rank is done; the CSV round trip is exact, so the merge equals one process's)."""
+    from cryo3d.io.picks import read_picks_csv
+
+    folder = Path(folder)
+    missing = [str(folder / f"{n}.csv") for n in names if not (folder / f"{n}.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"per-tomogram results missing after every rank finished: {missing}; "
+                                "run the same command again to redo them")
+    return [read_picks_csv(folder / f"{n}.csv") for n in names]
 
 
 def _check_resume_key(path: Path, checkpoint, settings: InferenceSettings, voxel_spacing) -> None:
