@@ -22,11 +22,11 @@ def cmd_synth(a: argparse.Namespace) -> int:
         if v is not None:
             over[key] = v[0] if len(v) == 1 else tuple(v)
     cfg = SynthConfig.preset(a.preset, **over)
-    man = synthesize(a.out, a.n, cfg, load_particles(a.particles), prefix=a.prefix,
-                     overwrite=a.overwrite, progress=not a.quiet)
+    particles = load_particles(a.particles) if a.particles else None  # None: the preset's own set
+    man = synthesize(a.out, a.n, cfg, particles, prefix=a.prefix, overwrite=a.overwrite, progress=not a.quiet)
     n = sum(sum(t["counts"].values()) for t in man["tomograms"])
-    print(f"wrote {len(man['tomograms'])} tomograms with {n} particles to {a.out} "
-          f"(tomograms/, picks.csv, copick/, manifest.json)")
+    print(f"wrote {len(man['tomograms'])} tomograms with {n} particles of {len(man['particles']['classes'])} "
+          f"classes (preset {man['preset']}) to {a.out} (tomograms/, picks.csv, copick/, manifest.json)")
     return 0
 
 
@@ -37,7 +37,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from cryo3d.store import StoreSettings, prepare_store
 
     tomo_specs, picks_path, particles_path = a.tomograms, a.picks, a.particles
-    if a.data:
+    if a.copick_config:  # a copick project: tomograms, ground truth and classes from it
+        from cryo3d.copick_commands import prepare_inputs
+
+        tomos, picks, particles = prepare_inputs(a)
+    elif a.data:
         d = Path(a.data)
         tomo_specs = tomo_specs or [str(d / "tomograms")]
         picks_path = picks_path or str(d / "picks.csv")
@@ -49,10 +53,19 @@ def cmd_prepare(a: argparse.Namespace) -> int:
             particles = load_particles(particles_path)
     else:
         particles = load_particles(particles_path)
-    if not tomo_specs or not picks_path:
-        raise SystemExit("prepare: give --data FOLDER (synth layout) or both --tomograms and --picks")
-    tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
-    picks = read_picks(picks_path)
+    if not a.copick_config:
+        if not tomo_specs or not picks_path:
+            raise SystemExit("prepare: give --data FOLDER (synth layout), both --tomograms and --picks, or --copick-config")
+        from cryo3d.io.copick_project import tomogram_sizes
+
+        tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
+        spacings = sorted({float(t.voxel_spacing) for t in tomos})
+        if a.target_spacing is None and len(spacings) > 1:  # e.g. the default synth preset draws one per tomogram
+            a.target_spacing = spacings[0]
+            print(f"prepare: the tomograms have voxel spacings {spacings[0]:g}-{spacings[-1]:g} A; resampling them "
+                  f"all to the finest, {spacings[0]:g} A (choose with --target-spacing)", file=sys.stderr)
+        picks = read_picks(picks_path, voxel_spacing=a.picks_voxel_spacing or a.voxel_spacing, particles=particles,
+                           class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos))
     settings = StoreSettings(
         patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
         stride=a.stride if len(a.stride) == 3 else a.stride[0],
@@ -68,10 +81,12 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from cryo3d.copick_commands import evaluate_inputs
     from cryo3d.evaluation import evaluate_files
 
-    rep = evaluate_files(a.pred, a.gt, particles=a.particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
-                         matching=a.matching, sweep=a.sweep, output_json=a.json)
+    pred, gt, particles, runs = evaluate_inputs(a)  # files, or a copick project's picks by user and session
+    rep = evaluate_files(pred, gt, particles=particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
+                         matching=a.matching, sweep=a.sweep, tomograms=runs, output_json=a.json)
     print(rep["text"])
     return 0
 
@@ -93,16 +108,29 @@ def cmd_predict(a: argparse.Namespace) -> int:
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
+    if a.copick_config:  # tomograms from the project; refuse now, not after inference, to overwrite picks
+        from cryo3d.copick_commands import check_predictions_writable, predict_tomograms, write_predictions
+
+        paths = predict_tomograms(a)
+        check_predictions_writable(a, paths)
+    elif not a.tomograms:
+        raise ValueError("predict: give tomogram files, folders or globs, or --copick-config")
+    else:
+        paths = find_tomograms(a.tomograms)
     picks = predict(
-        a.checkpoint, find_tomograms(a.tomograms), a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
+        a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
         compile=a.compile,
     )
     import os
 
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 merged; the others did their share
-        print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 merges and writes; the others did their share
+        return 0
+    print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
+    if a.copick_config:
+        written = write_predictions(a, picks, paths)
+        print(f"wrote {len(written)} pick sets into {a.copick_config} as user {a.user_id!r}, session {a.session_id!r}")
     return 0
 
 
@@ -113,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train (MONAI bundle), predict and evaluate. Coordinates are (x, y, z) in Angstrom.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from cryo3d.copick_commands import add_project_options
 
     s = sub.add_parser("synth", help="simulate tomograms with known particles (the built-in data)",
                        description="Simulate cryo-ET-like tomograms (missing wedge, CTF band-pass, noise, "
@@ -120,15 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="data/synth", help="output folder (default: %(default)s)")
     s.add_argument("--n", type=int, default=4, help="number of tomograms (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--preset", default="default", choices=["default", "clean", "hard"],
-                   help="default: varied imaging; clean: high SNR, no distractors; hard: low SNR, crowded")
-    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default 184 256 256)")
+    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12"],
+                   help="default: randomised shapes, sizes, distractors and imaging (what training uses); "
+                   "clean: high SNR, no distractors; hard: low SNR, crowded; ood: the CZII classes with held-out "
+                   "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set)")
+    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default: the preset's, 184 256 256; 128 256 256 for ood and crowded12)")
     s.add_argument("--voxel-spacing", type=float, nargs="+", metavar="A", help="Angstrom per voxel, or LOW HIGH")
     s.add_argument("--snr", type=float, nargs="+", help="signal-to-noise ratio, or LOW HIGH")
     s.add_argument("--tilt-range", type=float, nargs="+", help="maximum tilt in degrees about y, or LOW HIGH")
     s.add_argument("--defocus-um", type=float, nargs="+", help="defocus in micrometres, or LOW HIGH")
     s.add_argument("--particles-per-class", type=int, nargs="+", help="particles of each class, or LOW HIGH")
-    s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
+    s.add_argument("--particles", help="YAML/JSON particle set (default: the preset's, the 6 CZII classes "
+                   "except for crowded12)")
     s.add_argument("--prefix", default="synth", help="tomogram name prefix (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="redo tomograms already in the folder")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -152,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample tomograms to this voxel spacing (Angstrom) first, e.g. 20 to train at bin 2")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--picks-voxel-spacing", type=float, metavar="A",
+                   help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z (default: --voxel-spacing, else the file's optics)")
+    s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    add_project_options(s)
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("predict", help="pick particles in whole tomograms with a trained checkpoint",
@@ -161,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "when the command is repeated. Under torchrun (torchrun --nproc-per-node=N -m cryo3d.cli predict ...) the "
                        "tomograms are shared among the ranks and rank 0 merges the outputs.")
     s.add_argument("checkpoint", help="a checkpoint written by the training bundle (best.pt, final.pt, last_*.pt)")
-    s.add_argument("tomograms", nargs="+", help="tomogram files, folders or globs")
+    s.add_argument("tomograms", nargs="*", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz .zarr)")
     s.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
     s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
     s.add_argument("--threshold", type=float, nargs="+",
@@ -174,21 +210,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the network (compiles once per process; pays off over many tomograms)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--write-heatmaps", action="store_true", help="also write each class heatmap as MRC")
-    s.add_argument("--user-id", default="cryo3d", help="copick user id of the written picks")
-    s.add_argument("--session-id", default="0", help="copick session id of the written picks")
+    s.add_argument("--user-id", "--user", default="cryo3d", help="copick user id of the written picks (default: %(default)s)")
+    s.add_argument("--session-id", "--session", default="0", help="copick session id of the written picks (default: %(default)s)")
+    s.add_argument("--overwrite", action="store_true", help="replace picks of --user/--session already in the copick project")
+    add_project_options(s, gt=False)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
-                       description="Per-class precision, recall and F-beta (a prediction is a true positive "
-                       "within distance_multiplier x radius of an unmatched ground-truth particle).")
-    s.add_argument("pred", help="predicted picks (CSV / copick / STAR)")
-    s.add_argument("gt", help="ground-truth picks (CSV / copick / STAR)")
+                       description="Per-class precision, recall and F-beta, scored exactly as the CZII "
+                       "challenge (every ground-truth particle within distance_multiplier x radius of a "
+                       "prediction is a true positive), with greedy one-to-one matching beside it.")
+    s.add_argument("pred", nargs="?", help="predicted picks (CSV / copick / STAR); with --copick-config: default "
+                   "the project's picks of --user/--session")
+    s.add_argument("gt", nargs="?", help="ground-truth picks (CSV / copick / STAR); with --copick-config: default the "
+                   "project's picks of --gt-user/--gt-session")
+    s.add_argument("--voxel-spacing", type=float, metavar="A", help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z "
+                   "(RELION 4; default: the file's optics table)")
+    s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    s.add_argument("--user-id", "--user", help="copick user of the predictions (with --copick-config)")
+    s.add_argument("--session-id", "--session", help="copick session of the predictions (with --copick-config)")
+    add_project_options(s)
     s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: CZII)")
     s.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
     s.add_argument("--distance-multiplier", type=float, default=0.5, help="match radius / particle radius")
-    s.add_argument("--matching", default="greedy", choices=["greedy", "czii"],
-                   help="greedy one-to-one by score, or the Kaggle metric's rule (default: %(default)s)")
+    s.add_argument("--matching", default="czii", choices=["czii", "greedy"],
+                   help="the CZII challenge's rule, or greedy one-to-one by score; the other is printed "
+                   "beside it (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
     s.add_argument("--json", help="also write the result to this JSON file")
     s.set_defaults(func=cmd_evaluate)

@@ -528,6 +528,8 @@ def base_overrides(budget: Mapping[str, Any] | None = None, extra: Mapping[str, 
     out = dict(b)
     out["early_stop_patience"] = e
     out["beta_schedule"] = {"kind": "linear", "start": 1.0, "end": 4.0, "total": e, "warmup": min(2, e // 4)}
+    out["beta_unit"] = "epoch"  # experiments compare runs of equal epochs, not of equal wall time
+    out["time_budget"] = None
     out.update(dict(extra or {}))
     return out
 

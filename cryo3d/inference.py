@@ -32,6 +32,7 @@ import torch
 from cryo3d import coords
 from cryo3d.io.atomic import write_json_atomic
 from cryo3d.particles import ParticleSet
+from cryo3d.peaks import CROSS_CLASS_FRACTION
 from cryo3d.picks import Picks
 from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
 from cryo3d.sharding import init_ranks, shard_tomograms
@@ -55,6 +56,8 @@ class InferenceSettings:
     min_distance_fraction : NMS distance = this fraction of the particle radius.
     voxel_spacing : the model's voxel spacing in Angstrom; tomograms at another spacing are resampled.
     amp : bfloat16 autocast on CUDA.
+    cross_class_fraction : drop a peak within this fraction of the smaller radius of a stronger
+        peak of another class (:func:`cryo3d.peaks.suppress_cross_class`); 0 turns it off.
     clip : normalised intensities are clipped to ``[-clip, clip]`` (as in the patch store).
     channels_last : run windows and weights in ``torch.channels_last_3d``; None: on CUDA only
         (cuDNN's fast 3D convolutions want it; on the CPU oneDNN is as fast or faster without).
@@ -79,6 +82,7 @@ class InferenceSettings:
     clip: float = NORM_CLIP
     channels_last: bool | None = None
     compile: bool | str = False
+    cross_class_fraction: float = CROSS_CLASS_FRACTION
 
     def __post_init__(self) -> None:
         self.roi_size = tuple(int(r) for r in (self.roi_size if not np.isscalar(self.roi_size) else (self.roi_size,) * 3))
@@ -376,10 +380,13 @@ def pick_tomogram(
     The tomogram is resampled to ``settings.voxel_spacing`` when that differs, normalised
     like the patch store (robust z-score, clipped), run through :func:`predict_heatmap`,
     and peaks are extracted per class (threshold, NMS distance from the particle radius,
-    sub-voxel refinement). With ``return_heatmap`` also returns the heatmap (NumPy, host) and
-    its voxel spacing at full resolution. On a GPU the heatmap is stitched and its peaks found
-    there when it fits (:func:`predict_heatmap` with ``keep_on_device``). ``model`` may come
-    from :func:`prepare_network` already (then it is used as is).
+    sub-voxel refinement), then filtered by :func:`select_peaks` (cross-class suppression,
+    at most as many picks per class as the volume can hold, with a warning naming the
+    tomogram and class when that cap cuts). With ``return_heatmap`` also returns the
+    heatmap (NumPy, host) and its voxel spacing at full resolution. On a GPU the heatmap is
+    stitched and its peaks found there when it fits (:func:`predict_heatmap` with
+    ``keep_on_device``). ``model`` may come from :func:`prepare_network` already (then it is
+    used as is).
     """
     from cryo3d.peaks import find_peaks, peaks_to_picks
 
@@ -398,7 +405,9 @@ def pick_tomogram(
     min_dist = coords.length_to_voxels(settings.min_distance_fraction * particles.radii, spacing, f)
     thr = settings.thresholds
     c, lab, score = find_peaks(hm, thr, min_dist)
-    picks = peaks_to_picks(c, lab, score, tomogram.name, particles, spacing, f)
+    keep = select_peaks(c, lab, score, hm.shape[1:], particles, spacing, f, settings.cross_class_fraction,
+                        where=f"tomogram {tomogram.name}")
+    picks = peaks_to_picks(c[keep], lab[keep], score[keep], tomogram.name, particles, spacing, f)
     if return_heatmap:
         return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
@@ -411,6 +420,67 @@ def _prepared_key(settings: InferenceSettings, device: torch.device) -> tuple:
 def _is_prepared(model: torch.nn.Module, settings: InferenceSettings, device: torch.device) -> bool:
     """``model`` came from :func:`prepare_network` for these settings and ``device``, and is still in eval mode."""
     return getattr(model, "_cryo3d_prepared", None) == _prepared_key(settings, device) and not model.training
+
+
+def select_peaks(
+    coords_ds: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    ds_grid: Sequence[int],
+    particles: ParticleSet,
+    voxel_spacing: float,
+    ds_factor: int,
+    cross_class_fraction: float = 0.0,
+    where: str = "",
+    max_peaks: int | None = None,
+) -> np.ndarray:
+    """Which peaks of one tomogram to keep: cross-class suppression, then the physical cap.
+
+    Shared by :func:`pick_tomogram` and validation (:class:`cryo3d.training.ParticleFBeta`)
+    so that the thresholds chosen on validation apply to the same picks.
+
+    Args:
+        coords_ds: ``[N, 3]`` peaks ``[z, y, x]`` in downsampled voxels (from ``find_peaks``).
+        labels: ``[N]`` class ids; scores: ``[N]`` peak scores.
+        ds_grid: ``(z, y, x)`` shape of the heatmap grid the peaks were found on.
+        particles: class radii (Angstrom) and names.
+        voxel_spacing: Angstrom per full-resolution voxel; ds_factor: heatmap downsampling.
+        cross_class_fraction: :func:`cryo3d.peaks.suppress_cross_class` distance (0: off).
+        where: names the tomogram in the cap warning.
+        max_peaks: optional further limit per class.
+
+    Returns:
+        bool ``[N]`` mask of the peaks kept.
+    """
+    from cryo3d.peaks import cap_per_class, max_particles, suppress_cross_class
+
+    radii_ds = coords.length_to_voxels(particles.radii, voxel_spacing, ds_factor)
+    keep = suppress_cross_class(coords_ds, labels, scores, radii_ds, cross_class_fraction)
+    caps = max_particles(ds_grid, radii_ds)
+    if max_peaks is not None:
+        caps = np.minimum(caps, int(max_peaks))
+    rows = np.nonzero(keep)[0]
+    keep[rows] = cap_per_class(labels[rows], scores[rows], caps, where=where, names=particles.names)
+    return keep
+
+
+def warn_unlearned(meta: dict, checkpoint: Any = "") -> list[str]:
+    """Warn about classes the checkpoint's validation found no true positive for.
+
+    Training records them as ``unlearned_classes`` (their threshold is then
+    :data:`cryo3d.metrics.UNLEARNED_THRESHOLD`, not the sweep's lowest). Returns their names.
+    """
+    import warnings
+
+    names = [str(n) for n in meta.get("unlearned_classes") or []]
+    if names:
+        warnings.warn(
+            f"{checkpoint}: validation found no true positive for {', '.join(names)} at any threshold "
+            "(not learned, or absent from the validation tomograms); their picks are unreliable. "
+            "Train longer or with more examples of these classes.",
+            stacklevel=2,
+        )
+    return names
 
 
 def load_checkpoint_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -473,15 +543,16 @@ def predict(
     from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
     from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
 
-    net, meta = load_checkpoint_model(checkpoint, device or "cpu")
+    ranks = init_ranks()  # torchrun: this rank's place; alone: rank 0 of 1
+    dev = ranks.device(device)
+    net, meta = load_checkpoint_model(checkpoint, dev)
     particles = ParticleSet.from_dict(meta["particles"])
+    warn_unlearned(meta, checkpoint)
     settings = InferenceSettings(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
         sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
     )
-    ranks = init_ranks()  # torchrun: this rank's place; alone: rank 0 of 1
-    dev = ranks.device(device)
     net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
     out = Path(out_dir)
     names = [tomogram_name(p) for p in tomogram_paths]

@@ -31,8 +31,11 @@ class ParticleClass:
     weight : float
         Weight of the class in the aggregated F-beta score.
     shape : str
-        Shape used by the built-in simulator (``sphere``, ``shell``, ``two_lobes``, ``four_lobes``,
-        ``ring``, ``dumbbell``, ``cylinder``).
+        Shape used by the built-in simulator: one of :mod:`cryo3d.shapes` (``sphere``,
+        ``shell``, ``thick_shell``, ``two_lobes``, ``two_lobes_large``, ``four_lobes``,
+        ``ring``, ``dumbbell``, ``cylinder``) or a family of :mod:`cryo3d.synth.families`
+        (e.g. ``capsomer_shell``, ``rod``); whether it is hollow also sets which shape
+        variants the randomised ``default`` preset draws for the class.
     """
 
     name: str
@@ -122,6 +125,45 @@ CZII_PARTICLES = ParticleSet(
         ParticleClass("virus-like-particle", 135.0, 1.0, "thick_shell"),
     )
 )
+
+
+#: The CZII classes (names, radii, weights) with held-out shapes: the ``ood`` simulator preset's set.
+#: A thin capsomer-shelled virus-like particle, a subunit cage, rod-like thyroglobulin and
+#: other lobe arrangements than the training shapes (see :mod:`cryo3d.synth.families`).
+CZII_OOD_PARTICLES = ParticleSet(
+    (
+        ParticleClass("apo-ferritin", 60.0, 1.0, "subunit_cage"),
+        ParticleClass("beta-amylase", 65.0, 0.0, "tetrahedral"),
+        ParticleClass("beta-galactosidase", 90.0, 2.0, "stacked_discs"),
+        ParticleClass("ribosome", 150.0, 1.0, "three_lobes"),
+        ParticleClass("thyroglobulin", 130.0, 2.0, "rod"),
+        ParticleClass("virus-like-particle", 135.0, 1.0, "capsomer_shell"),
+    )
+)
+
+#: Built-in particle sets by name (``crowded12`` is package data, read on demand).
+BUILTIN_PARTICLE_SETS = ("czii", "czii-ood", "crowded12")
+
+
+def builtin_particle_file(name: str) -> str:
+    """Path of a built-in particle-set file shipped in the package (``crowded12``)."""
+    from importlib.resources import files
+
+    if name != "crowded12":
+        raise ValueError(f"no built-in particle file {name!r}; the shipped file is 'crowded12'")
+    return str(files("cryo3d.data") / "crowded12_particles.yaml")
+
+
+def builtin_particles(name: str) -> ParticleSet:
+    """A built-in particle set: ``czii`` (the challenge's 6 classes), ``czii-ood`` (the same
+    classes with held-out shapes) or ``crowded12`` (12 protein-like classes, radii 30-150 A)."""
+    if name == "czii":
+        return CZII_PARTICLES
+    if name == "czii-ood":
+        return CZII_OOD_PARTICLES
+    if name == "crowded12":
+        return load_particles(builtin_particle_file(name))
+    raise ValueError(f"unknown built-in particle set {name!r}; choose one of {list(BUILTIN_PARTICLE_SETS)}")
 
 
 def load_particles(path: str | None) -> ParticleSet:

@@ -34,8 +34,10 @@ import math
 import warnings
 from typing import Any, Callable, Mapping
 
+import torch
+
 KINDS = ("constant", "linear", "cosine", "step", "exponential")
-UNITS = ("epoch", "iteration")
+UNITS = ("epoch", "iteration", "progress")
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +199,13 @@ class BetaScheduleHandler:
         bundle serves every loss kind.
     schedule : callable, dict or float
         ``t -> beta``; a dict is passed to :class:`BetaSchedule`, a number is constant.
-    unit : {"epoch", "iteration"}
-        What ``t`` counts.
+    unit : {"epoch", "iteration", "progress"}
+        What ``t`` counts. ``"progress"``: the run's progress in ``[0, 1]`` from ``clock``
+        (:class:`cryo3d.budget.TrainingClock`), set at every iteration; the schedule's
+        ``total`` and ``warmup`` are then fractions of the run (``total: 0.8`` reaches
+        ``end`` at 80% of the time budget).
+    clock : cryo3d.budget.TrainingClock, optional
+        Needed with ``unit="progress"``.
     summary_writer : torch.utils.tensorboard.SummaryWriter or str, optional
         Writer (anything with ``add_scalar``) or a log directory to create one in.
     tag : str
@@ -212,6 +219,7 @@ class BetaScheduleHandler:
         unit: str = "epoch",
         summary_writer: Any = None,
         tag: str = "beta",
+        clock: Any = None,
     ) -> None:
         self.active = hasattr(loss, "beta")
         if not self.active:
@@ -222,6 +230,9 @@ class BetaScheduleHandler:
             )
         if unit not in UNITS:
             raise ValueError(f"BetaScheduleHandler: unit must be one of {UNITS}, got {unit!r}")
+        if unit == "progress" and clock is None:
+            raise ValueError("BetaScheduleHandler: unit 'progress' needs the run's clock (cryo3d.budget.TrainingClock)")
+        self.clock = clock
         self.loss = loss
         self.schedule = as_schedule(schedule)
         self.unit = unit
@@ -244,9 +255,53 @@ class BetaScheduleHandler:
         if not self.active:
             return
         step = engine.state.epoch if self.unit == "epoch" else engine.state.iteration
-        value = float(self.schedule(step - 1))
+        t = self.clock.progress if self.unit == "progress" else step - 1
+        value = float(self.schedule(t))
         self.loss.beta = value
         engine.state.metrics[self.tag] = value
-        logger.log(logging.INFO if self.unit == "epoch" else logging.DEBUG, "%s %d: %s = %.6g", self.unit, step, self.tag, value)
+        logger.log(logging.INFO if self.unit == "epoch" else logging.DEBUG, "%s %s: %s = %.6g", self.unit,
+                   f"{t:.3f}" if self.unit == "progress" else step, self.tag, value)
         if self.summary_writer is not None:
             self.summary_writer.add_scalar(self.tag, value, step)
+
+
+class ProgressCosineLR(torch.optim.lr_scheduler.LRScheduler):
+    """Cosine learning-rate decay over the run's progress (time budget or epochs), with linear warm-up.
+
+    ``lr = eta_min + (base_lr - eta_min) (1 + cos(pi s)) / 2`` with
+    ``s = (p - warmup) / (1 - warmup)`` and ``p`` the progress of a
+    :class:`cryo3d.budget.TrainingClock`; during warm-up the rate rises linearly from
+    ``eta_min``. Step it every iteration (``LrScheduleHandler(epoch_level=False)``). Unlike
+    ``CosineAnnealingLR`` its length is not a number of epochs, so a run of any budget decays
+    fully by its end. The clock is not part of :meth:`state_dict` (it has its own).
+
+    Args:
+        optimizer: the optimizer.
+        clock: the run's clock (anything with a ``progress`` in ``[0, 1]``).
+        eta_min_ratio: final rate as a fraction of the initial one.
+        warmup: fraction of the run spent warming up.
+    """
+
+    def __init__(self, optimizer: Any, clock: Any, eta_min_ratio: float = 0.05, warmup: float = 0.0,
+                 last_epoch: int = -1) -> None:
+        if not 0 <= warmup < 1:
+            raise ValueError(f"ProgressCosineLR: warmup must be in [0, 1), got {warmup}")
+        self.clock = clock
+        self.eta_min_ratio = float(eta_min_ratio)
+        self.warmup = float(warmup)
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, p: float) -> float:
+        """Learning-rate multiplier at progress ``p``."""
+        lo = self.eta_min_ratio
+        if self.warmup > 0 and p < self.warmup:
+            return lo + (1.0 - lo) * p / self.warmup
+        s = min(max((p - self.warmup) / (1.0 - self.warmup), 0.0), 1.0)
+        return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * s))
+
+    def get_lr(self) -> list[float]:
+        f = self.factor(float(self.clock.progress))
+        return [base * f for base in self.base_lrs]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "clock")}

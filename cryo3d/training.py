@@ -43,8 +43,16 @@ def ensure_data(
     ds_factor: int = 2,
     precompute_heatmaps: bool = False,
     val_tomograms: Sequence[str] | None = None,
-    voxel_spacing: float | None = None,
+    voxel_spacing: float | str | None = None,
     progress: bool = True,
+    copick_config: str | None = None,
+    tomo_type: str | None = None,
+    copick_voxel_spacing: float | None = None,
+    gt_user: str | None = None,
+    gt_session: str | None = None,
+    runs: Sequence[str] | None = None,
+    batch_size: int | str = 8,
+    network: str | dict | None = None,
 ) -> dict:
     """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
 
@@ -52,37 +60,96 @@ def ensure_data(
     what a user puts there) and ``dataset_dir/store/<geometry and split tag>/``. An empty or missing folder is filled
     with ``n_tomograms`` synthetic tomograms first. The last ``n_val`` tomograms by name (or
     ``val_tomograms``) are held out: they are not in the store and are validated whole.
-    ``voxel_spacing`` resamples the store (and so the model) to that spacing.
+    ``voxel_spacing`` resamples the store (and so the model) to that spacing; ``"auto"``
+    (and ``"auto"`` patch size, stride and batch size) follow the particle set
+    (:func:`cryo3d.resolution.choose_geometry`; the choice and its reason are logged).
+    ``network`` (name or config) gives the spatial divisor the patch must respect.
+
+    With ``copick_config`` the tomograms, ground truth and particle classes come from that
+    copick project instead (:func:`cryo3d.io.copick_project.training_inputs`): ``runs`` (all
+    by default) at ``copick_voxel_spacing`` and ``tomo_type`` (needed only when the project
+    has several), ground truth of ``gt_user``/``gt_session``; ``dataset_dir`` then holds only
+    the store and the ground truth as a picks CSV.
 
     Returns
     -------
     dict
         ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files),
-        ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``.
+        ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``,
+        ``patch_size``, ``stride``, ``batch_size`` (as chosen), ``geometry_reason``, and
+        ``builtin`` (whether the data is the built-in simulator's).
     """
     dist = torch.distributed
     distributed = dist.is_available() and dist.is_initialized()
     if distributed and dist.get_rank() != 0:
         dist.barrier()  # rank 0 makes the data first; the others then find it ready
     try:
+        copick = None if copick_config is None else dict(
+            config=copick_config, tomo_type=tomo_type, voxel_spacing=copick_voxel_spacing, gt_user=gt_user,
+            gt_session=gt_session, runs=runs)
         return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                             ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
-                            progress and (not distributed or dist.get_rank() == 0))
+                            progress and (not distributed or dist.get_rank() == 0), copick, batch_size, network)
     finally:
         if distributed and dist.get_rank() == 0:
             dist.barrier()
 
 
 def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
-                 ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress) -> dict:
+                 ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress, copick=None, batch_size=8,
+                 network=None) -> dict:
     from cryo3d.dataset import split_tomograms
+    from cryo3d.store import StoreSettings, prepare_store
+
+    d = Path(dataset_dir)
+    if copick is not None:  # a copick project: tomograms, ground truth and classes from it
+        from cryo3d.io.copick_project import training_inputs
+
+        tomos, picks, particles, gt = training_inputs(dataset_dir=d, **copick)
+        builtin = False
+    else:
+        tomos, picks, particles, gt, builtin = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed,
+                                                              progress)
+    train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
+    geo = _choose_geometry(particles, [tomos[n] for n in train + val], voxel_spacing, patch_size, stride,
+                           batch_size, network, ds_factor)
+    voxel_spacing = geo.voxel_spacing
+    settings = StoreSettings(patch_size=geo.patch_size, stride=geo.stride, ds_factor=ds_factor,
+                             precompute_heatmaps=precompute_heatmaps, voxel_spacing=voxel_spacing)
+    tag = "p{}_s{}_f{}_v{}".format(
+        "x".join(map(str, settings.patch_size)), "x".join(map(str, settings.stride)), ds_factor,
+        f"{float(voxel_spacing):g}",
+    )
+    import hashlib
+
+    tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
+    store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
+    train_picks = picks.select(np.isin(picks.tomo, train))
+    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress)
+    return {
+        "store": str(store),
+        "train": train,
+        "val": val,
+        "val_paths": [tomos[n].path for n in val],
+        "gt": str(gt),
+        "particles": particles,
+        "voxel_spacing": float(voxel_spacing),
+        "patch_size": geo.patch_size,
+        "stride": geo.stride,
+        "batch_size": geo.batch_size,
+        "geometry_reason": geo.reason,
+        "builtin": builtin,
+    }
+
+
+def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progress) -> tuple:
+    """Tomograms, picks, particles, picks CSV and whether it is built-in data, of a dataset folder
+    (``tomograms/`` + ``picks.csv``), simulated first when the folder is empty."""
     from cryo3d.io.picks import read_picks
     from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import CZII_PARTICLES, load_particles
-    from cryo3d.store import StoreSettings, prepare_store
     from cryo3d.synth import SynthConfig, synthesize
 
-    d = Path(dataset_dir)
     tdir = d / "tomograms"
     has_tomos = tdir.is_dir() and any(tdir.iterdir())
     if not has_tomos:
@@ -92,38 +159,40 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
     if not gt.exists():
         raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
     particles = CZII_PARTICLES
+    man = json.loads((d / "manifest.json").read_text()) if (d / "manifest.json").exists() else {}
+    builtin = man.get("kind") == "cryo3d-synth"  # the built-in simulator's data (time_budget: auto)
     if (d / "particles.yaml").exists():
         particles = load_particles(str(d / "particles.yaml"))
-    elif (d / "manifest.json").exists():
-        man = json.loads((d / "manifest.json").read_text())
-        if "particles" in man:
-            particles = ParticleSet.from_dict(man["particles"])
+    elif "particles" in man:
+        particles = ParticleSet.from_dict(man["particles"])
     paths = find_tomograms([str(tdir)])
     tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
-    train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
-    picks = read_picks(gt)
-    settings = StoreSettings(patch_size=patch_size, stride=stride, ds_factor=ds_factor,
-                             precompute_heatmaps=precompute_heatmaps, voxel_spacing=voxel_spacing)
-    tag = "p{}_s{}_f{}_v{}".format(
-        "x".join(map(str, settings.patch_size)), "x".join(map(str, settings.stride)), ds_factor,
-        "native" if voxel_spacing is None else f"{float(voxel_spacing):g}",
-    )
-    import hashlib
+    return tomos, read_picks(gt), particles, str(gt), builtin
 
-    tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
-    store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
-    train_picks = picks.select(np.isin(picks.tomo, train))
-    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress)
-    spacing = float(voxel_spacing if voxel_spacing is not None else tomos[train[0]].voxel_spacing)
-    return {
-        "store": str(store),
-        "train": train,
-        "val": val,
-        "val_paths": [tomos[n].path for n in val],
-        "gt": str(gt),
-        "particles": particles,
-        "voxel_spacing": spacing,
-    }
+
+def _choose_geometry(particles, tomograms, voxel_spacing, patch_size, stride, batch_size, network, ds_factor):
+    """:func:`cryo3d.resolution.choose_geometry` for these tomograms and network; logs the choice."""
+    import logging
+
+    from cryo3d.networks import build_network
+    from cryo3d.resolution import choose_geometry, parse_spacing_key
+
+    spacings = sorted({round(float(t.voxel_spacing), 6) for t in tomograms})
+    native = max(spacings)
+    if len(spacings) > 1 and parse_spacing_key(voxel_spacing) is None:
+        voxel_spacing = native = spacings[0]
+        logging.getLogger("cryo3d").warning(
+            "voxel_spacing null, but the tomograms have different voxel spacings (%s A): resampling all to the "
+            "finest, %g A", ", ".join(f"{x:g}" for x in spacings), native)
+    divisor = 1
+    if network is not None:
+        cfg = {"name": network} if isinstance(network, str) else dict(network)
+        cfg.update(in_channels=1, out_channels=1, ds_factor=ds_factor)
+        divisor = int(getattr(build_network(cfg), "spatial_divisor", 1))
+    geo = choose_geometry(particles, native, voxel_spacing, patch_size, stride, batch_size,
+                          divisor=divisor, ds_factor=ds_factor)
+    logging.getLogger("cryo3d").info("training geometry: %s", geo.reason)
+    return geo
 
 
 class ValidationTomograms(torch.utils.data.Dataset):
@@ -168,9 +237,14 @@ class ParticleFBeta(Metric):
     ``update`` takes ``(y_pred, y)`` with ``y_pred`` the stitched sigmoid heatmaps
     ``[B, C, z/f, y/f, x/f]`` and ``y`` the tomogram indices ``[B, 1]`` of
     :class:`ValidationTomograms`; peaks are found at ``base_threshold`` and converted to
-    Angstrom picks. ``compute`` sweeps per-class thresholds and returns the weighted F-beta
-    at each class's best threshold (``sweep=True``) or at ``thresholds``. The per-class table
-    and the best thresholds are kept in :attr:`last` for logging and for the checkpoint.
+    Angstrom picks, filtered like inference does (:func:`cryo3d.inference.select_peaks`:
+    cross-class suppression, at most as many picks per class as the tomogram can hold).
+    ``compute`` sweeps per-class thresholds (CZII matching) and returns the weighted F-beta
+    at each class's best threshold (``sweep=True``) or at ``thresholds``. A class without
+    any true positive keeps :data:`cryo3d.metrics.UNLEARNED_THRESHOLD` (never the lowest,
+    which floods unseen data) and is listed in ``last["unlearned"]`` (and so in the
+    checkpoint, for ``predict`` to warn). The per-class table and the best thresholds are
+    kept in :attr:`last` for logging and for the checkpoint.
 
     Args:
         gt: ground-truth picks (CSV path or :class:`Picks`).
@@ -180,6 +254,10 @@ class ParticleFBeta(Metric):
         ds_factor: the network's output stride.
         beta: F-beta's beta (4 in the challenge).
         sweep: pick the best threshold per class (else use ``thresholds``).
+        tie_break: which of equally good thresholds to keep (``metrics.sweep_thresholds``).
+        cross_class_fraction: cross-class suppression distance (0: off); default: inference's
+            (:data:`cryo3d.peaks.CROSS_CLASS_FRACTION`).
+        matching: ``"czii"`` (the challenge's rule) or ``"greedy"``.
     """
 
     def __init__(
@@ -195,6 +273,9 @@ class ParticleFBeta(Metric):
         base_threshold: float = 0.05,
         min_distance_fraction: float = 0.6,
         max_peaks: int = 5000,
+        tie_break: str = "low",
+        cross_class_fraction: float | None = None,
+        matching: str = "czii",
         output_transform: Callable = lambda out: (out["pred"], out["label"]),
         device: str | torch.device = "cpu",
     ) -> None:
@@ -211,6 +292,11 @@ class ParticleFBeta(Metric):
         self.base_threshold = float(base_threshold)
         self.min_distance_fraction = float(min_distance_fraction)
         self.max_peaks = max_peaks
+        self.tie_break = tie_break
+        if cross_class_fraction is None:  # the same as inference's default
+            from cryo3d.peaks import CROSS_CLASS_FRACTION as cross_class_fraction
+        self.cross_class_fraction = float(cross_class_fraction)
+        self.matching = matching
         # thresholds tried per class: coarse below 0.95, fine above (confident models pile up there)
         self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
                                                    np.linspace(0.95, 0.995, 10)], 4))
@@ -222,6 +308,7 @@ class ParticleFBeta(Metric):
         self._seen: list[str] = []
 
     def update(self, output: Any) -> None:
+        from cryo3d.inference import select_peaks
         from cryo3d.peaks import find_peaks, peaks_to_picks
 
         y_pred, y = output
@@ -230,7 +317,12 @@ class ParticleFBeta(Metric):
         low = self.base_threshold if self.sweep else self.thresholds
         for b in range(y_pred.shape[0]):
             name = self.names[int(torch.as_tensor(y[b]).reshape(-1)[0])]
-            c, lab, sc = find_peaks(y_pred[b].detach().float(), low, min_dist, max_peaks=self.max_peaks)
+            hm = y_pred[b].detach().float()
+            c, lab, sc = find_peaks(hm, low, min_dist)
+            keep = select_peaks(c, lab, sc, tuple(hm.shape[1:]), self.particles, self.voxel_spacing, self.ds_factor,
+                                self.cross_class_fraction, where=f"validation tomogram {name}",
+                                max_peaks=self.max_peaks)
+            c, lab, sc = c[keep], lab[keep], sc[keep]
             self._picks.append(peaks_to_picks(c, lab, sc, name, self.particles, self.voxel_spacing, self.ds_factor))
             self._seen.append(name)
 
@@ -241,20 +333,32 @@ class ParticleFBeta(Metric):
         gt = self.gt.select(np.isin(self.gt.tomo, self._seen))
         if self.sweep:
             sw = sweep_thresholds(pred, gt, self.particles, thresholds=self.sweep_grid, beta=self.beta,
-                                  tomograms=self._seen)
+                                  matching=self.matching, tomograms=self._seen, tie_break=self.tie_break)
             thr = [sw["best_threshold"][n] for n in self.particles.names]
             res = sw["result"]
+            unlearned = list(sw["unlearned"])
         else:
             thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
             keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
-            res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, tomograms=self._seen)
+            res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
+                              tomograms=self._seen)
+            unlearned = [c.name for c in res.per_class if c.tp == 0]
         self.last = {
             "score": float(res.score),
             "thresholds": [float(t) for t in thr],
             "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
                                    "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
-            "table": res.table(),
+            "table": res.table() + (f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
+                                    if unlearned else ""),
+            "unlearned": unlearned,
         }
+        if unlearned:
+            import logging
+
+            logging.getLogger("cryo3d").warning(
+                "validation: no true positive at any threshold for %s (not learned yet, or absent from the "
+                "validation tomograms); threshold kept at %s", ", ".join(unlearned),
+                ", ".join(f"{t:g}" for n, t in zip(self.particles.names, thr) if n in unlearned))
         return float(res.score)
 
 
@@ -355,6 +459,7 @@ class CheckpointMeta:
         if self.metric is not None and self.metric.last.get("thresholds"):
             d["thresholds"] = self.metric.last["thresholds"]
             d["val_score"] = self.metric.last["score"]
+            d["unlearned_classes"] = list(self.metric.last.get("unlearned", []))
         return d
 
     def load_state_dict(self, state: dict) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from cryo3d.evaluation import evaluate_files
 from cryo3d.inference import predict
-from cryo3d.synth import SynthConfig, synthesize
+from cryo3d.particles import ParticleSet
+from cryo3d.synth import PRESETS, SynthConfig, synthesize
 
 
 def main() -> None:
@@ -27,29 +28,31 @@ def main() -> None:
     ap.add_argument("--out", default="runs/heldout", help="folder for the test tomograms, picks and report")
     ap.add_argument("--n", type=int, default=2, help="test tomograms (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1000, help="simulator seed; training used 0 (default: %(default)s)")
-    ap.add_argument("--preset", default="default", choices=["default", "clean", "hard"])
-    ap.add_argument("--shape", type=int, nargs=3, default=[184, 256, 256])
+    ap.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                    help="simulator preset; ood and crowded12 hold out shapes training never saw")
+    ap.add_argument("--shape", type=int, nargs=3, help="tomogram size (default: the preset's)")
     ap.add_argument("--snr", type=float, nargs="+", help="override the SNR (one value or LOW HIGH)")
     ap.add_argument("--tilt-range", type=float, nargs="+", help="override the tilt range (degrees)")
     ap.add_argument("--voxel-spacing", type=float, nargs="+", help="simulate at another voxel spacing")
     ap.add_argument("--tta", default="none", choices=["none", "flips", "flips_rot90"])
     a = ap.parse_args()
 
-    over = {"shape": tuple(a.shape), "seed": a.seed}
+    over = {"shape": tuple(a.shape) if a.shape else None, "seed": a.seed}
     for k in ("snr", "tilt_range", "voxel_spacing"):
         v = getattr(a, k)
         if v is not None:
             over[k] = v[0] if len(v) == 1 else tuple(v)
     out = Path(a.out)
     data = out / "data"
-    synthesize(data, a.n, SynthConfig.preset(a.preset, **over), prefix="test")
+    cfg = SynthConfig.preset(a.preset, **over)
+    man = synthesize(data, a.n, cfg, prefix="test")
     t0 = time.perf_counter()
     tomos = sorted(str(p) for p in (data / "tomograms").glob("*.mrc"))
     predict(a.checkpoint, tomos, out / "pred", tta=a.tta)
     dt = time.perf_counter() - t0
     rep = evaluate_files(out / "pred" / "picks.csv", data / "picks.csv", sweep=True,
-                         output_json=out / "evaluation.json")
-    print(f"held-out test: {a.n} tomograms {tuple(a.shape)}, preset {a.preset}, seed {a.seed}; "
+                         particles=ParticleSet.from_dict(man["particles"]), output_json=out / "evaluation.json")
+    print(f"held-out test: {a.n} tomograms {tuple(cfg.shape)}, preset {a.preset}, seed {a.seed}; "
           f"inference {dt:.1f} s total")
     print(rep["text"])
     print(json.dumps({"score": rep["score"], "best_score": rep.get("best_score")}))

@@ -72,6 +72,14 @@ def test_best_checkpoint_carries_what_predict_needs(trained):
     # the CPU default: 10 A synthetic tomograms binned to 20 A, output at full (binned) resolution
     assert meta["ds_factor"] == 1 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 20.0
     assert len(meta["thresholds"]) == 6 and meta["network"]["name"] == "unet-tiny"
+    # a class validation found no true positive for keeps the safe threshold, never the sweep's lowest
+    from cryo3d.metrics import UNLEARNED_THRESHOLD
+    from cryo3d.particles import ParticleSet
+
+    names = ParticleSet.from_dict(meta["particles"]).names
+    assert set(meta["unlearned_classes"]) <= set(names)
+    for n in meta["unlearned_classes"]:
+        assert meta["thresholds"][names.index(n)] == UNLEARNED_THRESHOLD
 
 
 def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
@@ -144,3 +152,33 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(trained, tmp_path):
 
     net, meta = load_checkpoint_model(out / "checkpoints" / "best.pt")  # usable without DDP
     assert meta["network"]["name"] == "unet-tiny"
+
+
+def test_training_stops_when_its_time_budget_is_spent(trained, tmp_path):
+    data, _, _ = trained
+    out = tmp_path / "budget"
+    r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
+                       "--max_epochs", "200", "--time_budget", "0.02", *TINY))
+    log = r.stdout + r.stderr
+    assert "time budget of 0.0 min spent" in log
+    lines = [json.loads(x) for x in (out / "val_metrics.jsonl").read_text().splitlines()]
+    assert 1 <= lines[-1]["epoch"] < 200  # stopped by time, and the last epoch was validated
+    assert (out / "checkpoints" / "best.pt").exists()
+
+
+def test_the_gpu_override_line_of_the_docs_runs(tmp_path):
+    # train.yaml's header: --voxel_spacing null --patch_size 64 --stride 32 --ds_factor 2 --network_name unet-base
+    # (batch 2 instead of 8 and one tiny step: CI has 2 cores)
+    data, out = tmp_path / "data", tmp_path / "runs"
+    run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
+                   "--n_synth_tomograms", "2", "--synth_shape", "[64,64,64]", "--num_workers", "0",
+                       "--threads", "1", "--max_epochs", "1", "--epoch_length", "1",
+                       "--voxel_spacing", "null", "--patch_size", "64", "--stride", "32", "--ds_factor", "2",
+                       "--network_name", "unet-base", "--batch_size", "2"), timeout=400)
+    from cryo3d.io.tomogram import read_tomogram
+
+    meta = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)["cryo3d"]
+    # null keeps the tomograms' own spacing; the built-in ones vary, so all go to the finest
+    finest = min(read_tomogram(p).voxel_spacing for p in (data / "tomograms").glob("*.mrc"))
+    assert meta["voxel_spacing"] == pytest.approx(finest)
+    assert meta["patch_size"] == [64, 64, 64] and meta["ds_factor"] == 2

@@ -150,7 +150,7 @@ def test_copick_file_holds_the_copick_fields(tmp_path, picks):
     doc = json.loads(open(path).read())
     assert doc["pickable_object_name"] == "ribosome"
     assert (doc["user_id"], doc["session_id"], doc["run_name"]) == ("cryo3d", "0", "TS_6")
-    assert doc["voxel_spacing"] is None and doc["unit"] == "angstrom" and doc["trust_orientation"] is True
+    assert doc["voxel_spacing"] is None and doc["unit"] == "angstrom" and doc["trust_orientation"] is False
     point = doc["points"][0]
     assert set(point) == {"location", "transformation_", "instance_id", "score"}
     assert set(point["location"]) == {"x", "y", "z"}
@@ -214,11 +214,14 @@ def test_star_round_trip_through_voxel_coordinates(tmp_path, picks):
 
 
 def test_star_coordinates_are_voxels_in_x_y_z_order(tmp_path):
+    import starfile
+
     p = Picks(["TS_1"], ["ribosome"], [[10.0, 20.0, 30.0]])
     path = tmp_path / "one.star"
     write_star(path, p, voxel_spacing=10.0)
-    row = path.read_text().strip().splitlines()[-1].split()
-    assert row[:4] == ["TS_1", "1.0", "2.0", "3.0"]
+    row = starfile.read(path, always_dict=True)["particles"].iloc[0]
+    assert row["rlnTomoName"] == "TS_1"
+    assert [row["rlnCoordinateX"], row["rlnCoordinateY"], row["rlnCoordinateZ"]] == [1.0, 2.0, 3.0]
 
 
 def test_star_class_number_maps_onto_the_particle_set(tmp_path):
@@ -233,11 +236,18 @@ def test_star_class_number_maps_onto_the_particle_set(tmp_path):
     np.testing.assert_allclose(p.xyz, [[2.0, 4.0, 6.0], [8.0, 10.0, 12.0]])
 
 
-def test_star_in_voxels_without_spacing_is_an_error(tmp_path, picks):
+def test_star_in_voxels_without_spacing_is_an_error(tmp_path):
     path = tmp_path / "particles.star"
-    write_star(path, picks, voxel_spacing=10.0)
+    path.write_text("data_particles\nloop_\n_rlnTomoName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                    "_rlnCoordinateZ #4\n_rlnClassName #5\nTS_01 1 2 3 ribosome\n")
     with pytest.raises(ValueError, match="voxel_spacing"):
         read_star(path)
+
+
+def test_star_written_in_pixels_carries_its_pixel_size_in_the_optics_table(tmp_path, picks):
+    path = tmp_path / "particles.star"
+    write_star(path, picks, voxel_spacing=10.0)
+    _assert_same(read_star(path), picks, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial import KDTree
 
 from cryo3d.metrics import (
+    UNLEARNED_THRESHOLD,
     ClassScore,
     ScoreResult,
     match_greedy,
@@ -80,17 +81,30 @@ def test_empty_predictions_give_zero_recall_and_zero_score():
     assert r.score == 0.0
 
 
-def test_empty_ground_truth_makes_every_prediction_a_false_positive():
-    r = score_picks(GT, Picks.empty(), PARTICLES)
+def test_empty_ground_truth_makes_every_prediction_a_false_positive_under_greedy():
+    r = score_picks(GT, Picks.empty(), PARTICLES, matching="greedy")
     c = r["a"]
     assert (c.tp, c.fp, c.fn, c.n_gt) == (0, 2, 0, 0)
     assert (c.precision, c.recall, c.fbeta) == (0.0, 0.0, 0.0)
 
 
+def test_empty_ground_truth_scores_nothing_and_zero_by_default():
+    r = score_picks(GT, Picks.empty(), PARTICLES)  # czii: only the ground truth's tomograms count
+    assert (r["a"].tp, r["a"].fp, r["a"].fn, r["a"].fbeta) == (0, 0, 0, 0.0)
+    assert r.score == 0.0
+
+
+def test_the_default_matching_is_the_challenge_rule():
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 80, 0, 0)])
+    pred = picks([("t1", "a", 40, 0, 0)])
+    assert score_picks(pred, gt, PARTICLES).matching == "czii"
+    assert (score_picks(pred, gt, PARTICLES)["a"].tp, sweep_thresholds(pred, gt, PARTICLES)["result"]["a"].tp) == (2, 2)
+
+
 def test_a_class_absent_from_both_tables_scores_one_greedy_and_zero_czii():
     gt = picks([("t1", "a", 0, 0, 0)])
-    greedy = score_picks(gt, gt, PARTICLES)
-    czii = score_picks(gt, gt, PARTICLES, matching="czii")
+    greedy = score_picks(gt, gt, PARTICLES, matching="greedy")
+    czii = score_picks(gt, gt, PARTICLES)
     assert (greedy["b"].precision, greedy["b"].recall, greedy["b"].fbeta) == (1.0, 1.0, 1.0)
     assert (czii["b"].precision, czii["b"].recall, czii["b"].fbeta) == (0.0, 0.0, 0.0)
     assert greedy.score == pytest.approx(1.0)
@@ -110,7 +124,7 @@ def test_a_class_with_weight_zero_does_not_change_the_score():
 def test_predictions_in_another_tomogram_do_not_match():
     gt = picks([("t1", "a", 0, 0, 0)])
     pred = picks([("t2", "a", 0, 0, 0)])
-    greedy = score_picks(pred, gt, PARTICLES)["a"]
+    greedy = score_picks(pred, gt, PARTICLES, matching="greedy")["a"]
     assert (greedy.tp, greedy.fp, greedy.fn) == (0, 1, 1)
     # Kaggle drops submitted rows of tomograms without ground truth
     czii = score_picks(pred, gt, PARTICLES, matching="czii")["a"]
@@ -131,10 +145,10 @@ def test_fbeta_formula_matches_a_hand_computation():
 
 
 def test_zero_denominator_conventions():
-    assert [float(v) for v in precision_recall_fbeta(0, 0, 0)] == [1.0, 1.0, 1.0]
-    assert [float(v) for v in precision_recall_fbeta(0, 0, 3)] == [0.0, 0.0, 0.0]
-    assert [float(v) for v in precision_recall_fbeta(0, 3, 0)] == [0.0, 0.0, 0.0]
-    assert [float(v) for v in precision_recall_fbeta(0, 0, 0, convention="czii")] == [0.0, 0.0, 0.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 0, 0, convention="greedy")] == [1.0, 1.0, 1.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 0, 3, convention="greedy")] == [0.0, 0.0, 0.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 3, 0, convention="greedy")] == [0.0, 0.0, 0.0]
+    assert [float(v) for v in precision_recall_fbeta(0, 0, 0)] == [0.0, 0.0, 0.0]
 
 
 def test_the_score_is_the_weighted_mean_of_class_fbeta():
@@ -152,10 +166,11 @@ def test_greedy_takes_predictions_by_score_and_the_nearest_free_particle():
     # P1 (0.9) sits between G1 and G2, nearer G2; P2 (0.8) only reaches G2.
     gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 60, 0, 0)])
     pred = picks([("t1", "a", 35, 0, 0), ("t1", "a", 100, 0, 0)], [0.9, 0.8])
-    greedy = score_picks(pred, gt, PARTICLES)["a"]
+    greedy = score_picks(pred, gt, PARTICLES, matching="greedy")["a"]
     assert (greedy.tp, greedy.fp, greedy.fn) == (1, 1, 1)
     # with the scores swapped P2 takes G2 first and P1 falls back to G1
-    swapped = score_picks(picks([("t1", "a", 35, 0, 0), ("t1", "a", 100, 0, 0)], [0.8, 0.9]), gt, PARTICLES)["a"]
+    swapped = score_picks(picks([("t1", "a", 35, 0, 0), ("t1", "a", 100, 0, 0)], [0.8, 0.9]), gt, PARTICLES,
+                          matching="greedy")["a"]
     assert (swapped.tp, swapped.fp, swapped.fn) == (2, 0, 0)
 
 
@@ -164,7 +179,7 @@ def test_czii_counts_every_particle_a_prediction_reaches_and_greedy_only_one():
     gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 80, 0, 0)])
     pred = picks([("t1", "a", 40, 0, 0)])
     czii = score_picks(pred, gt, PARTICLES, matching="czii")["a"]
-    greedy = score_picks(pred, gt, PARTICLES)["a"]
+    greedy = score_picks(pred, gt, PARTICLES, matching="greedy")["a"]
     assert (czii.tp, czii.fp, czii.fn) == (2, -1, 0)
     assert (greedy.tp, greedy.fp, greedy.fn) == (1, 0, 1)
 
@@ -253,7 +268,7 @@ def _sequential_greedy_tp(pred: Picks, gt: Picks, particles: ParticleSet) -> dic
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_greedy_matching_equals_the_sequential_loop(seed):
     pred, gt = _random_case(seed)
-    r = score_picks(pred, gt, PARTICLES)
+    r = score_picks(pred, gt, PARTICLES, matching="greedy")
     assert {c.name: c.tp for c in r.per_class} == _sequential_greedy_tp(pred, gt, PARTICLES)
 
 
@@ -298,3 +313,132 @@ def test_result_rows_and_table_carry_every_class():
     text = r.table()
     assert all(name in text for name in ("a", "b", "z", "F4", "score"))
     assert "1.0000" in text.splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- the challenge's metric, independently
+
+
+def _challenge_reference(pred: Picks, gt: Picks, particles: ParticleSet, beta: float = 4.0,
+                         distance_multiplier: float = 0.5) -> tuple[float, dict[str, tuple[int, int, int]]]:
+    """The CZII challenge metric written from its description, independently of cryo3d.metrics.
+
+    Per class and per tomogram of the ground truth (the solution's experiments; predictions in
+    other tomograms are ignored): ``raw_matches = KDTree(candidates).query_ball_tree(
+    KDTree(references), r=0.5 * radius)``; tp = distinct references matched, fp = n_candidates - tp
+    (can be negative), fn = n_references - tp. Counts summed over tomograms; precision, recall 0 on a
+    zero denominator; F-beta 0 when P + R == 0; weighted mean over the particle set.
+    """
+    counts, total = {}, 0.0
+    for cls in particles.classes:
+        tp = fp = fn = 0
+        for tomo in sorted(set(gt.tomo.tolist())):
+            ref = gt.xyz[(gt.tomo == tomo) & (gt.cls == cls.name)]
+            cand = pred.xyz[(pred.tomo == tomo) & (pred.cls == cls.name)]
+            if len(ref) == 0:
+                t = 0
+            elif len(cand) == 0:
+                t = 0
+            else:
+                raw = KDTree(cand).query_ball_tree(KDTree(ref), r=distance_multiplier * cls.radius)
+                t = len({j for hits in raw for j in hits})
+            tp, fp, fn = tp + t, fp + len(cand) - t, fn + len(ref) - t
+        p = tp / (tp + fp) if tp + fp != 0 else 0.0
+        r = tp / (tp + fn) if tp + fn != 0 else 0.0
+        f = (1 + beta**2) * p * r / (beta**2 * p + r) if p + r != 0 else 0.0
+        counts[cls.name] = (tp, fp, fn)
+        total += cls.weight * f
+    return total / sum(c.weight for c in particles.classes), counts
+
+
+def _assert_equals_reference(pred: Picks, gt: Picks, particles: ParticleSet = PARTICLES) -> None:
+    ref_score, ref_counts = _challenge_reference(pred, gt, particles)
+    r = score_picks(pred, gt, particles)
+    assert {c.name: (c.tp, c.fp, c.fn) for c in r.per_class} == ref_counts
+    assert r.score == pytest.approx(ref_score, abs=1e-12)
+
+
+def test_the_metric_equals_the_challenge_on_crowded_particles():
+    # one pick between two close references (2 TP, fp -1), a pair of picks on one reference, a chain
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 80, 0, 0), ("t1", "a", 500, 0, 0),
+                ("t1", "a", 1000, 0, 0), ("t1", "a", 1040, 0, 0), ("t1", "a", 1080, 0, 0)])
+    pred = picks([("t1", "a", 40, 0, 0), ("t1", "a", 505, 0, 0), ("t1", "a", 495, 0, 0), ("t1", "a", 1040, 0, 0)])
+    _assert_equals_reference(pred, gt)
+    assert score_picks(pred, gt, PARTICLES)["a"].fp == -2  # 4 picks find all 6 references
+
+
+def test_the_metric_equals_the_challenge_with_missing_classes():
+    # "b" only predicted, "z" only in the ground truth, a CZII class absent from both
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "z", 300, 0, 0)])
+    pred = picks([("t1", "a", 10, 0, 0), ("t1", "b", 0, 300, 0)])
+    _assert_equals_reference(pred, gt)
+    czii_gt = picks([("t1", "ribosome", 0, 0, 0)])
+    _assert_equals_reference(picks([("t1", "ribosome", 5, 0, 0)]), czii_gt, CZII_PARTICLES)
+    # the four other weighted classes absent from both tables score 0 with their weights: 1 / 7
+    assert score_picks(picks([("t1", "ribosome", 5, 0, 0)]), czii_gt, CZII_PARTICLES).score == pytest.approx(1 / 7)
+
+
+def test_the_metric_equals_the_challenge_with_an_extra_predicted_tomogram():
+    gt = picks([("t1", "a", 0, 0, 0), ("t2", "b", 0, 0, 0)])
+    pred = picks([("t1", "a", 0, 0, 0), ("t2", "b", 0, 0, 5), ("t9", "a", 0, 0, 0), ("t9", "b", 50, 0, 0)])
+    _assert_equals_reference(pred, gt)
+    assert score_picks(pred, gt, PARTICLES).score == pytest.approx(1.0)  # t9's rows are ignored
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_metric_equals_the_challenge_on_random_cases(seed):
+    pred, gt = _random_case(seed)
+    _assert_equals_reference(pred, gt)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_sweep_threshold_equals_the_challenge_on_the_kept_picks(seed):
+    pred, gt = _random_case(10 + seed)
+    s = sweep_thresholds(pred, gt, PARTICLES, thresholds=[0.1, 0.5, 0.9])
+    for k, t in enumerate([0.1, 0.5, 0.9]):
+        ref_score, _ = _challenge_reference(pred.select(pred.score >= t), gt, PARTICLES)
+        assert s["score_curve"][k] == pytest.approx(ref_score, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- thresholds that never flood
+
+
+def test_a_class_without_any_true_positive_keeps_the_safe_threshold_not_the_lowest():
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "b", 0, 500, 0)])
+    pred = picks([("t1", "a", 3, 0, 0)] + [("t1", "b", 100.0 * i, 900, 0) for i in range(5)],
+                 [0.9, 0.06, 0.07, 0.1, 0.2, 0.3])
+    s = sweep_thresholds(pred, gt, PARTICLES, thresholds=np.linspace(0.05, 0.95, 19))
+    assert s["unlearned"] == ["b", "z"]  # "z" has no ground truth: nothing can be found either
+    assert s["best_threshold"]["b"] == UNLEARNED_THRESHOLD > 0.05
+    assert s["result"]["b"].n_pred == 0
+    assert sweep_thresholds(pred, gt, PARTICLES, unlearned_threshold=0.99)["best_threshold"]["b"] == 0.99
+
+
+@pytest.mark.parametrize("tie_break, expected", [("low", 0.5), ("middle", 0.7), ("high", 0.9)])
+def test_tie_break_chooses_among_thresholds_of_equal_fbeta(tie_break, expected):
+    # true picks score 0.9, false ones 0.45: F is maximal (1) for every threshold in (0.45, 0.9]
+    gt = picks([("t1", "a", 200.0 * i, 0, 0) for i in range(3)])
+    pred = picks([("t1", "a", 200.0 * i, 0, 0) for i in range(3)] + [("t1", "a", 200.0 * i, 900, 0) for i in range(3)],
+                 [0.9] * 3 + [0.45] * 3)
+    s = sweep_thresholds(pred, gt, PARTICLES, thresholds=np.linspace(0.05, 0.95, 19), tie_break=tie_break)
+    assert s["best_threshold"]["a"] == pytest.approx(expected)
+    assert s["best_fbeta"]["a"] == pytest.approx(1.0)
+
+
+def test_an_unknown_tie_break_raises():
+    with pytest.raises(ValueError, match="tie_break"):
+        sweep_thresholds(GT, GT, PARTICLES, tie_break="random")
+
+
+def test_evaluate_scores_by_the_challenge_rule_and_prints_greedy_beside_it(tmp_path):
+    from cryo3d.evaluation import evaluate_files
+    from cryo3d.io.picks import write_picks_csv
+
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 80, 0, 0)])
+    pred = picks([("t1", "a", 40, 0, 0)], [0.9])
+    write_picks_csv(tmp_path / "gt.csv", gt)
+    write_picks_csv(tmp_path / "pred.csv", pred)
+    out = evaluate_files(tmp_path / "pred.csv", tmp_path / "gt.csv", particles=PARTICLES, sweep=False)
+    assert out["matching"] == "czii" and out["score"] == score_picks(pred, gt, PARTICLES).score
+    assert out["scores"]["greedy"] == pytest.approx(score_picks(pred, gt, PARTICLES, matching="greedy").score)
+    assert out["scores"]["greedy"] != out["score"]
+    assert f"greedy matching beside it: {out['scores']['greedy']:.4f}" in out["text"]

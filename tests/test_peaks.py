@@ -11,7 +11,16 @@ from cryo3d.backend import cupy_available
 from cryo3d.coords import angstrom_to_ds, ds_shape, ds_sigma
 from cryo3d.heatmap import render_heatmap
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
-from cryo3d.peaks import _box_max, find_peaks, nms_radius, peaks_to_picks
+from cryo3d.peaks import (
+    PACKING_FRACTION,
+    _box_max,
+    cap_per_class,
+    find_peaks,
+    max_particles,
+    nms_radius,
+    peaks_to_picks,
+    suppress_cross_class,
+)
 
 SHAPE = (20, 22, 24)
 SIGMAS = [1.0, 1.5, 1.2]
@@ -246,3 +255,87 @@ def test_peaks_to_picks_rejects_labels_outside_the_particle_set():
 def test_peaks_to_picks_of_no_peaks_is_an_empty_table():
     picks = peaks_to_picks(*find_peaks(np.zeros((1, 4, 4, 4)), 0.5, 1.0), "t", _particles(), 10.0, 2)
     assert len(picks) == 0 and picks.xyz.shape == (0, 3)
+
+
+# --------------------------------------------------------------------------- one particle, one class
+
+
+def test_a_weaker_peak_of_another_class_on_the_same_particle_is_dropped():
+    coords = np.array([[10.0, 10, 10], [10.0, 10, 12], [30.0, 30, 30]])
+    keep = suppress_cross_class(coords, [0, 1, 1], [0.9, 0.8, 0.7], radii=[5.0, 10.0], fraction=0.5)
+    assert keep.tolist() == [True, False, True]  # 2 < 0.5 x min(5, 10)
+
+
+def test_cross_class_suppression_keeps_the_stronger_whatever_its_class():
+    coords = np.array([[10.0, 10, 10], [10.0, 10, 12]])
+    assert suppress_cross_class(coords, [0, 1], [0.6, 0.95], [5.0, 10.0]).tolist() == [False, True]
+
+
+def test_cross_class_suppression_leaves_peaks_of_one_class_alone():
+    coords = np.array([[10.0, 10, 10], [10.0, 10, 11]])
+    assert suppress_cross_class(coords, [1, 1], [0.9, 0.8], [5.0, 10.0]).all()
+
+
+@pytest.mark.parametrize("rule, kept", [("smaller", True), ("stronger", False), ("larger", False)])
+def test_cross_class_rule_sets_which_radius_is_the_reach(rule, kept):
+    # 4 apart: beyond 0.5 x the smaller radius (2.5), within 0.5 x the stronger's = larger radius (5)
+    coords = np.array([[10.0, 10, 10], [10.0, 10, 14]])
+    keep = suppress_cross_class(coords, [1, 0], [0.9, 0.8], [5.0, 10.0], fraction=0.5, rule=rule)
+    assert keep.tolist() == [True, kept]
+
+
+def test_a_suppressed_peak_suppresses_nothing():
+    # A (0.9) drops B (0.8); C (0.7), near B only, survives because B is gone
+    coords = np.array([[0.0, 0, 0], [0.0, 0, 2], [0.0, 0, 4]])
+    keep = suppress_cross_class(coords, [0, 1, 0], [0.9, 0.8, 0.7], [5.0, 5.0], fraction=0.5)
+    assert keep.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cross_class_suppression_equals_the_sequential_loop(seed):
+    rng = np.random.default_rng(seed)
+    n, radii = 300, np.array([4.0, 7.0, 10.0])
+    coords, labels, scores = rng.uniform(0, 60, (n, 3)), rng.integers(0, 3, n), rng.random(n)
+    keep = suppress_cross_class(coords, labels, scores, radii, fraction=0.6)
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        d = np.linalg.norm(coords[kept] - coords[i], axis=1) if kept else np.zeros(0)
+        reach = 0.6 * np.minimum(radii[labels[kept]], radii[labels[i]]) if kept else np.zeros(0)
+        if not np.any((labels[kept] != labels[i]) & (d < reach)):
+            kept.append(int(i))
+    assert np.nonzero(keep)[0].tolist() == sorted(kept)
+
+
+def test_cross_class_fraction_zero_keeps_everything():
+    coords = np.zeros((3, 3))
+    assert suppress_cross_class(coords, [0, 1, 2], [0.1, 0.2, 0.3], [5.0, 5.0, 5.0], fraction=0).all()
+
+
+def test_cross_class_suppression_rejects_a_bad_rule_or_fraction():
+    with pytest.raises(ValueError, match="rule"):
+        suppress_cross_class(np.zeros((2, 3)), [0, 1], [1, 1], [1, 1], rule="nearest")
+    with pytest.raises(ValueError, match="fraction"):
+        suppress_cross_class(np.zeros((2, 3)), [0, 1], [1, 1], [1, 1], fraction=-1)
+
+
+# --------------------------------------------------------------------------- physical cap
+
+
+def test_max_particles_is_the_packing_fraction_of_the_volume_over_the_sphere_volume():
+    caps = max_particles((40, 50, 60), [2.0, 5.0, 100.0])
+    expected = np.floor(PACKING_FRACTION * 40 * 50 * 60 / (4 / 3 * np.pi * np.array([2.0, 5.0, 100.0]) ** 3))
+    assert caps.tolist() == np.maximum(expected, 1).astype(int).tolist()
+    assert caps[-1] == 1  # a particle larger than the volume still gets one pick
+
+
+def test_cap_keeps_the_highest_scores_of_each_class_and_warns_naming_tomogram_and_class():
+    labels = np.array([0, 1, 0, 0, 1, 0])
+    scores = np.array([0.2, 0.9, 0.8, 0.5, 0.1, 0.7])
+    with pytest.warns(UserWarning, match=r"TS_7.*ribosome: 4 picks, kept the 2 highest"):
+        keep = cap_per_class(labels, scores, [2, 5], where="TS_7", names=["ribosome", "ferritin"])
+    assert np.nonzero(keep)[0].tolist() == [1, 2, 4, 5]
+
+
+def test_cap_does_not_warn_when_every_class_fits(recwarn):
+    keep = cap_per_class(np.array([0, 1, 1]), np.array([0.3, 0.2, 0.1]), [1, 2])
+    assert keep.all() and not recwarn.list

@@ -1,21 +1,19 @@
-"""Picks files: the CSV table, copick JSON and (simple) RELION STAR, plus validation.
+"""Picks files: the CSV table, copick JSON and RELION STAR, plus validation.
 
 Every reader returns a :class:`cryo3d.picks.Picks` with centres ``(x, y, z)`` in Angstrom;
 every writer takes one. Formats (``ARCHITECTURE.md``, "What users hand us and get back"):
 
 * **CSV** -- header ``tomo,class,x,y,z`` (x, y, z in Angstrom) and optional further
-  columns, ``score`` first among them. One file may hold many tomograms.
+  columns, ``score`` first among them. One file may hold many tomograms. copick's own CSV
+  export (``run_name,x,y,z,transform_00..33,score``) is recognised by its header and read by
+  :func:`cryo3d.io.copick_files.read_copick_csv`.
 * **copick JSON** -- one file per run, user, session and object,
   ``ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json``; a point's centre is its
-  ``location`` plus the translation of its ``transformation_``.
-* **STAR** (RELION-style, deliberately simple) -- a ``data_particles`` loop with
-  ``_rlnTomoName`` (or ``_rlnMicrographName``), ``_rlnCoordinateX/Y/Z`` in voxels of the
-  tomogram (voxel ``i`` centred at ``i``, the cryo3d convention; they need the voxel
-  spacing) or ``_rlnCoordinateX/Y/ZAngst`` in Angstrom, the class name in
-  ``_cryo3dClassName`` (RELION has no class-name label; ``_rlnClassName`` is read too, and
-  ``_rlnClassNumber`` is mapped 1-based onto a :class:`~cryo3d.particles.ParticleSet`),
-  and the score in ``_rlnAutopickFigureOfMerit``. RELION 5 centred coordinates
-  (``_rlnCenteredCoordinateXAngst``) and origin shifts are not converted.
+  ``location`` plus the translation of its ``transformation_``. Parsed and serialised by
+  copick's own model (:mod:`cryo3d.io.copick_files`); a copick *project* (config, runs,
+  OME-Zarr tomograms, users and sessions) is :mod:`cryo3d.io.copick_project`.
+* **STAR** -- RELION 4 pixel and RELION 5 centred coordinates through ``starfile``
+  (:mod:`cryo3d.io.star`).
 
 All writers are atomic (temporary file in the destination folder, then ``os.replace``).
 """
@@ -24,9 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
-import shlex
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,7 +32,6 @@ import numpy as np
 
 from cryo3d.coords import angstrom_to_voxel, check_voxel_spacing, voxel_to_angstrom
 from cryo3d.io.atomic import write_text_atomic
-from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES, tomogram_name
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 
@@ -59,10 +54,8 @@ __all__ = [
 #: Required CSV columns, in the order they are written.
 CSV_COLUMNS = ("tomo", "class", "x", "y", "z")
 
-#: STAR label that holds the class name (RELION has none; documented in the module).
+#: STAR label that holds the class name (RELION has none; see :mod:`cryo3d.io.star`).
 STAR_CLASS_LABEL = "_cryo3dClassName"
-
-_IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 
 Spacing = float | Mapping[str, float]
 
@@ -176,8 +169,9 @@ def read_picks_csv(
     path: str | os.PathLike,
     voxel_spacing: Spacing | None = None,
     units: str = "angstrom",
+    class_name: str | None = None,
 ) -> Picks:
-    """Read a picks table ``tomo,class,x,y,z[,score,...]``.
+    """Read a picks table ``tomo,class,x,y,z[,score,...]`` (or copick's CSV export).
 
     Parameters
     ----------
@@ -191,6 +185,9 @@ def read_picks_csv(
     units : {"angstrom", "voxel"}
         Unit of x, y, z in the file. With ``"voxel"``, ``x`` is the voxel index along the
         array's last axis (voxel ``i`` centred at ``i * spacing``); converted to Angstrom.
+    class_name : str, optional
+        For copick's CSV export only (it has no class column): the class of every row;
+        by default taken from its file name ``<run>_<object>_<user>_<session>.csv``.
 
     Returns
     -------
@@ -213,6 +210,10 @@ def read_picks_csv(
         if header is None:
             raise ValueError(f"{p}: empty file; expected a header line {','.join(CSV_COLUMNS)}")
         header = [h.strip() for h in header]
+        from cryo3d.io.copick_files import is_copick_csv, read_copick_csv
+
+        if is_copick_csv(header):  # copick's CSV export: run_name,x,y,z,transform_*,score
+            return read_copick_csv(p, class_name=class_name)
         missing = [c for c in CSV_COLUMNS if c not in header]
         if missing:
             raise ValueError(
@@ -289,88 +290,11 @@ def write_picks_csv(path: str | os.PathLike, picks: Picks) -> None:
 # --------------------------------------------------------------------------- copick
 
 
-def _run_from_path(p: Path) -> str | None:
-    """Run name from ``.../ExperimentRuns/<run>/Picks/<file>.json``."""
-    parts = p.parts
-    if len(parts) >= 3 and parts[-2] == "Picks":
-        return parts[-3]
-    return None
-
-
-def _name_parts(p: Path) -> tuple[str | None, str | None, str | None]:
-    """``(user, session, object)`` from a copick file name ``user_session_object.json``."""
-    bits = p.stem.split("_", 2)
-    return tuple(bits) if len(bits) == 3 else (None, None, None)  # type: ignore[return-value]
-
-
 def _load_copick(p: Path) -> tuple[dict, Picks]:
-    """Parse one copick picks file; return its metadata and its picks."""
-    _check_file(p, "copick picks file")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ValueError(f"{p}: expected a JSON object with pickable_object_name and points")
-    fuser, fsession, fobj = _name_parts(p)
-    obj = doc.get("pickable_object_name", fobj)
-    if not isinstance(obj, str) or not obj:
-        raise ValueError(f"{p}: missing field 'pickable_object_name' (the particle class)")
-    run = doc.get("run_name") or _run_from_path(p)
-    if not run:
-        raise ValueError(
-            f"{p}: no 'run_name' field and the path is not ExperimentRuns/<run>/Picks/<file>.json"
-        )
-    unit = doc.get("unit") or "angstrom"
-    if str(unit).lower() != "angstrom":
-        raise ValueError(f"{p}: field 'unit' is {unit!r}; only 'angstrom' is supported")
-    user = doc.get("user_id", fuser)
-    session = doc.get("session_id", fsession)
-    meta = {
-        "pickable_object_name": obj,
-        "run_name": str(run),
-        "user_id": None if user is None else str(user),
-        "session_id": None if session is None else str(session),
-    }
-    points = doc.get("points") or []
-    if not isinstance(points, list):
-        raise ValueError(f"{p}: field 'points' must be a list, got {type(points).__name__}")
-    n = len(points)
-    loc = np.empty((n, 3), dtype=np.float64)
-    shift = np.zeros((n, 3), dtype=np.float64)
-    score = np.ones(n, dtype=np.float64)
-    instance = np.zeros(n, dtype=np.int64)
-    for i, pt in enumerate(points):
-        try:
-            location = pt["location"]
-            loc[i] = [float(location["x"]), float(location["y"]), float(location["z"])]
-            t = pt.get("transformation_")
-            if t is not None:
-                m = np.asarray(t, dtype=np.float64)
-                if m.shape != (4, 4):
-                    raise ValueError(f"transformation_ has shape {m.shape}, expected (4, 4)")
-                shift[i] = m[:3, 3]
-            if pt.get("score") is not None:
-                score[i] = float(pt["score"])
-            if pt.get("instance_id") is not None:
-                instance[i] = int(pt["instance_id"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{p}: point {i}: expected location {{x, y, z}} in Angstrom, an optional 4x4 "
-                f"transformation_, score and instance_id ({type(exc).__name__}: {exc})"
-            ) from None
-    xyz = loc + shift
-    bad = ~(np.isfinite(xyz).all(axis=1) & np.isfinite(score))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{p}: point {i}: location, translation and score must be finite numbers")
-    extra = {
-        "user_id": np.full(n, "" if user is None else str(user), dtype=object),
-        "session_id": np.full(n, "" if session is None else str(session), dtype=object),
-        "instance_id": instance,
-    }
-    picks = Picks(np.full(n, str(run), dtype=object), np.full(n, obj, dtype=object), xyz, score, extra)
-    return meta, picks
+    """One copick picks file through copick's own model (:func:`cryo3d.io.copick_files.load_copick_file`)."""
+    from cryo3d.io.copick_files import load_copick_file
+
+    return load_copick_file(p)
 
 
 def read_copick_json(path: str | os.PathLike) -> Picks:
@@ -424,6 +348,13 @@ def read_copick(
     Picks
         All matching picks, files in sorted path order. Empty (with a warning) if no
         file matches.
+
+    Raises
+    ------
+    ValueError
+        Picks of several users (or of several sessions of one user) match and no
+        ``user_id`` (``session_id``) was given: the message lists them. Picks are never
+        merged across users or sessions silently.
     """
     r = Path(root)
     if not r.exists():
@@ -434,8 +365,10 @@ def read_copick(
             f"{r}: no ExperimentRuns folder; expected a copick root holding "
             "ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json"
         )
+    from cryo3d.io.copick_files import check_one_source
+
     users, sessions, objs = _as_filter(user_id), _as_filter(session_id), _as_filter(objects)
-    parts = []
+    parts, sources = [], []
     for f in sorted(runs.glob("*/Picks/*.json")):
         meta, picks = _load_copick(f)
         if users is not None and meta["user_id"] not in users:
@@ -445,6 +378,8 @@ def read_copick(
         if objs is not None and meta["pickable_object_name"] not in objs:
             continue
         parts.append(picks)
+        sources.append((meta["user_id"], meta["session_id"]))
+    check_one_source(sources, user_id, session_id, str(r))
     if not parts:
         warnings.warn(
             f"{r}: no copick picks files match user_id={user_id!r}, session_id={session_id!r}, "
@@ -480,33 +415,10 @@ def copick_picks_path(root: str | os.PathLike, run: str, user_id: str, session_i
     return Path(root) / "ExperimentRuns" / run / "Picks" / f"{user_id}_{session_id}_{obj}.json"
 
 
-def _copick_doc(picks: Picks, run: str, obj: str, user_id: str, session_id: str) -> dict:
-    if not np.isfinite(picks.xyz).all() or not np.isfinite(picks.score).all():
-        raise ValueError(f"copick run {run!r}, object {obj!r}: coordinates and scores must be finite")
-    inst = picks.extra.get("instance_id")
-    try:
-        inst = np.zeros(len(picks), np.int64) if inst is None else np.asarray(inst).astype(np.int64)
-    except (TypeError, ValueError):
-        inst = np.zeros(len(picks), np.int64)
-    points = [
-        {
-            "location": {"x": x, "y": y, "z": z},
-            "transformation_": _IDENTITY,
-            "instance_id": i,
-            "score": s,
-        }
-        for (x, y, z), s, i in zip(picks.xyz.tolist(), picks.score.tolist(), inst.tolist())
-    ]
-    return {
-        "pickable_object_name": obj,
-        "user_id": user_id,
-        "session_id": session_id,
-        "run_name": run,
-        "voxel_spacing": None,
-        "unit": "angstrom",
-        "trust_orientation": True,
-        "points": points,
-    }
+def _copick_text(picks: Picks, run: str, obj: str, user_id: str, session_id: str) -> str:
+    from cryo3d.io.copick_files import copick_file_text
+
+    return copick_file_text(picks, run, obj, user_id, session_id, trust_orientation=False)
 
 
 def write_copick_json(
@@ -526,8 +438,8 @@ def write_copick_json(
         )
     user_id = _check_copick_name(user_id, "user_id", allow_underscore=False)
     session_id = _check_copick_name(session_id, "session_id", allow_underscore=False)
-    doc = _copick_doc(picks, tomos[0], classes[0], user_id, session_id)
-    write_text_atomic(p, json.dumps(doc))
+    doc = _copick_text(picks, tomos[0], classes[0], user_id, session_id)
+    write_text_atomic(p, doc)
 
 
 def write_copick(
@@ -537,7 +449,7 @@ def write_copick(
 
     Each file ``root/ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json`` holds
     ``pickable_object_name``, ``user_id``, ``session_id``, ``run_name``, ``voxel_spacing``
-    (null), ``unit`` ("angstrom"), ``trust_orientation`` (true) and ``points``, each with
+    (null), ``unit`` ("angstrom"), ``trust_orientation`` (false: no orientation is known) and ``points``, each with
     ``location`` {x, y, z} (Angstrom), ``transformation_`` (identity), ``instance_id``
     (``picks.extra["instance_id"]`` if present, else 0) and ``score``. Existing files of
     the same name are replaced; other files are left alone.
@@ -566,243 +478,26 @@ def write_copick(
             _check_copick_name(obj, "object name (class)", allow_underscore=True)
             sub = in_run.for_class(obj)
             path = copick_picks_path(root, run, user_id, session_id, obj)
-            write_text_atomic(path, json.dumps(_copick_doc(sub, run, obj, user_id, session_id)))
+            write_text_atomic(path, _copick_text(sub, run, obj, user_id, session_id))
             written.append(str(path))
     return written
 
 
-# --------------------------------------------------------------------------- STAR
+# --------------------------------------------------------------------------- STAR (cryo3d.io.star)
 
 
-def _star_tokens(line: str, where: str, lineno: int) -> list[str]:
-    if '"' in line or "'" in line:
-        try:
-            return shlex.split(line, comments=False, posix=True)
-        except ValueError as exc:
-            raise ValueError(f"{where}, line {lineno}: unbalanced quotes ({exc})") from None
-    return line.split()
+def read_star(path: str | os.PathLike, **kw: Any) -> Picks:
+    """Read RELION STAR picks: :func:`cryo3d.io.star.read_star` (through ``starfile``)."""
+    from cryo3d.io.star import read_star as _read
+
+    return _read(path, **kw)
 
 
-def _parse_star(text: str, where: str) -> list[dict]:
-    """Parse STAR text into blocks ``{name, loops: [{labels, rows, lines}]}``.
+def write_star(path: str | os.PathLike, picks: Picks, **kw: Any) -> None:
+    """Write RELION STAR picks: :func:`cryo3d.io.star.write_star` (through ``starfile``)."""
+    from cryo3d.io.star import write_star as _write
 
-    A small hand-written parser (RELION's subset of STAR: ``data_`` blocks, ``loop_``
-    tables, ``_label value`` pairs, ``#`` comment lines, simple quoting); written by hand
-    because no STAR reader is among the project's dependencies.
-    """
-    blocks: list[dict] = []
-    block: dict | None = None
-    loop: dict | None = None
-    in_labels = False
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("data_"):
-            block = {"name": line[5:].split()[0] if line[5:].strip() else "", "loops": [], "pairs": {}}
-            blocks.append(block)
-            loop, in_labels = None, False
-            continue
-        if block is None:
-            raise ValueError(f"{where}, line {lineno}: expected a data_ block before {line[:40]!r}")
-        if line == "loop_" or line.startswith("loop_"):
-            loop = {"labels": [], "rows": [], "lines": []}
-            block["loops"].append(loop)
-            in_labels = True
-            continue
-        if line.startswith("_"):
-            tokens = _star_tokens(line, where, lineno)
-            if loop is not None and in_labels:
-                loop["labels"].append(tokens[0])
-            else:
-                loop, in_labels = None, False
-                block["pairs"][tokens[0]] = tokens[1] if len(tokens) > 1 else ""
-            continue
-        if loop is None:
-            raise ValueError(f"{where}, line {lineno}: a value outside any loop_: {line[:40]!r}")
-        in_labels = False
-        tokens = _star_tokens(line, where, lineno)
-        if len(tokens) != len(loop["labels"]):
-            raise ValueError(
-                f"{where}, line {lineno}: {len(tokens)} values, expected {len(loop['labels'])} "
-                f"(one per label {loop['labels']})"
-            )
-        loop["rows"].append(tokens)
-        loop["lines"].append(lineno)
-    return blocks
-
-
-_COORD_LABELS = ("_rlnCoordinateX", "_rlnCoordinateXAngst", "_rlnCenteredCoordinateXAngst")
-
-
-def _star_table(blocks: list[dict], where: str) -> dict:
-    """The particles loop: ``data_particles`` if present, else the first loop with coordinates."""
-    candidates = [lp for b in blocks if b["name"] == "particles" for lp in b["loops"]]
-    candidates += [lp for b in blocks for lp in b["loops"]]
-    for lp in candidates:
-        if any(c in lp["labels"] for c in _COORD_LABELS):
-            return lp
-    raise ValueError(
-        f"{where}: no particles loop with _rlnCoordinateX/Y/Z; expected a data_particles block "
-        "with _rlnTomoName, _rlnCoordinateX, _rlnCoordinateY, _rlnCoordinateZ"
-    )
-
-
-def _star_tomo_name(value: str) -> str:
-    """Tomogram name from a STAR cell: a path or a file name loses folder and known ending."""
-    low = value.lower()
-    if "/" in value or low.endswith(MRC_SUFFIXES + NIFTI_SUFFIXES + (".tomostar",)):
-        return tomogram_name(value)
-    return value
-
-
-def read_star(
-    path: str | os.PathLike,
-    voxel_spacing: Spacing | None = None,
-    particles: ParticleSet | None = None,
-    class_name: str | None = None,
-) -> Picks:
-    """Read picks from a RELION-style STAR file (see the module docstring for the labels).
-
-    Parameters
-    ----------
-    path : path-like
-        STAR file with a ``data_particles`` loop.
-    voxel_spacing : float or mapping of tomogram name -> float, optional
-        Angstrom per voxel, needed for ``_rlnCoordinateX/Y/Z`` (voxels); not needed for
-        ``_rlnCoordinateX/Y/ZAngst`` (Angstrom).
-    particles : ParticleSet, optional
-        Maps ``_rlnClassNumber`` k (1-based) to ``particles.names[k - 1]`` when there is
-        no class-name column.
-    class_name : str, optional
-        Class of every row when the file has no class column at all.
-
-    Returns
-    -------
-    Picks
-        Centres ``(x, y, z)`` in Angstrom; score from ``_rlnAutopickFigureOfMerit``
-        (1.0 when absent).
-    """
-    p = Path(path)
-    _check_file(p, "STAR file")
-    where = str(p)
-    table = _star_table(_parse_star(p.read_text(encoding="utf-8"), where), where)
-    labels, rows, lines = table["labels"], table["rows"], table["lines"]
-    col = {lab: [r[i] for r in rows] for i, lab in enumerate(labels)}
-    n = len(rows)
-
-    if "_rlnTomoName" in col:
-        tomo_values = col["_rlnTomoName"]
-    elif "_rlnMicrographName" in col:
-        tomo_values = col["_rlnMicrographName"]
-    else:
-        raise ValueError(f"{where}: no _rlnTomoName (or _rlnMicrographName) column; found {labels}")
-    tomo = np.array([_star_tomo_name(v) for v in tomo_values], dtype=object)
-
-    if all(f"_rlnCoordinate{a}Angst" in col for a in "XYZ"):
-        xyz = np.stack(
-            [
-                _parse_floats(col[f"_rlnCoordinate{a}Angst"], where, f"_rlnCoordinate{a}Angst",
-                              lines, "a finite number of Angstrom")
-                for a in "XYZ"
-            ],
-            axis=-1,
-        ).reshape(-1, 3)
-    elif all(f"_rlnCoordinate{a}" in col for a in "XYZ"):
-        vox = np.stack(
-            [
-                _parse_floats(col[f"_rlnCoordinate{a}"], where, f"_rlnCoordinate{a}", lines,
-                              "a finite number of voxels")
-                for a in "XYZ"
-            ],
-            axis=-1,
-        ).reshape(-1, 3)
-        xyz = _voxel_xyz_to_angstrom(vox, tomo, voxel_spacing, where)
-    elif "_rlnCenteredCoordinateXAngst" in col:
-        raise ValueError(
-            f"{where}: RELION 5 centred coordinates (_rlnCenteredCoordinateXAngst) are not "
-            "supported; convert them to _rlnCoordinateX/Y/Z in voxels of the tomogram"
-        )
-    else:
-        raise ValueError(f"{where}: expected _rlnCoordinateX, _rlnCoordinateY, _rlnCoordinateZ; found {labels}")
-    origin = [c for c in ("_rlnOriginXAngst", "_rlnOriginYAngst", "_rlnOriginZAngst") if c in col]
-    if origin and any(float(v) != 0.0 for c in origin for v in col[c]):
-        warnings.warn(f"{where}: origin shifts (_rlnOrigin*Angst) are ignored", stacklevel=2)
-
-    name_label = next((c for c in (STAR_CLASS_LABEL, "_rlnClassName") if c in col), None)
-    if name_label is not None:
-        cls = np.array(col[name_label], dtype=object)
-    elif "_rlnClassNumber" in col and particles is not None:
-        k = _parse_floats(col["_rlnClassNumber"], where, "_rlnClassNumber", lines, "a class number")
-        bad = (k != np.round(k)) | (k < 1) | (k > len(particles))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{where}, line {lines[i]}, column '_rlnClassNumber': expected 1..{len(particles)} "
-                f"(1-based into {particles.names}), got {col['_rlnClassNumber'][i]!r}"
-            )
-        cls = np.array(particles.names, dtype=object)[k.astype(np.int64) - 1]
-    elif class_name is not None:
-        cls = np.full(n, str(class_name), dtype=object)
-    else:
-        raise ValueError(
-            f"{where}: no class column ({STAR_CLASS_LABEL}, _rlnClassName, or _rlnClassNumber "
-            "with particles=...); pass class_name=... for a single-class file"
-        )
-    score = None
-    if "_rlnAutopickFigureOfMerit" in col:
-        score = _parse_floats(
-            col["_rlnAutopickFigureOfMerit"], where, "_rlnAutopickFigureOfMerit", lines, "a finite number"
-        )
-    return Picks(tomo, cls, xyz, score)
-
-
-def _star_quote(value: str) -> str:
-    if not value or any(c.isspace() for c in value) or value[0] in "_#'\"" or value.startswith(("data_", "loop_")):
-        return '"' + value.replace('"', "'") + '"'
-    return value
-
-
-def write_star(
-    path: str | os.PathLike,
-    picks: Picks,
-    voxel_spacing: Spacing,
-    particles: ParticleSet | None = None,
-) -> None:
-    """Write ``picks`` as a RELION-style STAR file, atomically.
-
-    A ``data_particles`` loop with ``_rlnTomoName``, ``_rlnCoordinateX/Y/Z`` (voxels of
-    the tomogram at ``voxel_spacing``; voxel ``i`` centred at ``i``), ``_cryo3dClassName``,
-    ``_rlnAutopickFigureOfMerit`` and, when ``particles`` is given, ``_rlnClassNumber``
-    (1-based position of the class in ``particles``).
-
-    Parameters
-    ----------
-    voxel_spacing : float or mapping of tomogram name -> float
-        Angstrom per voxel of the tomograms the coordinates refer to.
-    """
-    p = Path(path)
-    where = str(p)
-    vox = _angstrom_to_voxel_xyz(picks.xyz, picks.tomo, voxel_spacing, where)
-    labels = ["_rlnTomoName", "_rlnCoordinateX", "_rlnCoordinateY", "_rlnCoordinateZ",
-              STAR_CLASS_LABEL, "_rlnAutopickFigureOfMerit"]
-    cols = [
-        [_star_quote(v) for v in _format_column(picks.tomo)],
-        _format_column(vox[:, 0]),
-        _format_column(vox[:, 1]),
-        _format_column(vox[:, 2]),
-        [_star_quote(v) for v in _format_column(picks.cls)],
-        _format_column(picks.score),
-    ]
-    if particles is not None:
-        labels.append("_rlnClassNumber")
-        cols.append([str(i + 1) for i in particles.indices(picks.cls.tolist(), where=where)])
-    out = ["", "# version 30001", "# written by cryo3d: coordinates in voxels (voxel i centred at i)", "",
-           "data_particles", "", "loop_"]
-    out += [f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
-    out += [" ".join(r) for r in zip(*cols)]
-    out.append("")
-    write_text_atomic(p, "\n".join(out) + "\n")
+    _write(path, picks, **kw)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -810,19 +505,25 @@ def write_star(
 
 def read_picks(path: str | os.PathLike, **kw: Any) -> Picks:
     """Read picks by file ending: ``.csv``, ``.json`` (one copick file), ``.star``; or a
-    folder (a copick root). Keyword arguments go to the reader."""
+    folder (a copick root). Keyword arguments go to the reader that takes them (``None``
+    values and options another format needs, such as ``voxel_spacing``, are dropped), so a
+    command can pass every option it has for whatever file it is given."""
     p = Path(path)
     if p.is_dir():
+        kw = {k: v for k, v in kw.items() if k in ("user_id", "session_id", "objects") and v is not None}
         return read_copick(p, **kw)
     if not p.exists():
         raise FileNotFoundError(f"{p}: picks file not found")
     readers = {".csv": read_picks_csv, ".json": read_copick_json, ".star": read_star}
+    takes = {".csv": ("voxel_spacing", "units", "class_name"), ".json": (),
+             ".star": ("voxel_spacing", "particles", "class_name", "tomogram_sizes")}
     reader = readers.get(p.suffix.lower())
     if reader is None:
         raise ValueError(
             f"{p}: unsupported picks file ending {p.suffix!r}; expected .csv, .json, .star or a "
             "copick root folder"
         )
+    kw = {k: v for k, v in kw.items() if k in takes[p.suffix.lower()] and v is not None}
     return reader(p, **kw)
 
 

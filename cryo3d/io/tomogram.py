@@ -103,10 +103,15 @@ class Tomogram:
 def tomogram_name(path: str | os.PathLike) -> str:
     """Tomogram name from a file path: the stem, with ``.nii.gz`` stripped whole.
 
-    ``TS_5.mrc`` -> ``TS_5``; ``TS_5.nii.gz`` -> ``TS_5``.
+    ``TS_5.mrc`` -> ``TS_5``; ``TS_5.nii.gz`` -> ``TS_5``; a copick OME-Zarr tomogram
+    ``ExperimentRuns/TS_5/VoxelSpacing10.000/wbp.zarr`` -> ``TS_5`` (its run).
     """
     p = Path(path)
     suffix = file_suffix(p)
+    if suffix == ".zarr":  # copick: ExperimentRuns/<run>/VoxelSpacing<s>/<type>.zarr is named by its run
+        from cryo3d.io.omezarr import copick_run_of
+
+        return copick_run_of(p) or p.stem
     if suffix == ".nii.gz":
         return p.name[: -len(".nii.gz")]
     return p.stem
@@ -267,7 +272,8 @@ def read_tomogram(
     Parameters
     ----------
     path : path-like
-        ``.mrc``, ``.rec``, ``.map`` (MRC) or ``.nii``, ``.nii.gz`` (NIfTI) file.
+        ``.mrc``, ``.rec``, ``.map`` (MRC) or ``.nii``, ``.nii.gz`` (NIfTI) file, or a
+        ``.zarr`` OME-Zarr folder (copick), opened lazily by :mod:`cryo3d.io.omezarr`.
     voxel_spacing : float, optional
         Angstrom per voxel; overrides the header. Needed when the header has none
         (MRC voxel size 0, NIfTI units unknown).
@@ -298,6 +304,10 @@ def read_tomogram(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: tomogram file not found")
+    if p.is_dir() and p.suffix.lower() == ".zarr":  # OME-Zarr (copick), read lazily
+        from cryo3d.io.omezarr import read_ome_zarr
+
+        return read_ome_zarr(p, voxel_spacing, name, check_finite, check_constant)
     if p.is_dir():
         raise ValueError(
             f"{p}: is a folder; expected a tomogram file "
@@ -428,7 +438,8 @@ def write_nifti(
 def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
     """Tomogram files named by a list of files, folders and glob patterns (sorted, unique).
 
-    A folder contributes its ``.mrc``, ``.rec``, ``.map``, ``.nii`` and ``.nii.gz`` files.
+    A folder contributes its ``.mrc``, ``.rec``, ``.map``, ``.nii`` and ``.nii.gz`` files and
+    its ``.zarr`` OME-Zarr folders; a ``.zarr`` folder named itself is one tomogram.
 
     Raises
     ------
@@ -446,8 +457,10 @@ def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
     for s in specs:
         s = str(s)
         p = Path(s)
-        if p.is_dir():
-            out += [str(f) for f in sorted(p.iterdir()) if str(f).lower().endswith(suffixes)]
+        if p.is_dir() and p.suffix.lower() == ".zarr":
+            out.append(str(p))
+        elif p.is_dir():
+            out += [str(f) for f in sorted(p.iterdir()) if str(f).lower().endswith(suffixes + (".zarr",))]
         elif any(ch in s for ch in "*?["):
             out += sorted(glob.glob(s))
         elif p.exists():
@@ -456,5 +469,5 @@ def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
             raise FileNotFoundError(f"tomogram {s!r} not found")
     out = list(dict.fromkeys(out))
     if not out:
-        raise ValueError(f"no tomograms ({', '.join('*' + x for x in suffixes)}) found in {list(specs)}")
+        raise ValueError(f"no tomograms ({', '.join('*' + x for x in suffixes + ('.zarr',))}) found in {list(specs)}")
     return out

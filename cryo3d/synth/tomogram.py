@@ -1,0 +1,183 @@
+"""One simulated tomogram: draw the settings, build the scene, image it, set the contrast."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from cryo3d.coords import voxel_to_angstrom
+from cryo3d.particles import ParticleSet
+from cryo3d.picks import Picks
+from cryo3d.shapes import random_rotations
+from cryo3d.synth import families as fam
+from cryo3d.synth.config import SynthConfig, draw
+from cryo3d.synth.imaging import image
+from cryo3d.synth.scene import GOLD_DENSITY, PROTEIN_DENSITY, Scene
+
+
+def _texture(rng: np.random.Generator, n: int, amp: float, k: int = 3) -> dict[str, np.ndarray] | None:
+    """Per-particle plane waves for density variation inside particles (None when ``amp`` is 0)."""
+    if amp <= 0:
+        return None
+    w = rng.normal(size=(n, k, 3))
+    w *= rng.uniform(5.0, 14.0, size=(n, k, 1)) / np.linalg.norm(w, axis=-1, keepdims=True)
+    return {"tw": w, "tphase": rng.uniform(0, 2 * np.pi, size=(n, k)), "tamp": rng.uniform(0, amp, size=n)}
+
+
+def _render_group(scene: Scene, rng: np.random.Generator, names: np.ndarray, centres: np.ndarray,
+                  radii: np.ndarray, density_jitter: float, texture: float,
+                  density_scale: float = PROTEIN_DENSITY) -> None:
+    """Render particles whose family is ``names[i]``: rotations, densities, parameters, texture."""
+    n = len(centres)
+    rots = random_rotations(rng, n)
+    dens = density_scale * rng.uniform(1 - density_jitter, 1 + density_jitter, size=n)
+    tex = _texture(rng, n, texture)
+    for name in sorted(set(names.tolist())):
+        sel = names == name
+        family = fam.resolve(name)
+        params = family.draw(rng, int(sel.sum()))
+        sub_tex = None if tex is None else {k: v[sel] for k, v in tex.items()}
+        scene.render(family, centres[sel], rots[sel], radii[sel], params, dens[sel], sub_tex)
+
+
+def _crowder_radii(rng: np.random.Generator, n: int, band: tuple[float, float], labelled: np.ndarray,
+                   exclusion: float) -> np.ndarray:
+    """``n`` radii (Angstrom), log-uniform in ``band`` outside ``+/- exclusion`` of any labelled radius."""
+    lo, hi = np.log(band[0]), np.log(band[1])
+    grid = np.exp(np.linspace(lo, hi, 2048))
+    ok = np.all(np.abs(grid[:, None] / labelled[None] - 1.0) > exclusion, axis=1)
+    if n <= 0 or not ok.any():
+        return np.zeros(0)
+    return rng.choice(grid[ok], size=n) * np.exp(rng.uniform(-0.5, 0.5, n) * (hi - lo) / 2047)
+
+
+def simulate_tomogram(
+    config: SynthConfig,
+    index: int = 0,
+    particles: ParticleSet | None = None,
+    name: str | None = None,
+) -> tuple[np.ndarray, Picks, dict]:
+    """Simulate one tomogram.
+
+    Parameters
+    ----------
+    config : SynthConfig
+        Settings (ranges are drawn with ``default_rng([config.seed, index])``).
+    index : int
+        Tomogram number (sets the random stream and the default name ``synth_{index:03d}``).
+    particles : ParticleSet, optional
+        Classes to place (default: the config's ``particle_set``); each class's ``shape`` is
+        its own shape (rendered as is with ``variants="fixed"``) and sets its kind, hollow
+        or filled, for the randomised variants.
+    name : str, optional
+        Tomogram name written into the picks.
+
+    Returns
+    -------
+    volume : float32 ``[z, y, x]``
+    picks : Picks
+        True centres ``(x, y, z)`` in Angstrom.
+    params : dict
+        The values drawn for this tomogram (spacing, SNR, wedge, ..., particle counts and
+        the shape variants drawn per class), for the manifest.
+    """
+    particles = particles if particles is not None else config.particles()
+    rng = np.random.default_rng([int(config.seed), int(index)])
+    name = name or f"synth_{index:03d}"
+    shape = tuple(int(s) for s in config.shape)
+    if len(shape) != 3 or min(shape) < 8:
+        raise ValueError(f"synth shape must be three sizes >= 8 voxels (z, y, x), got {config.shape}")
+    for c in particles.classes:  # unknown shapes fail before any work
+        fam.resolve(c.shape, f"particle class {c.name!r}")
+    spacing = draw(rng, config.voxel_spacing)
+    params = dict(
+        name=name, voxel_spacing=spacing, snr=draw(rng, config.snr, log=config.log_snr),
+        tilt_range=draw(rng, config.tilt_range), defocus_um=draw(rng, config.defocus_um),
+        bfactor=draw(rng, config.bfactor), vesicles=draw(rng, config.vesicles, True),
+        sheets=draw(rng, config.sheets, True), gold=draw(rng, config.gold, True),
+        carbon=bool(rng.random() < config.carbon), crowders=draw(rng, config.crowders, True),
+        inverted=bool(rng.random() < config.invert_prob), z_blur=draw(rng, config.z_blur),
+        noise_colour=draw(rng, config.noise_colour), ctf_signed=bool(rng.random() < config.ctf_signed_prob),
+        gradient=draw(rng, config.gradient),
+        intensity_scale=float(rng.uniform(0.5, 3.0)), intensity_offset=float(rng.uniform(-2, 2)),
+    )
+    scene = Scene(shape, spacing)
+
+    # distractors first: carbon and membranes are big and particles must avoid them
+    if params["carbon"]:
+        scene.add_carbon(rng)
+    for _ in range(params["vesicles"]):
+        scene.add_vesicle(rng)
+    for _ in range(params["sheets"]):
+        scene.add_sheet(rng)
+    gold_r = scene.vox(float(rng.uniform(40.0, 70.0)))
+    gold_c = scene.place(rng, params["gold"], gold_r)
+    if len(gold_c):
+        _render_group(scene, rng, np.full(len(gold_c), "own:sphere"), gold_c, np.full(len(gold_c), gold_r),
+                      0.0, 0.0, GOLD_DENSITY)
+        scene.add_balls(gold_c, np.full(len(gold_c), gold_r))
+
+    # particles: largest classes first so the small ones fill the gaps
+    rows_cls, rows_vox = [], []
+    counts, variants = {}, {}
+    jit = float(config.size_jitter)
+    for ci in np.argsort(-particles.radii, kind="stable"):
+        pc = particles.classes[ci]
+        r_vox = scene.vox(pc.radius)
+        c = scene.place(rng, draw(rng, config.particles_per_class, True), r_vox * (1 + jit))
+        counts[pc.name] = int(len(c))
+        if len(c) == 0:
+            continue
+        radii = r_vox * rng.uniform(1 - jit, 1 + jit, size=len(c))
+        if config.variants == "random":
+            choices = fam.variants_for(pc.shape, f"particle class {pc.name!r}")
+            names = np.asarray(choices, dtype=object)[rng.integers(0, len(choices), size=len(c))]
+        else:
+            names = np.full(len(c), fam.resolve(pc.shape).name, dtype=object)
+        variants[pc.name] = dict(sorted(Counter(names.tolist()).items()))
+        _render_group(scene, rng, names, c, radii, config.density_jitter, config.texture)
+        scene.add_balls(c, radii)
+        rows_cls += [pc.name] * len(c)
+        rows_vox.append(c)
+    params["counts"] = counts
+
+    # crowders: unlabelled proteins of many sizes in the gaps, never picked
+    radii_a = np.sort(_crowder_radii(rng, params["crowders"], tuple(config.crowder_radius), particles.radii,
+                                     float(config.crowder_exclusion)))[::-1]
+    crowd_c, crowd_r = [], []
+    for chunk in np.array_split(radii_a, min(6, len(radii_a))) if len(radii_a) else []:
+        r = scene.vox(float(chunk[0]))
+        c = scene.place(rng, len(chunk), r, tries=20)
+        if len(c):
+            rr = np.array([scene.vox(float(x)) for x in chunk[:len(c)]])
+            scene.add_balls(c, np.full(len(c), r))
+            crowd_c.append(c)
+            crowd_r.append(rr)
+    if crowd_c:
+        cc, cr = np.concatenate(crowd_c), np.concatenate(crowd_r)
+        names = np.asarray(fam.CROWDER_FAMILIES, dtype=object)[rng.integers(0, len(fam.CROWDER_FAMILIES), len(cc))]
+        _render_group(scene, rng, names, cc, cr, config.density_jitter, config.texture)
+        variants["(crowders)"] = dict(sorted(Counter(names.tolist()).items()))
+    params["crowders"] = int(sum(len(c) for c in crowd_c))
+    params["variants"] = variants
+
+    img = image(scene.vol, rng, spacing, params["snr"], scene.not_reference, tilt_deg=params["tilt_range"],
+                defocus_um=params["defocus_um"], bfactor=params["bfactor"], z_blur=params["z_blur"],
+                noise_colour=params["noise_colour"], ctf_signed=params["ctf_signed"])
+    if not params["inverted"]:
+        img *= -1.0  # dark particles on a lighter background
+    img *= params["intensity_scale"] / (float(img.std()) or 1.0)
+    if params["gradient"] > 0:
+        d = rng.normal(size=3)  # a lateral ramp (ice thickness): in the kz = 0 plane, which the wedge keeps
+        d[0] = 0.0
+        d /= np.linalg.norm(d)
+        ramp = [(np.linspace(-1, 1, n, dtype=np.float32) * d[i]) for i, n in enumerate(shape)]
+        img += np.float32(params["gradient"] * params["intensity_scale"]) * (
+            ramp[0][:, None, None] + ramp[1][None, :, None] + ramp[2][None, None, :])
+    img += np.float32(params["intensity_offset"])
+
+    vox = np.concatenate(rows_vox) if rows_vox else np.zeros((0, 3))
+    picks = Picks(np.full(len(vox), name, dtype=object), np.asarray(rows_cls, dtype=object),
+                  voxel_to_angstrom(vox, spacing))
+    return img.astype(np.float32, copy=False), picks, params
