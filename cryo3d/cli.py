@@ -88,6 +88,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     rep = evaluate_files(pred, gt, particles=particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
                          matching=a.matching, sweep=a.sweep, tomograms=runs, output_json=a.json)
     print(rep["text"])
+    if a.report:
+        from cryo3d.report.commands import report_files
+
+        index = report_files(a.report, a.report_tomograms or [], pred, gt=gt, particles=particles)
+        print(f"wrote {index} (open it in a browser)")
     return 0
 
 
@@ -131,6 +136,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.copick_config:
         written = write_predictions(a, picks, paths)
         print(f"wrote {len(written)} pick sets into {a.copick_config} as user {a.user_id!r}, session {a.session_id!r}")
+    if a.report:
+        from cryo3d.report.commands import checkpoint_particles, report_files
+
+        index = report_files(str(Path(a.out) / "report"), paths, picks, gt=a.report_gt,
+                             heatmaps=str(Path(a.out) / "heatmaps") if a.write_heatmaps else None,
+                             particles=checkpoint_particles(a.checkpoint), voxel_spacing=a.voxel_spacing)
+        print(f"wrote {index} (open it in a browser)")
     return 0
 
 
@@ -215,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace picks of --user/--session already in the copick project")
     add_project_options(s, gt=False)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--report", action="store_true", help="also write an HTML report to OUT/report/index.html")
+    s.add_argument("--report-gt", help="ground-truth picks for the report (colours picks by outcome)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
@@ -239,11 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "beside it (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
     s.add_argument("--json", help="also write the result to this JSON file")
+    s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
+                   "--tomograms) to DIR/index.html")
+    s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
+                   help="tomogram files, folders or globs to show in the report")
     s.set_defaults(func=cmd_evaluate)
 
     from cryo3d.tuning import add_tune_parser
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
+    from cryo3d.report.commands import add_report_parsers
+
+    add_report_parsers(sub)  # cryo3d report, cryo3d view
     return p
 
 

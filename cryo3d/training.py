@@ -111,7 +111,7 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         tomos, picks, particles, gt, builtin = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed,
                                                               progress)
     train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
-    geo = _choose_geometry(particles, [tomos[n] for n in train + val], voxel_spacing, patch_size, stride,
+    geo = _choose_geometry(particles, [tomos[n] for n in train], voxel_spacing, patch_size, stride,
                            batch_size, network, ds_factor)
     voxel_spacing = geo.voxel_spacing
     settings = StoreSettings(patch_size=geo.patch_size, stride=geo.stride, ds_factor=ds_factor,
@@ -301,6 +301,7 @@ class ParticleFBeta(Metric):
         self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
                                                    np.linspace(0.95, 0.995, 10)], 4))
         self.last: dict = {}
+        self.last_picks: Picks | None = None
         super().__init__(output_transform=output_transform, device=device)
 
     def reset(self) -> None:
@@ -343,6 +344,7 @@ class ParticleFBeta(Metric):
             res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
                               tomograms=self._seen)
             unlearned = [c.name for c in res.per_class if c.tp == 0]
+        self.last_picks = pred  # every peak of this validation (the training report draws them)
         self.last = {
             "score": float(res.score),
             "thresholds": [float(t) for t in thr],

@@ -178,7 +178,18 @@ def test_the_gpu_override_line_of_the_docs_runs(tmp_path):
     from cryo3d.io.tomogram import read_tomogram
 
     meta = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)["cryo3d"]
-    # null keeps the tomograms' own spacing; the built-in ones vary, so all go to the finest
-    finest = min(read_tomogram(p).voxel_spacing for p in (data / "tomograms").glob("*.mrc"))
+    # null keeps the tomograms' own spacing; the built-in ones vary, so all go to the finest training one
+    # (two tomograms: the first by name trains, the last validates)
+    finest = read_tomogram(sorted((data / "tomograms").glob("*.mrc"))[0]).voxel_spacing
     assert meta["voxel_spacing"] == pytest.approx(finest)
     assert meta["patch_size"] == [64, 64, 64] and meta["ds_factor"] == 2
+
+
+def test_training_leaves_a_report_and_records_loss_beta_and_lr(trained):
+    _, out, log = trained
+    assert (out / "report" / "index.html").exists(), log[-2000:]
+    doc = json.loads((out / "report" / "report.json").read_text())
+    assert doc["tomograms"] and doc["training"]["n_val"] == 2
+    recs = [json.loads(x) for x in (out / "train_metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2] and all(r["loss"] > 0 and r["lr"] > 0 for r in recs)
+    assert recs[0]["beta"] is not None
