@@ -108,6 +108,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _sw_batch_size(value: str) -> int | str:
+    """``--sw-batch-size``: a positive int or ``auto``."""
+    from cryo3d.inference import parse_sw_batch_size
+
+    try:
+        return parse_sw_batch_size(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("sw_batch_size: ")) from None
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     from cryo3d.inference import predict
     from cryo3d.io.tomogram import find_tomograms
@@ -128,8 +138,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
         a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
-        force=a.force,
+        force=a.force, compile=a.compile,
     )
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 merges and writes; the others did their share
+        return 0
     print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
     if a.copick_config:
         written = write_predictions(a, picks, paths)
@@ -204,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sliding-window inference (the training patch as window, Gaussian blending), "
                        "optional test-time flips, peak extraction; writes OUT/picks.csv (tomo,class,x,y,z,score in "
                        "Angstrom), OUT/copick/ JSON and optionally heatmaps as MRC. Finished tomograms are skipped "
-                       "when the command is repeated.")
+                       "when the command is repeated. Under torchrun (torchrun --nproc-per-node=N -m cryo3d.cli predict ...) the "
+                       "tomograms are shared among the ranks and rank 0 merges the outputs.")
     s.add_argument("checkpoint", help="a checkpoint written by the training bundle (best.pt, final.pt, last_*.pt)")
     s.add_argument("tomograms", nargs="*", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz .zarr)")
     s.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
@@ -213,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="peak score threshold: one, or one per class (default: the checkpoint's validated thresholds)")
     s.add_argument("--tta", default="none", choices=["none", "flips", "flips_rot90"], help="test-time augmentation")
     s.add_argument("--overlap", type=float, default=0.25, help="window overlap (default: %(default)s)")
-    s.add_argument("--sw-batch-size", type=int, default=4, help="windows per forward pass (default: %(default)s)")
+    s.add_argument("--sw-batch-size", type=_sw_batch_size, default="auto",
+                   help="windows per forward pass; auto: 4 on the CPU, as many as fill the GPU (default: %(default)s)")
+    s.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (compiles once per process; pays off over many tomograms)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     s.add_argument("--write-heatmaps", action="store_true", help="also write each class heatmap as MRC")
     s.add_argument("--user-id", "--user", default="cryo3d", help="copick user id of the written picks (default: %(default)s)")

@@ -1,7 +1,12 @@
 """Whole-tomogram inference: normalise, sliding window, optional TTA, peaks, picks.
 
-The tomogram stays in host memory; MONAI's ``sliding_window_inference`` sends windows
-to the model's device (``sw_device``) and stitches the 1/ds heatmap on the host.
+MONAI's ``sliding_window_inference`` sends windows to the model's device (``sw_device``)
+and stitches the 1/ds heatmap on the host, or, on a GPU where it fits
+(:func:`stitch_fits`), on the GPU with the tomogram, so that windows never cross the bus
+and peaks are found there too (:func:`pick_tomogram`). On a GPU the network runs under
+bfloat16 autocast in ``channels_last_3d`` layout with as many windows per batch as fill
+the free memory (:func:`auto_sw_batch_size`); ``torch.compile`` is optional. On the CPU
+the defaults are the measured fastest: float32, contiguous layout, 4 windows per batch.
 
 Geometry at a downsampled output: MONAI maps an input window starting at voxel ``s``
 to the output voxel ``s / f``. That is exact only when every window start is a multiple
@@ -30,6 +35,7 @@ from cryo3d.particles import ParticleSet
 from cryo3d.peaks import CROSS_CLASS_FRACTION
 from cryo3d.picks import Picks
 from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
+from cryo3d.sharding import init_ranks, shard_tomograms
 from cryo3d.store import NORM_CLIP, normalize, robust_stats
 
 
@@ -52,19 +58,30 @@ class InferenceSettings:
     amp : bfloat16 autocast on CUDA.
     cross_class_fraction : drop a peak within this fraction of the smaller radius of a stronger
         peak of another class (:func:`cryo3d.peaks.suppress_cross_class`); 0 turns it off.
+    clip : normalised intensities are clipped to ``[-clip, clip]`` (as in the patch store).
+    channels_last : run windows and weights in ``torch.channels_last_3d``; None: on CUDA only
+        (cuDNN's fast 3D convolutions want it; on the CPU oneDNN is as fast or faster without).
+    compile : ``torch.compile`` the network: False, True (inductor) or a backend name
+        (``"inductor"``, ``"cudagraphs"``, ``"eager"``, ...). Compiling takes seconds to minutes
+        once per process; it pays off over many tomograms.
+
+    ``sw_batch_size`` is an int or ``"auto"``: 4 on the CPU, and on CUDA as many windows as fit
+    in half the free device memory (:func:`auto_sw_batch_size`, at most 64).
     """
 
     roi_size: tuple[int, int, int] = (64, 64, 64)
     ds_factor: int = 2
     overlap: float = 0.25
     blend: str = "gaussian"
-    sw_batch_size: int = 4
+    sw_batch_size: int | str = "auto"
     tta: str = "none"
     thresholds: float | Sequence[float] = 0.3
     min_distance_fraction: float = 0.6
     voxel_spacing: float | None = None
     amp: bool = True
     clip: float = NORM_CLIP
+    channels_last: bool | None = None
+    compile: bool | str = False
     cross_class_fraction: float = CROSS_CLASS_FRACTION
 
     def __post_init__(self) -> None:
@@ -81,6 +98,123 @@ class InferenceSettings:
                 )
         if self.tta not in ("none", "flips", "flips_rot90"):
             raise ValueError(f"tta must be 'none', 'flips' or 'flips_rot90', got {self.tta!r}")
+        self.sw_batch_size = parse_sw_batch_size(self.sw_batch_size)
+        if not isinstance(self.compile, (bool, str)):
+            raise ValueError(f"compile must be True, False or a torch.compile backend name, got {self.compile!r}")
+
+
+#: Windows per batch on the CPU (measured: more only adds memory), and the most on a GPU.
+CPU_SW_BATCH_SIZE = 4
+MAX_SW_BATCH_SIZE = 64
+
+
+def parse_sw_batch_size(value: Any) -> int | str:
+    """``"auto"`` or a positive int (also from a command-line or YAML string); else a ValueError."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or n < 1 or (not isinstance(value, str) and n != value):
+        raise ValueError(f"sw_batch_size: expected a positive integer or 'auto', got {value!r}")
+    return n
+
+
+def use_channels_last(settings: InferenceSettings, device: torch.device) -> bool:
+    """Whether windows and weights run in ``channels_last_3d`` on ``device`` (None: on CUDA only)."""
+    return device.type == "cuda" if settings.channels_last is None else bool(settings.channels_last)
+
+
+def prepare_network(network: torch.nn.Module, settings: InferenceSettings,
+                    device: str | torch.device) -> torch.nn.Module:
+    """The network as inference runs it: on ``device``, eval mode, ``channels_last_3d`` weights
+    where :func:`use_channels_last` says so, compiled when ``settings.compile`` asks.
+
+    Moves and converts ``network`` in place (as ``Module.to`` does); returns the module to call
+    (the compiled wrapper when compiling). Call it once per process and reuse the result: each
+    ``torch.compile`` compiles anew.
+    """
+    device = torch.device(device)
+    network = network.to(device).eval()
+    if use_channels_last(settings, device):
+        network = network.to(memory_format=torch.channels_last_3d)
+    if settings.compile:
+        backend = "inductor" if settings.compile is True else str(settings.compile)
+        network = torch.compile(network, backend=backend)
+    network._cryo3d_prepared = _prepared_key(settings, device)
+    return network
+
+
+def _window_predictor(network: torch.nn.Module, settings: InferenceSettings, device: torch.device):
+    """``windows [B, 1, z, y, x] -> sigmoid [B, C, z/f, y/f, x/f]`` float32, as the inferer runs it."""
+    use_amp = settings.amp and device.type == "cuda"
+    channels_last = use_channels_last(settings, device)
+
+    def predictor(w: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            w = w.contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            return torch.sigmoid(network(w).float())
+
+    return predictor
+
+
+def _cuda_free_bytes(device: torch.device) -> int:
+    free, _ = torch.cuda.mem_get_info(device)
+    # memory torch has cached but not handed out is free to us too
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
+@torch.no_grad()
+def auto_sw_batch_size(network: torch.nn.Module, settings: InferenceSettings, device: str | torch.device,
+                       reserve_bytes: int = 0, fraction: float = 0.5) -> int:
+    """Windows per forward pass that fill the device.
+
+    On the CPU :data:`CPU_SW_BATCH_SIZE`. On CUDA: run one and two windows and read the
+    peak memory each needs (``torch.cuda.max_memory_allocated``); the slope is the memory
+    per window. The batch fills ``fraction`` of the free memory after ``reserve_bytes``
+    (the stitched heatmap, when it stays on the device), at least 1, at most
+    :data:`MAX_SW_BATCH_SIZE`.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CPU_SW_BATCH_SIZE
+    predictor = _window_predictor(network, settings, device)
+    peaks = []
+    for b in (1, 2):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        predictor(torch.zeros((b, 1, *settings.roi_size), device=device))
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+    per_window = max(peaks[1] - peaks[0], peaks[0] // 2, 1)
+    budget = fraction * (_cuda_free_bytes(device) - reserve_bytes)
+    return int(min(MAX_SW_BATCH_SIZE, max(1, budget // per_window)))
+
+
+def stitch_bytes(shape: Sequence[int], channels: int, settings: InferenceSettings) -> int:
+    """Device bytes to keep a ``[z, y, x]`` tomogram and its stitched heatmap on the window device.
+
+    float32 throughout: the padded input and one flipped copy, MONAI's stitched output and
+    count map, the test-time-augmentation sum and one un-flipped copy of a pass's output.
+    """
+    roi = settings.roi_size
+    padded = _padded_shape(shape, roi, settings.ds_factor)
+    n_in = math.prod(padded)
+    n_out = math.prod(p // settings.ds_factor for p in padded)
+    return 4 * (2 * n_in + (3 * channels + 1) * n_out)
+
+
+def stitch_fits(shape: Sequence[int], channels: int, settings: InferenceSettings, device: str | torch.device,
+                fraction: float = 0.5, batch: int = 1) -> bool:
+    """Whether ``batch`` tomograms' :func:`stitch_bytes` take at most ``fraction`` of the free memory
+    of ``device`` (always False off CUDA: on the CPU the host is where the output is anyway)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    return batch * stitch_bytes(shape, channels, settings) <= fraction * _cuda_free_bytes(device)
 
 
 def _tta_ops(kind: str) -> list[tuple[tuple[int, ...], int]]:
@@ -111,8 +245,14 @@ class DownsampledSlidingWindowInferer:
     Args:
         settings: an :class:`InferenceSettings` (roi, ds_factor, overlap, blend, tta, ...).
         sw_device: device for the windows (default: the network's device).
-        device: device for the stitched output (default CPU: the tomogram stays in host memory).
+        device: device for the stitched output (default CPU: the tomogram stays in host memory);
+            ``"auto"``: the window device when the tomogram and heatmap fit there
+            (:func:`stitch_fits`; the input is then moved there too), else the host, and the
+            host again if the device runs out of memory while stitching.
         progress: show MONAI's per-window progress bar.
+
+    The network is called as given: :func:`prepare_network` converts its weights to
+    ``channels_last_3d`` (and compiles it) once; the windows follow ``settings.channels_last``.
 
     Example:
         >>> inferer = DownsampledSlidingWindowInferer(InferenceSettings(roi_size=64, ds_factor=2))  # doctest: +SKIP
@@ -123,13 +263,11 @@ class DownsampledSlidingWindowInferer:
                  progress: bool = False) -> None:
         self.settings = settings
         self.sw_device = sw_device
-        self.device = torch.device(device) if device is not None else None
+        self.device = device if device == "auto" else (torch.device(device) if device is not None else None)
         self.progress = progress
 
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
-        from monai.inferers import sliding_window_inference
-
         st = self.settings
         f = int(st.ds_factor)
         if inputs.ndim != 5:
@@ -140,27 +278,51 @@ class DownsampledSlidingWindowInferer:
         if any(k for _, k in ops):  # a quarter turn swaps y and x: both must hold either window side
             roi[1] = roi[2] = max(roi[1], roi[2])
         padded = _padded_shape(shape, roi, f)
-        x = torch.zeros((*inputs.shape[:2], *padded), dtype=torch.float32, device=inputs.device)
-        x[:, :, : shape[0], : shape[1], : shape[2]] = torch.as_tensor(inputs, dtype=torch.float32)
         try:
             net_device = next(network.parameters()).device
         except StopIteration:
-            net_device = x.device
+            net_device = inputs.device
         sw_device = torch.device(self.sw_device) if self.sw_device is not None else net_device
-        use_amp = st.amp and sw_device.type == "cuda"
+        predictor = _window_predictor(network, st, sw_device)
+        auto_out = isinstance(self.device, str)  # "auto"
+        out_device = inputs.device if self.device is None else self.device
+        channels = None
+        if (auto_out or st.sw_batch_size == "auto") and sw_device.type == "cuda":
+            channels = int(predictor(torch.zeros((1, 1, *st.roi_size), device=sw_device)).shape[1])  # from one window
+        need = stitch_bytes(shape, channels, st) * int(inputs.shape[0]) if channels else 0
+        if auto_out:
+            fits = channels is not None and stitch_fits(shape, channels, st, sw_device, batch=int(inputs.shape[0]))
+            out_device = sw_device if fits else torch.device("cpu")
+        sw_batch = st.sw_batch_size
+        if sw_batch == "auto":
+            reserve = need if out_device.type == "cuda" else 0
+            sw_batch = auto_sw_batch_size(network, st, sw_device, reserve_bytes=reserve)
+        try:
+            return self._run(inputs, network, predictor, ops, padded, shape, sw_device, out_device, sw_batch)
+        except torch.cuda.OutOfMemoryError:
+            if not auto_out or out_device.type != "cuda":
+                raise
+            torch.cuda.empty_cache()  # stitching on the GPU did not fit after all: on the host
+            return self._run(inputs, network, predictor, ops, padded, shape, sw_device, torch.device("cpu"), sw_batch)
 
-        def predictor(w: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device_type=sw_device.type, dtype=torch.bfloat16, enabled=use_amp):
-                return torch.sigmoid(network(w).float())
+    def _run(self, inputs, network, predictor, ops, padded, shape, sw_device, out_device, sw_batch) -> torch.Tensor:
+        from monai.inferers import sliding_window_inference
 
+        st = self.settings
+        f = int(st.ds_factor)
+        # the padded input lives where the output is stitched: on a GPU, windows are cut there
+        in_device = out_device if out_device.type == "cuda" else inputs.device
+        x = torch.zeros((*inputs.shape[:2], *padded), dtype=torch.float32, device=in_device)
+        x[:, :, : shape[0], : shape[1], : shape[2]] = torch.as_tensor(inputs, dtype=torch.float32).to(
+            in_device, non_blocking=True)
         acc = None
         for dims, k in ops:
             xi = torch.flip(x, dims) if dims else x
             if k:
                 xi = torch.rot90(xi, k, dims=(3, 4))
             out = sliding_window_inference(
-                xi, st.roi_size, st.sw_batch_size, predictor, overlap=st.overlap, mode=st.blend,
-                sw_device=sw_device, device=self.device or x.device, progress=self.progress,
+                xi, st.roi_size, sw_batch, predictor, overlap=st.overlap, mode=st.blend,
+                sw_device=sw_device, device=out_device, progress=self.progress,
             )
             if k:
                 out = torch.rot90(out, -k, dims=(3, 4))
@@ -177,13 +339,31 @@ def predict_heatmap(
     settings: InferenceSettings,
     device: str | torch.device | None = None,
     progress: bool = False,
-) -> np.ndarray:
-    """Sigmoid heatmap ``[C, z/f, y/f, x/f]`` (float32, host) of a normalised ``[z, y, x]`` volume."""
+    keep_on_device: bool = False,
+    prepared: bool = False,
+) -> np.ndarray | torch.Tensor:
+    """Sigmoid heatmap ``[C, z/f, y/f, x/f]`` (float32) of a normalised ``[z, y, x]`` volume.
+
+    Args:
+        model: the network (moved to ``device`` and prepared by :func:`prepare_network`
+            unless ``prepared``).
+        volume: normalised tomogram ``[z, y, x]``.
+        settings: the :class:`InferenceSettings`.
+        device: where windows run (default: CUDA when available).
+        progress: MONAI's per-window progress bar.
+        keep_on_device: return a torch tensor, stitched on ``device`` when it fits there
+            (a GPU), else on the host; default: a NumPy array on the host.
+        prepared: ``model`` already went through :func:`prepare_network` for ``device``.
+    """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(device).eval()
+    if not prepared:
+        model = prepare_network(model, settings, device)
     x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
-    inferer = DownsampledSlidingWindowInferer(settings, sw_device=device, device="cpu", progress=progress)
-    return inferer(x, model)[0].numpy().astype(np.float32)
+    inferer = DownsampledSlidingWindowInferer(settings, sw_device=device, device="auto", progress=progress)
+    hm = inferer(x, model)[0]
+    if keep_on_device:
+        return hm
+    return hm.cpu().numpy().astype(np.float32, copy=False)
 
 
 def pick_tomogram(
@@ -203,7 +383,10 @@ def pick_tomogram(
     sub-voxel refinement), then filtered by :func:`select_peaks` (cross-class suppression,
     at most as many picks per class as the volume can hold, with a warning naming the
     tomogram and class when that cap cuts). With ``return_heatmap`` also returns the
-    heatmap and its voxel spacing at full resolution.
+    heatmap (NumPy, host) and its voxel spacing at full resolution. On a GPU the heatmap is
+    stitched and its peaks found there when it fits (:func:`predict_heatmap` with
+    ``keep_on_device``). ``model`` may come from :func:`prepare_network` already (then it is
+    used as is).
     """
     from cryo3d.peaks import find_peaks, peaks_to_picks
 
@@ -215,7 +398,9 @@ def pick_tomogram(
         spacing = float(target)
     med, sc = robust_stats(data)
     vol = normalize(data, med, sc, settings.clip)
-    hm = predict_heatmap(model, vol, settings, device=device, progress=progress)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    hm = predict_heatmap(model, vol, settings, device=dev, progress=progress, keep_on_device=True,
+                         prepared=_is_prepared(model, settings, dev))
     f = int(settings.ds_factor)
     min_dist = coords.length_to_voxels(settings.min_distance_fraction * particles.radii, spacing, f)
     thr = settings.thresholds
@@ -224,8 +409,17 @@ def pick_tomogram(
                         where=f"tomogram {tomogram.name}")
     picks = peaks_to_picks(c[keep], lab[keep], score[keep], tomogram.name, particles, spacing, f)
     if return_heatmap:
-        return picks, hm, spacing
+        return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
+
+
+def _prepared_key(settings: InferenceSettings, device: torch.device) -> tuple:
+    return (str(device), use_channels_last(settings, device), settings.compile)
+
+
+def _is_prepared(model: torch.nn.Module, settings: InferenceSettings, device: torch.device) -> bool:
+    """``model`` came from :func:`prepare_network` for these settings and ``device``, and is still in eval mode."""
+    return getattr(model, "_cryo3d_prepared", None) == _prepared_key(settings, device) and not model.training
 
 
 def select_peaks(
@@ -324,12 +518,13 @@ def predict(
     thresholds: float | Sequence[float] | None = None,
     tta: str = "none",
     overlap: float = 0.25,
-    sw_batch_size: int = 4,
+    sw_batch_size: int | str = "auto",
     device: str | None = None,
     write_heatmaps: bool = False,
     user_id: str = "cryo3d",
     session_id: str = "0",
     progress: bool = True,
+    compile: bool | str = False,
     force: bool = False,
 ) -> Picks:
     """``cryo3d predict``: pick every tomogram and write ``picks.csv`` + copick JSON (+ heatmap MRC).
@@ -340,7 +535,16 @@ def predict(
     repeated call reuses a result only when all of that matches, so a killed run resumes
     without losing results and nothing stale is reused. Outputs of tomograms not in this
     call are removed. An output folder holding files predict did not write (ground truth,
-    a copick project, tomograms) is refused unless ``force``.
+    a copick project, tomograms) is refused unless ``force``. ``sw_batch_size="auto"`` fills
+    the device (:func:`auto_sw_batch_size`); ``compile`` runs the network through
+    ``torch.compile`` (see :class:`InferenceSettings`).
+
+    Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
+    of nodes) the tomograms are shared among the ranks (:func:`cryo3d.sharding.shard_tomograms`),
+    each rank writes its per-tomogram results, and when all are done rank 0 merges them into
+    ``picks.csv``, the copick picks and ``predict.json`` (the same files, byte for byte, as one
+    process writes). A rerun after a killed rank redoes that rank's unfinished tomograms. Rank 0
+    returns all picks, the others their own.
     """
     from tqdm import tqdm
 
@@ -354,22 +558,30 @@ def predict(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise Cryo3DError(f"tomograms {dupes} share a name (file stem); names key the output files, rename them")
-    check_output_folder(out, tomogram_paths, user_id, session_id, force=force)
-    net, meta = load_checkpoint_model(checkpoint, device or "cpu")
+    ranks = init_ranks()  # torchrun: this rank's place; alone: rank 0 of 1
+    if ranks.is_main:
+        check_output_folder(out, tomogram_paths, user_id, session_id, force=force)
+    dev = ranks.device(device)
+    net, meta = load_checkpoint_model(checkpoint, dev)
     particles = ParticleSet.from_dict(meta["particles"])
     warn_unlearned(meta, checkpoint)
     settings = InferenceSettings(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
         sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
-        thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3),
+        thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
     )
+    net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
     settings_d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}
     store = ResultStore(out, run_key(checkpoint, settings_d, voxel_spacing))
     base = {"checkpoint": str(checkpoint), "tomograms": [str(p) for p in tomogram_paths], "settings": settings_d}
-    write_record(out, {**base, "complete": False})  # until the end: the folder's outputs are not this call's yet
+    with ranks.main_first():
+        if ranks.is_main:  # until the end: the folder's outputs are not this call's yet
+            write_record(out, {**base, "complete": False})
     wanted = ["picks"] + (["heatmaps"] if write_heatmaps else [])
     results, n_reused = [], 0
-    it = tqdm(list(zip(tomogram_paths, names)), desc="predict", unit="tomo", disable=not progress)
+    mine = shard_tomograms(list(zip(tomogram_paths, names)), ranks)
+    desc = f"predict (rank {ranks.rank}/{ranks.world_size})" if ranks.distributed else "predict"
+    it = tqdm(mine, desc=desc, unit="tomo", disable=not progress, position=ranks.local_rank)
     for path, name in it:
         done = store.lookup(name, path, wanted)
         if done is not None:  # made from this very tomogram with this checkpoint and these settings
@@ -377,7 +589,7 @@ def predict(
             n_reused += 1
             continue
         t = read_tomogram(path, voxel_spacing=voxel_spacing)
-        p, hm, sp = pick_tomogram(net, t, particles, settings, device=device, return_heatmap=True)
+        p, hm, sp = pick_tomogram(net, t, particles, settings, device=dev, return_heatmap=True)
         made: dict[str, list[Path]] = {"picks": [store.csv_path(name)]}
         if write_heatmaps:
             made["heatmaps"] = store.heatmap_paths(t.name, particles.names)
@@ -387,12 +599,37 @@ def predict(
         write_picks_csv(store.csv_path(name), p)
         store.record(name, path, made)
         results.append(p)
+    counts = {"n_reused": n_reused, "n_computed": len(names) - n_reused}
+    if ranks.distributed:
+        ranks.barrier()  # every rank's tomograms are written
+        if not ranks.is_main:
+            ranks.close()
+            return Picks.concat(results)
+        missing = [n for n, pth in zip(names, tomogram_paths) if store.lookup(n, pth, wanted) is None]
+        if missing:
+            raise Cryo3DError(f"{out / 'per_tomogram'}: results of {missing} missing or not made from these inputs "
+                              "after every rank finished; run the same command again to redo them")
+        results = gather_per_tomogram(out / "per_tomogram", names)
+        counts = {}  # each rank knows only its own reuse
     picks = Picks.concat(results)
     write_picks_csv(out / "picks.csv", picks)
     (out / "copick" / "ExperimentRuns").mkdir(parents=True, exist_ok=True)  # there even when nothing was found
     written = write_copick(out / "copick", picks, user_id=user_id, session_id=session_id)
-    removed = store.remove_stale(names, user_id, session_id, written)
-    write_record(out, {**base, "complete": True, "n_picks": len(picks), "n_reused": n_reused,
-                       "n_computed": len(names) - n_reused, "removed_stale": removed,
+    removed = store.remove_stale(names, user_id, session_id, written or ())
+    write_record(out, {**base, "complete": True, "n_picks": len(picks), **counts, "removed_stale": removed,
                        "heatmaps": bool(write_heatmaps), "user_id": user_id, "session_id": session_id})
+    ranks.close()
     return picks
+
+
+def gather_per_tomogram(folder: str | os.PathLike, names: Sequence[str]) -> list[Picks]:
+    """The per-tomogram picks files ``folder/<name>.csv``, in the order of ``names`` (what rank 0
+    merges once every rank is done; the CSV round trip is exact, so the merge equals one process's)."""
+    from cryo3d.io.picks import read_picks_csv
+
+    folder = Path(folder)
+    missing = [str(folder / f"{n}.csv") for n in names if not (folder / f"{n}.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"per-tomogram results missing after every rank finished: {missing}; "
+                                "run the same command again to redo them")
+    return [read_picks_csv(folder / f"{n}.csv") for n in names]

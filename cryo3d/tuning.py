@@ -651,7 +651,7 @@ def make_objective(
     ``train_fn(overrides, config_file=..., evaluator_handlers=[...], trainer_handlers=[...],
     logging_file=...)`` and returns at least ``best`` and ``history``. Each trial records user
     attributes ``overrides`` (the export form), ``output_dir``, ``epochs``, ``best_epoch``,
-    ``worker``.
+    ``worker`` (host) and ``pid``.
     """
     from cryo3d.training import run_training
 
@@ -669,6 +669,7 @@ def make_objective(
         trial.set_user_attr("overrides", ov.export)
         trial.set_user_attr("output_dir", str(out))
         trial.set_user_attr("worker", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())  # with the host: which worker process runs it
         handler = OptunaPruningHandler(trial)
         quieten = [_QuietEngine()] if quiet else []
         res = train_fn({**ov.values, "output_dir": str(out)}, config_file=config_file,
@@ -738,8 +739,22 @@ def open_storage(url: str, heartbeat_interval: int | None = 30, grace_period: in
                 kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
             else:
                 kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)
-            return optuna.storages.RDBStorage(url, **kwargs)
-    return optuna.storages.RDBStorage(url, **kwargs)
+            return _rdb_storage(url, kwargs)
+    return _rdb_storage(url, kwargs)
+
+
+def _rdb_storage(url: str, kwargs: Mapping[str, Any]) -> Any:
+    """``optuna.storages.RDBStorage``; a missing database driver is one line naming the extra to install."""
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError as e:
+        scheme = url.split(":", 1)[0]
+        hint = (" (pip install 'cryo3d[postgres]' and use postgresql+psycopg://...)"
+                if scheme.startswith("postgres") else "")
+        cause = f": {e.__cause__}" if e.__cause__ else ""
+        raise ValueError(f"--storage {scheme}://...: no database driver for this URL{cause}{hint}") from None
 
 
 def retried_trial_number(trial: Any) -> int | None:

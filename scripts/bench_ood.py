@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from cryo3d.evaluation import evaluate_files
-from cryo3d.inference import predict
+from cryo3d.inference import load_checkpoint_model, predict
 from cryo3d.io.atomic import write_json_atomic, write_text_atomic
 from cryo3d.synth import SynthConfig, synthesize
 from cryo3d.training import run_training
@@ -76,6 +76,7 @@ def run_config(name: str, out: Path, n_train: int, n_test: int, budget, extra: d
     data, test = base / "data", base / "test"
     make_user_data(data, c["preset"], c["shape"], n_train, TRAIN_SEED, "train")
     make_user_data(test, c["preset"], c["shape"], n_test, TEST_SEED, "test")
+    shutil.rmtree(base / "run", ignore_errors=True)  # a benchmark trains from scratch, never resumes
     overrides = {"dataset_dir": str(data), "output_dir": str(base / "run"), **extra}
     if budget is not None:
         overrides["time_budget"] = budget
@@ -92,7 +93,9 @@ def run_config(name: str, out: Path, n_train: int, n_test: int, budget, extra: d
     pred_s = time.perf_counter() - t1
     rep = evaluate_files(pred / "picks.csv", test / "picks.csv", particles=str(data / "particles.yaml"), sweep=False)
     hist = res["history"]
+    meta = load_checkpoint_model(res["best_checkpoint"])[1]
     return {"config": name, "score": rep["score"], "table": rep["text"], "train_min": train_s / 60,
+            "voxel_spacing": meta["voxel_spacing"], "patch_size": meta["patch_size"],
             "predict_s": pred_s, "best_val": res["best"], "validations": len(hist),
             "last_epoch": hist[-1]["epoch"] if hist else None, "checkpoint": res["best_checkpoint"]}
 
@@ -121,7 +124,8 @@ def main() -> None:
         r = run_config(name, out, a.n_train, a.n_test, a.budget, extra)
         rows.append(r)
         print(f"\n=== {name}: CZII score {r['score']:.3f} (goal {GOALS[name]:.2f}); training {r['train_min']:.1f} min, "
-              f"{r['validations']} validations, last epoch {r['last_epoch']}, best validation {r['best_val']:.3f}; "
+              f"{r['validations']} validations, last epoch {r['last_epoch']}, best validation {r['best_val']:.3f}, "
+              f"trained at {r['voxel_spacing']:g} A with {r['patch_size'][0]}^3 patches; "
               f"predict {r['predict_s']:.1f} s for {a.n_test} tomograms")
         print(r["table"], flush=True)
         write_json_atomic(out / "summary.json", {"budget": a.budget, "overrides": extra, "results": rows})
