@@ -55,7 +55,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         particles = load_particles(particles_path)
     if not a.copick_config:
         if not tomo_specs or not picks_path:
-            raise SystemExit("prepare: give --data FOLDER (synth layout), both --tomograms and --picks, or --copick-config")
+            from cryo3d.errors import Cryo3DError
+
+            raise Cryo3DError("give --data FOLDER (synth layout), both --tomograms and --picks, or --copick-config")
         from cryo3d.io.copick_project import tomogram_sizes
 
         tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
@@ -74,7 +76,8 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         normalization=a.normalization,
         voxel_spacing=a.target_spacing,
     )
-    man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet)
+    man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet,
+                        source=str(picks_path or a.copick_config))
     print(f"store {a.out}: {man['n_patches']} patches of {man['patch_size']} voxels, "
           f"{man['n_keypoints']} keypoint rows, ds_factor {man['ds_factor']}")
     return 0
@@ -85,14 +88,23 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from cryo3d.evaluation import evaluate_files
 
     pred, gt, particles, runs = evaluate_inputs(a)  # files, or a copick project's picks by user and session
+    to_file = a.json not in (None, "-")
     rep = evaluate_files(pred, gt, particles=particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
-                         matching=a.matching, sweep=a.sweep, tomograms=runs, output_json=a.json)
-    print(rep["text"])
+                         matching=a.matching, sweep=a.sweep, tomograms=runs, output_json=a.json if to_file else None,
+                         labels=(a.pred, a.gt))
+    if a.json == "-":  # --json alone: the result as JSON on stdout (and nothing else there)
+        import json
+
+        from cryo3d.io.atomic import json_default
+
+        print(json.dumps({k: v for k, v in rep.items() if k != "text"}, indent=2, default=json_default))
+    else:
+        print(rep["text"])
     if a.report:
         from cryo3d.report.commands import report_files
 
         index = report_files(a.report, a.report_tomograms or [], pred, gt=gt, particles=particles)
-        print(f"wrote {index} (open it in a browser)")
+        print(f"wrote {index} (open it in a browser)", file=sys.stderr if a.json == "-" else sys.stdout)
     return 0
 
 
@@ -126,7 +138,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
-        compile=a.compile,
+        force=a.force, compile=a.compile,
     )
     import os
 
@@ -225,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user-id", "--user", default="cryo3d", help="copick user id of the written picks (default: %(default)s)")
     s.add_argument("--session-id", "--session", default="0", help="copick session id of the written picks (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="replace picks of --user/--session already in the copick project")
+    s.add_argument("--force", action="store_true",
+                   help="write into an output folder (--out) that holds files predict did not write (ground truth "
+                   "picks.csv, a copick project, other users' picks, tomograms); refused without it")
     add_project_options(s, gt=False)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--report", action="store_true", help="also write an HTML report to OUT/report/index.html")
@@ -252,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the CZII challenge's rule, or greedy one-to-one by score; the other is printed "
                    "beside it (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also find the best score threshold per class")
-    s.add_argument("--json", help="also write the result to this JSON file")
+    s.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="--json alone: print the result as JSON instead of the table; --json FILE: also "
+                   "write it to FILE")
     s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
                    "--tomograms) to DIR/index.html")
     s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
@@ -268,14 +285,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def failure_message(e: BaseException) -> str | None:
+    """One line for an expected failure (bad input, unwritable output), or None for a bug.
+
+    Expected: :class:`~cryo3d.errors.Cryo3DError` and other ``ValueError`` (their messages
+    name file, field and expectation), and ``OSError`` (missing file, permission denied,
+    read-only or full disk: named with its file).
+    """
+    if isinstance(e, UnicodeDecodeError):
+        msg = f"a file is not UTF-8 text ({e}); expected UTF-8"
+    elif isinstance(e, ValueError):
+        msg = str(e)
+    elif isinstance(e, OSError):
+        what = {PermissionError: "permission denied: cannot read or write it"}.get(type(e), e.strerror or str(e))
+        name = e.filename if e.filename is not None else ""
+        if e.filename2 is not None:
+            name = f"{name} -> {e.filename2}"
+        msg = f"{name}: {what}" if name else str(e)
+        if isinstance(e, PermissionError) or getattr(e, "errno", None) == 30:  # EROFS: read-only file system
+            msg += "; choose a folder you can write to (e.g. --out elsewhere) or fix its permissions"
+    else:
+        return None
+    return " ".join(msg.split("\n"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"cryo3d: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cryo3d``. Expected failures print one line ``cryo3d CMD: error: ...`` and return 2;
+    ``--debug`` (anywhere on the line) shows the traceback instead."""
+    import warnings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [x for x in argv if x != "--debug"]
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     a = parser.parse_args(argv)
+    old_show = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _show_warning  # our warnings name their file: one line, no source location
     try:
         return int(a.func(a) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"cryo3d {a.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        msg = None if debug else failure_message(e)
+        if msg is None:
+            raise
+        print(f"cryo3d {a.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = old_show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,10 +6,58 @@ Used by ``cryo3d evaluate`` and the bundle's ``evaluate.yaml``.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Sequence
+
+import numpy as np
 
 from cryo3d.io.atomic import write_json_atomic
 from cryo3d.particles import ParticleSet, load_particles
+from cryo3d.picks import Picks
+
+
+def check_inputs(pred: Picks, gt: Picks, pred_path: str | os.PathLike, gt_path: str | os.PathLike,
+                 tomograms: Sequence[str] | None = None) -> tuple[Picks, list[str]]:
+    """Catch the inputs that would give a silently wrong score; return the ground truth to use and notes.
+
+    * the ground truth holds no picks (a header only): every score is 0;
+    * prediction and ground truth share no tomogram name: every prediction is a false
+      positive and every particle a miss (names are file stems or copick run names);
+    * duplicate ground-truth rows (same tomogram, class and x, y, z): a duplicate can never
+      be matched (one-to-one matching), so it halves recall; the duplicates are dropped.
+
+    Returns the ground truth without duplicate rows and one message per finding.
+    """
+    notes: list[str] = []
+    if len(gt) == 0:
+        notes.append(f"{gt_path}: the ground truth holds no picks (a header only?): every score is 0")
+    elif len(pred):
+        pt, gt_t = set(pred.tomograms), set(gt.tomograms)
+        if tomograms is not None:
+            pt, gt_t = pt & set(tomograms), gt_t & set(tomograms)
+        if not pt & gt_t:
+            notes.append(
+                f"{pred_path} and {gt_path} share no tomogram name (prediction: {sorted(pt)[:5]}, ground truth: "
+                f"{sorted(gt_t)[:5]}): every prediction counts as a false positive and every particle as missed; "
+                "tomograms are matched by name (file stem or copick run)"
+            )
+    if len(gt):
+        key = np.array([f"{t}\x00{c}" for t, c in zip(gt.tomo.tolist(), gt.cls.tolist())], dtype=object)
+        _, inv = np.unique(key, return_inverse=True)
+        table = np.column_stack([inv.astype(np.float64), np.asarray(gt.xyz, dtype=np.float64)])
+        _, first = np.unique(table, axis=0, return_index=True)
+        if len(first) < len(gt):
+            keep = np.zeros(len(gt), bool)
+            keep[first] = True
+            n = int((~keep).sum())
+            i = int(np.flatnonzero(~keep)[0])
+            notes.append(
+                f"{gt_path}: {n} duplicate ground-truth row(s) (same tomogram, class and x, y, z; the first is row "
+                f"{i + 1}, tomogram {str(gt.tomo[i])!r}, class {str(gt.cls[i])!r}) were dropped: a duplicate can "
+                "never be matched and would have lowered recall"
+            )
+            gt = gt.select(keep)
+    return gt, notes
 
 
 def evaluate_files(
@@ -23,6 +71,7 @@ def evaluate_files(
     tomograms: Sequence[str] | None = None,
     output_json: str | os.PathLike | None = None,
     voxel_spacing: float | None = None,
+    labels: tuple[str | None, str | None] | None = None,
 ) -> dict:
     """Score a predicted picks file against a ground-truth one.
 
@@ -42,6 +91,9 @@ def evaluate_files(
         Score only these tomograms.
     output_json : path, optional
         Where to write the result (atomically).
+    labels : (str or None, str or None), optional
+        Names of ``pred`` and ``gt`` in the report and warnings when they are given as
+        picks read from files (default: the path, or ``copick user/session``).
     voxel_spacing : float, optional
         Angstrom per pixel of RELION 4 STAR coordinates (default: the file's optics table).
 
@@ -49,8 +101,9 @@ def evaluate_files(
     -------
     dict
         ``score``, ``per_class`` rows, ``scores`` (``{matching: score}`` for both
-        matchings), ``text`` (the printed table) and, with ``sweep``, ``best_thresholds``
-        and ``best_score``.
+        matchings), ``text`` (the printed table), ``warnings`` (see :func:`check_inputs`;
+        also issued as ``UserWarning``) and, with ``sweep``, ``best_thresholds`` and
+        ``best_score``.
     """
     from cryo3d.io.picks import read_picks
     from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
@@ -59,13 +112,17 @@ def evaluate_files(
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
     p = pred if isinstance(pred, Picks) else read_picks(pred, voxel_spacing=voxel_spacing, particles=ps)
     g = gt if isinstance(gt, Picks) else read_picks(gt, voxel_spacing=voxel_spacing, particles=ps)
-    pred, gt = (x if not isinstance(x, Picks) else _source(x) for x in (pred, gt))
+    pred, gt = (lab if lab else (x if not isinstance(x, Picks) else _source(x))
+                for x, lab in zip((pred, gt), labels or (None, None)))
+    g, notes = check_inputs(p, g, pred, gt, tomograms)
+    for n in notes:
+        warnings.warn(n, UserWarning, stacklevel=2)
     kw = dict(beta=beta, distance_multiplier=distance_multiplier, matching=matching, tomograms=tomograms)
     res = score_picks(p, g, ps, **kw)
     out = {
         "pred": str(pred), "gt": str(gt), "beta": beta, "distance_multiplier": distance_multiplier,
         "matching": matching, "score": float(res.score), "per_class": res.to_rows(), "text": res.table(),
-        "scores": {matching: float(res.score)},
+        "scores": {matching: float(res.score)}, "warnings": notes,
     }
     for other in MATCHINGS:
         if other != matching:

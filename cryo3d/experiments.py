@@ -422,9 +422,9 @@ class EpochCheckpointer:
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         self.save_dir.mkdir(parents=True, exist_ok=True)
         path = self.save_dir / f"epoch_{epoch}.pt"
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"network": state, "cryo3d": self.meta(engine)}, tmp)
-        os.replace(tmp, path)
+        from cryo3d.checkpoints import save_checkpoint
+
+        save_checkpoint({"network": state, "cryo3d": self.meta(engine)}, path)
 
 
 def bundle_values(overrides: Mapping[str, Any], keys: Sequence[str], config_file: str | None = None) -> dict:

@@ -488,13 +488,16 @@ def load_checkpoint_model(checkpoint: str | os.PathLike, device: str | torch.dev
 
     The checkpoint holds ``network`` (state dict) and ``cryo3d`` (a dict with ``network``
     config, ``particles``, ``voxel_spacing``, ``patch_size``, ``ds_factor``), written by the
-    training bundle's ``CheckpointSaver``-side handler.
+    training bundle's :class:`cryo3d.checkpoints.AtomicCheckpointSaver`. It is loaded as data
+    (``weights_only=True``); anything else gets one :class:`~cryo3d.errors.Cryo3DError`.
     """
+    from cryo3d.checkpoints import load_checkpoint
+    from cryo3d.errors import Cryo3DError
     from cryo3d.networks import build_network
 
-    ck = torch.load(checkpoint, map_location=device, weights_only=False)
-    if "cryo3d" not in ck:
-        raise ValueError(
+    ck = load_checkpoint(checkpoint, map_location=device)
+    if "cryo3d" not in ck or "network" not in ck:
+        raise Cryo3DError(
             f"{checkpoint}: no 'cryo3d' settings in this checkpoint (expected keys 'network' and 'cryo3d'); "
             "was it written by the cryo3d training bundle?"
         )
@@ -522,14 +525,19 @@ def predict(
     session_id: str = "0",
     progress: bool = True,
     compile: bool | str = False,
+    force: bool = False,
 ) -> Picks:
     """``cryo3d predict``: pick every tomogram and write ``picks.csv`` + copick JSON (+ heatmap MRC).
 
     Each tomogram's picks are also written to ``out_dir/per_tomogram/<name>.csv`` as soon as
-    it is done, and a finished tomogram is skipped when the call is repeated, so a killed run
-    resumes without losing results. ``sw_batch_size="auto"`` fills the device
-    (:func:`auto_sw_batch_size`); ``compile`` runs the network through ``torch.compile``
-    (see :class:`InferenceSettings`).
+    it is done, with a record of what they were made from (:mod:`cryo3d.results`: the
+    tomogram's content fingerprint, the checkpoint, every setting, the outputs made). A
+    repeated call reuses a result only when all of that matches, so a killed run resumes
+    without losing results and nothing stale is reused. Outputs of tomograms not in this
+    call are removed. An output folder holding files predict did not write (ground truth,
+    a copick project, tomograms) is refused unless ``force``. ``sw_batch_size="auto"`` fills
+    the device (:func:`auto_sw_batch_size`); ``compile`` runs the network through
+    ``torch.compile`` (see :class:`InferenceSettings`).
 
     Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
     of nodes) the tomograms are shared among the ranks (:func:`cryo3d.sharding.shard_tomograms`),
@@ -540,10 +548,19 @@ def predict(
     """
     from tqdm import tqdm
 
+    from cryo3d.errors import Cryo3DError
     from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
     from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
+    from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
 
+    out = Path(out_dir)
+    names = [tomogram_name(p) for p in tomogram_paths]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise Cryo3DError(f"tomograms {dupes} share a name (file stem); names key the output files, rename them")
     ranks = init_ranks()  # torchrun: this rank's place; alone: rank 0 of 1
+    if ranks.is_main:
+        check_output_folder(out, tomogram_paths, user_id, session_id, force=force)
     dev = ranks.device(device)
     net, meta = load_checkpoint_model(checkpoint, dev)
     particles = ParticleSet.from_dict(meta["particles"])
@@ -554,48 +571,53 @@ def predict(
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
     )
     net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
-    out = Path(out_dir)
-    names = [tomogram_name(p) for p in tomogram_paths]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"tomograms {dupes} share a name (file stem); names key the output files, rename them")
-    with ranks.main_first():  # rank 0 writes the resume key, then the others compare with it
-        (out / "per_tomogram").mkdir(parents=True, exist_ok=True)
-        _check_resume_key(out / "per_tomogram" / "settings.json", checkpoint, settings, voxel_spacing)
-    results = []
+    settings_d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}
+    store = ResultStore(out, run_key(checkpoint, settings_d, voxel_spacing))
+    base = {"checkpoint": str(checkpoint), "tomograms": [str(p) for p in tomogram_paths], "settings": settings_d}
+    with ranks.main_first():
+        if ranks.is_main:  # until the end: the folder's outputs are not this call's yet
+            write_record(out, {**base, "complete": False})
+    wanted = ["picks"] + (["heatmaps"] if write_heatmaps else [])
+    results, n_reused = [], 0
     mine = shard_tomograms(list(zip(tomogram_paths, names)), ranks)
     desc = f"predict (rank {ranks.rank}/{ranks.world_size})" if ranks.distributed else "predict"
     it = tqdm(mine, desc=desc, unit="tomo", disable=not progress, position=ranks.local_rank)
     for path, name in it:
-        done = out / "per_tomogram" / f"{name}.csv"
-        if done.exists():  # finished by an earlier call with the same settings
+        done = store.lookup(name, path, wanted)
+        if done is not None:  # made from this very tomogram with this checkpoint and these settings
             results.append(read_picks_csv(done))
+            n_reused += 1
             continue
         t = read_tomogram(path, voxel_spacing=voxel_spacing)
         p, hm, sp = pick_tomogram(net, t, particles, settings, device=dev, return_heatmap=True)
+        made: dict[str, list[Path]] = {"picks": [store.csv_path(name)]}
         if write_heatmaps:
-            (out / "heatmaps").mkdir(exist_ok=True)
-            for ci, name in enumerate(particles.names):
-                o = (settings.ds_factor - 1) / 2.0 * sp  # heatmap voxel 0 is centred there (Angstrom)
-                write_mrc(out / "heatmaps" / f"{t.name}_{name}.mrc", hm[ci], sp * settings.ds_factor,
-                          origin=(o, o, o))
-        write_picks_csv(done, p)
+            made["heatmaps"] = store.heatmap_paths(t.name, particles.names)
+            o = (settings.ds_factor - 1) / 2.0 * sp  # heatmap voxel 0 is centred there (Angstrom)
+            for ci, hpath in enumerate(made["heatmaps"]):
+                write_mrc(hpath, hm[ci], sp * settings.ds_factor, origin=(o, o, o))
+        write_picks_csv(store.csv_path(name), p)
+        store.record(name, path, made)
         results.append(p)
+    counts = {"n_reused": n_reused, "n_computed": len(names) - n_reused}
     if ranks.distributed:
         ranks.barrier()  # every rank's tomograms are written
         if not ranks.is_main:
             ranks.close()
             return Picks.concat(results)
+        missing = [n for n, pth in zip(names, tomogram_paths) if store.lookup(n, pth, wanted) is None]
+        if missing:
+            raise Cryo3DError(f"{out / 'per_tomogram'}: results of {missing} missing or not made from these inputs "
+                              "after every rank finished; run the same command again to redo them")
         results = gather_per_tomogram(out / "per_tomogram", names)
+        counts = {}  # each rank knows only its own reuse
     picks = Picks.concat(results)
     write_picks_csv(out / "picks.csv", picks)
     (out / "copick" / "ExperimentRuns").mkdir(parents=True, exist_ok=True)  # there even when nothing was found
-    write_copick(out / "copick", picks, user_id=user_id, session_id=session_id)
-    (out / "predict.json").write_text(json.dumps({
-        "checkpoint": str(checkpoint), "tomograms": [str(p) for p in tomogram_paths],
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
-        "n_picks": len(picks),
-    }, indent=2, default=float))
+    written = write_copick(out / "copick", picks, user_id=user_id, session_id=session_id)
+    removed = store.remove_stale(names, user_id, session_id, written or ())
+    write_record(out, {**base, "complete": True, "n_picks": len(picks), **counts, "removed_stale": removed,
+                       "heatmaps": bool(write_heatmaps), "user_id": user_id, "session_id": session_id})
     ranks.close()
     return picks
 
@@ -611,27 +633,3 @@ def gather_per_tomogram(folder: str | os.PathLike, names: Sequence[str]) -> list
         raise FileNotFoundError(f"per-tomogram results missing after every rank finished: {missing}; "
                                 "run the same command again to redo them")
     return [read_picks_csv(folder / f"{n}.csv") for n in names]
-
-
-def _check_resume_key(path: Path, checkpoint, settings: InferenceSettings, voxel_spacing) -> None:
-    """Refuse to mix per-tomogram results made with another checkpoint or other settings.
-
-    The key is the checkpoint's path, size and modification time plus the inference settings;
-    it is written on the first call and compared on every later one.
-    """
-    st = os.stat(checkpoint)
-    key = {
-        "checkpoint": str(Path(checkpoint).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-        "voxel_spacing_override": voxel_spacing,
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
-    }
-    key = json.loads(json.dumps(key, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x)))
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != key:
-            raise ValueError(
-                f"{path.parent}: holds results of another checkpoint or other settings "
-                f"({path.name} differs); use another output folder or delete {path.parent}"
-            )
-        return
-    write_json_atomic(path, key)

@@ -157,8 +157,11 @@ def prepare_store(
     settings: StoreSettings | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    source: str = "picks",
 ) -> dict:
     """Cut tomograms into patches and write the store (see the module docstring).
+
+    ``source`` names the picks (their file) in validation errors and warnings.
 
     Parameters
     ----------
@@ -202,7 +205,7 @@ def prepare_store(
         raise ValueError(f"prepare: picks name tomograms that were not given: {extra[:5]} (given: {names[:5]})")
     picks = picks.select(np.isin(picks.tomo, names))
     validate_picks(picks, particles, shapes={t.name: t.shape for t in tomograms},
-                   voxel_spacings=spacings, source="picks")
+                   voxel_spacings=spacings, source=source, tomogram_files={t.name: t.path for t in tomograms})
     if settings.voxel_spacing is not None:
         tomograms = [_Resampled(t, spacing) for t in tomograms]
 

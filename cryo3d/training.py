@@ -10,7 +10,8 @@
 * :func:`make_loss`, :class:`MetricTableHandler`: the loss from top-level keys, and the
   per-class validation table in the log, a JSON-lines file and TensorBoard.
 * :class:`CheckpointMeta`: what a checkpoint must carry for ``cryo3d predict``.
-* :func:`latest_checkpoint`: the newest checkpoint in a folder, for resuming.
+* :func:`latest_checkpoint`: the newest complete checkpoint in a folder, for resuming
+  (the savers and the resume handler are in :mod:`cryo3d.checkpoints`).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
     tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
     store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
     train_picks = picks.select(np.isin(picks.tomo, train))
-    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress)
+    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress,
+                  source=str(gt))
     return {
         "store": str(store),
         "train": train,
@@ -462,7 +464,10 @@ class CheckpointMeta:
             d["thresholds"] = self.metric.last["thresholds"]
             d["val_score"] = self.metric.last["score"]
             d["unlearned_classes"] = list(self.metric.last.get("unlearned", []))
-        return d
+        # plain JSON types only, so the checkpoint loads with torch.load(weights_only=True)
+        from cryo3d.io.atomic import json_default
+
+        return json.loads(json.dumps(d, default=json_default))
 
     def load_state_dict(self, state: dict) -> None:
         """Nothing to restore: the bundle config defines the settings."""
@@ -473,7 +478,10 @@ def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | 
     d = Path(folder)
     if not d.is_dir():
         return None
-    cands = sorted(d.glob(f"{prefix}*.pt"))
+    from cryo3d.checkpoints import is_complete_checkpoint
+
+    # a file cut short by a kill (older writers were not atomic) is skipped, not resumed from
+    cands = [p for p in sorted(d.glob(f"{prefix}*.pt")) if is_complete_checkpoint(p)]
     if not cands:
         return None
 

@@ -221,6 +221,8 @@ class TuneConfig:
         if not isinstance(space_d, Mapping) or not space_d:
             raise ValueError(f"{source}: 'space' must be a non-empty mapping of bundle key -> spec")
         fixed = dict(d.get("fixed") or {})
+        check_plain_data(fixed, f"{source}: fixed")
+        check_plain_data(dict(space_d), f"{source}: space")
         space = {str(k): ParamSpec.from_dict(str(k), v) for k, v in space_d.items()}
         both = sorted(set(space) & set(fixed))
         if both:
@@ -368,6 +370,41 @@ def _lookup(key: str, drawn: Mapping[str, Any], fixed: Mapping[str, Any], defaul
     if sub is None:
         return v
     return v.get(sub) if isinstance(v, Mapping) else None
+
+
+#: MONAI config keys that instantiate or run code (``_target_``) or steer it.
+_MONAI_SPECIAL_KEYS = ("_target_", "_path_", "_requires_", "_disabled_", "_mode_", "_desc_")
+
+
+def check_plain_data(value: Any, where: str) -> None:
+    """Refuse values that MONAI's config parser would run: the search space and ``fixed`` are data.
+
+    A bundle config evaluates strings starting with ``$`` (Python expressions), reads ``%``
+    macros (other config files, themselves code) and instantiates mappings with a
+    ``_target_``. Overrides from ``tune.yaml`` and ``--fixed`` come from files and command
+    lines a user may be handed, so they must stay plain values: such a string or mapping
+    is refused with :class:`~cryo3d.errors.Cryo3DError` naming it, never passed on.
+    ``@key`` references to other bundle keys stay allowed (they run nothing).
+    """
+    from cryo3d.errors import Cryo3DError
+
+    if isinstance(value, str):
+        if value.lstrip()[:1] in ("$", "%"):
+            raise Cryo3DError(
+                f"{where}: {value[:60]!r} would be run as code by the bundle ('$' expressions and '%' macros); "
+                "tune settings are plain data (numbers, strings, lists, mappings): write the value itself"
+            )
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if str(k) in _MONAI_SPECIAL_KEYS:
+                raise Cryo3DError(
+                    f"{where}.{k}: {k!r} would make the bundle instantiate or run an object; "
+                    "tune settings are plain data"
+                )
+            check_plain_data(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain_data(v, f"{where}[{i}]")
 
 
 def _is_reference(v: Any) -> bool:
@@ -957,10 +994,13 @@ def run_study(
 
     cfg = config if isinstance(config, TuneConfig) else TuneConfig.load(config or DEFAULT_TUNE_CONFIG)
     if fixed:
+        check_plain_data(dict(fixed), "--fixed")
         cfg = TuneConfig(cfg.space, {**cfg.fixed, **dict(fixed)})
         both = sorted(set(cfg.space) & set(fixed))
         if both:
             raise ValueError(f"--fixed: key(s) {both} are searched in the tune config; remove them from its space")
+    check_plain_data(cfg.fixed, "fixed")
+    check_plain_data({k: list(s.choices) for k, s in cfg.space.items()}, "space")
     if n_trials < 0:
         raise ValueError(f"n_trials must be >= 0, got {n_trials}")
     defaults = bundle_defaults(bundle_config)
@@ -1018,7 +1058,7 @@ def run_study(
         print_fn(f"study {study_name!r} already has {done} finished trials (--n-trials {n_trials}): nothing to run")
     export_best(study, best_path, cfg.fixed, url)
     text = summary(study, best_path if best_path.exists() else None)
-    (run_dir / "summary.txt").write_text(text + "\n")
+    write_text_atomic(run_dir / "summary.txt", text + "\n")
     if print_fn is not None:
         print_fn(text)
         print_fn(f"\nrun folder {run_dir}; storage {url}\nbrowse it: optuna-dashboard {url}")

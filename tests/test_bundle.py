@@ -67,7 +67,7 @@ def test_training_makes_data_trains_validates_and_checkpoints(trained):
 
 def test_best_checkpoint_carries_what_predict_needs(trained):
     _, out, _ = trained
-    ck = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    ck = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
     meta = ck["cryo3d"]
     # the CPU default: 10 A synthetic tomograms binned to 20 A, output at full (binned) resolution
     assert meta["ds_factor"] == 1 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 20.0
@@ -92,7 +92,7 @@ def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
                        "--max_epochs", "3", *TINY))
     log = r.stdout + r.stderr
     assert "Epoch[3] Complete" in log and "Epoch[1] Complete" not in log
-    ck = torch.load(next((out2 / "checkpoints").glob("last_checkpoint_epoch=3.pt")), weights_only=False)
+    ck = torch.load(next((out2 / "checkpoints").glob("last_checkpoint_epoch=3.pt")), weights_only=True)
     st = ck["trainer"]  # ignite keeps either the epoch or the iteration count
     assert st.get("epoch", st.get("iteration", 0) // st["epoch_length"]) == 3
 

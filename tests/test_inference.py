@@ -392,11 +392,12 @@ def test_predict_resumes_without_recomputing_finished_tomograms(tmp_path, checkp
     assert len(read_picks_csv(out / "picks.csv")) == len(both)
 
 
-def test_predict_refuses_to_resume_with_other_settings(tmp_path, checkpoint, mrc_tomograms):
+def test_predict_with_other_settings_recomputes_instead_of_reusing(tmp_path, checkpoint, mrc_tomograms):
     out = tmp_path / "pred"
-    predict(checkpoint, [str(mrc_tomograms[0])], out, thresholds=0.0, device="cpu", progress=False)
-    with pytest.raises(ValueError, match="other settings"):
-        predict(checkpoint, [str(mrc_tomograms[0])], out, thresholds=0.5, device="cpu", progress=False)
+    low = predict(checkpoint, [str(mrc_tomograms[0])], out, thresholds=0.0, device="cpu", progress=False)
+    high = predict(checkpoint, [str(mrc_tomograms[0])], out, thresholds=0.5, device="cpu", progress=False)
+    assert len(high) < len(low)  # an untrained network scores ~0.01: nothing passes 0.5
+    assert json.loads((out / "predict.json").read_text())["n_reused"] == 0
 
 
 def test_predict_refuses_two_tomograms_with_the_same_name(tmp_path, checkpoint, mrc_tomograms):

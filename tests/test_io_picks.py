@@ -110,14 +110,14 @@ def test_csv_missing_column_is_an_error_naming_it(tmp_path):
 def test_csv_non_numeric_coordinate_is_an_error_naming_line_and_column(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("tomo,class,x,y,z\nTS_1,ribosome,1,2,3\nTS_1,ribosome,1,two,3\n")
-    with pytest.raises(ValueError, match=r"bad.csv, line 3, column 'y'.*'two'"):
+    with pytest.raises(ValueError, match=r"bad.csv, row 2 \(line 3\), column 'y'.*'two'"):
         read_picks_csv(path)
 
 
 def test_csv_nan_coordinate_is_an_error(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("tomo,class,x,y,z\nTS_1,ribosome,nan,2,3\n")
-    with pytest.raises(ValueError, match=r"line 2, column 'x'"):
+    with pytest.raises(ValueError, match=r"row 1 \(line 2\), column 'x'"):
         read_picks_csv(path)
 
 
@@ -284,7 +284,7 @@ def test_valid_picks_pass_validation():
 
 def test_unknown_class_is_an_error_naming_source_row_and_known_classes():
     p = Picks(["TS_1", "TS_1"], ["ribosome", "proteasome"], [[1.0, 1.0, 1.0]] * 2)
-    with pytest.raises(ValueError, match=r"gt.csv: row 1 .*'proteasome'.*\['ribosome', 'apo-ferritin'\]"):
+    with pytest.raises(ValueError, match=r"gt.csv: row 2 .*'proteasome'.*\['ribosome', 'apo-ferritin'\]"):
         validate_picks(p, PARTICLES, source="gt.csv")
 
 
@@ -296,7 +296,7 @@ def test_non_finite_coordinate_is_a_validation_error():
 
 def test_pick_outside_the_tomogram_is_an_error_naming_tomogram_axis_and_range():
     p = Picks(["TS_1", "TS_1"], ["ribosome"] * 2, [[10.0, 10.0, 10.0], [600.0, 10.0, 10.0]])
-    with pytest.raises(ValueError, match=r"'TS_1'.*row 1.*x = 600.0 Angstrom.*\[-5.0, 595.0\]"):
+    with pytest.raises(ValueError, match=r"'TS_1'.*row 2.*x = 600.0 Angstrom.*\[-5.0, 595.0\]"):
         validate_picks(p, PARTICLES, SHAPES, SPACINGS)
 
 

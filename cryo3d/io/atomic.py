@@ -52,6 +52,12 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     try:
         yield str(tmp)
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.filename is not None and str(exc.filename) == str(tmp):  # name the file the user asked for
+            raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

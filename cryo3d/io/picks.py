@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cryo3d.coords import angstrom_to_voxel, check_voxel_spacing, voxel_to_angstrom
+from cryo3d.errors import Cryo3DError
 from cryo3d.io.atomic import write_text_atomic
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
@@ -67,30 +68,38 @@ def _check_file(p: Path, what: str) -> None:
     if not p.exists():
         raise FileNotFoundError(f"{p}: {what} not found")
     if p.is_dir():
-        raise ValueError(f"{p}: is a folder, expected a {what}")
+        raise Cryo3DError(f"{p}: is a folder, expected a {what}")
 
 
 def _parse_floats(
-    values: list[str], where: str, column: str, lines: list[int], what: str, finite: bool = True
+    values: list[str], where: str, column: str, lines: list[int], what: str, finite: bool = True,
+    rows: list[int] | None = None,
 ) -> np.ndarray:
-    """Parse strings as float64; ``ValueError`` naming the file, line and column of a bad one."""
+    """Parse strings as float64; :class:`Cryo3DError` naming the file, line (and row) and column of a bad one.
+
+    ``rows``: 1-based data-row numbers (the CSV reader's wording, ``row N (line L)``).
+    """
+
+    def at(i: int) -> str:
+        return f"line {lines[i]}" if rows is None else f"row {rows[i]} (line {lines[i]})"
+
     try:
         arr = np.array(values, dtype=str).astype(np.float64) if values else np.empty(0)
-    except ValueError:
-        for v, line in zip(values, lines):
+    except (ValueError, OverflowError):
+        for i, v in enumerate(values):
             try:
                 float(v)
-            except ValueError:
-                raise ValueError(
-                    f"{where}, line {line}, column {column!r}: expected {what}, got {v!r}"
+            except (ValueError, OverflowError):
+                raise Cryo3DError(
+                    f"{where}, {at(i)}, column {column!r}: expected {what}, got {v!r}"
                 ) from None
-        raise  # pragma: no cover  (numpy and Python disagree on some spelling)
+        raise Cryo3DError(f"{where}, column {column!r}: expected {what}")  # numpy and Python disagree on a spelling
     if finite:
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{where}, line {lines[i]}, column {column!r}: expected {what}, got {values[i]!r}"
+            raise Cryo3DError(
+                f"{where}, {at(i)}, column {column!r}: expected {what}, got {values[i]!r}"
             )
     return arr
 
@@ -124,17 +133,17 @@ def _check_units(units: str) -> str:
         return "angstrom"
     if u in ("voxel", "voxels", "pixel", "pixels"):
         return "voxel"
-    raise ValueError(f"units must be 'angstrom' or 'voxel', got {units!r}")
+    raise Cryo3DError(f"units must be 'angstrom' or 'voxel', got {units!r}")
 
 
 def _spacing_of(voxel_spacing: Spacing | None, tomo: str, where: str) -> float:
     """Voxel spacing of tomogram ``tomo`` from a number or a ``{tomo: spacing}`` mapping."""
     hint = "pass voxel_spacing=<Angstrom per voxel> (a number or a {tomogram: spacing} mapping)"
     if voxel_spacing is None:
-        raise ValueError(f"{where}: coordinates are in voxels, so a voxel spacing is needed; {hint}")
+        raise Cryo3DError(f"{where}: coordinates are in voxels, so a voxel spacing is needed; {hint}")
     if isinstance(voxel_spacing, Mapping):
         if tomo not in voxel_spacing:
-            raise ValueError(
+            raise Cryo3DError(
                 f"{where}: no voxel spacing for tomogram {tomo!r}; the mapping has "
                 f"{sorted(voxel_spacing)}"
             )
@@ -196,19 +205,40 @@ def read_picks_csv(
 
     Raises
     ------
-    ValueError
-        A required column is missing, a row has the wrong number of fields, a
-        coordinate or score is not a finite number, a tomo or class cell is empty, or
-        voxel units without a voxel spacing. The message names file, line and column.
+    Cryo3DError
+        (a ``ValueError``) A required column is missing, a row has the wrong number of
+        fields, a coordinate or score is not a finite number, a tomo or class cell is
+        empty, voxel units without a voxel spacing, text that is not UTF-8 (UTF-16 is
+        named as such) or not CSV. The message names the file, ``row N (line L)`` (N
+        counts data rows from 1, L is the file's line) and the column.
     """
     p = Path(path)
     _check_file(p, "picks table")
     units = _check_units(units)
+    with open(p, "rb") as fb:
+        head = fb.read(4)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise Cryo3DError(
+            f"{p}: the file is UTF-16 text; expected UTF-8 (or ASCII) CSV: save it as 'CSV UTF-8' "
+            "or convert it, e.g. iconv -f UTF-16 -t UTF-8"
+        )
+    try:
+        return _read_picks_csv(p, voxel_spacing, units, class_name)
+    except UnicodeDecodeError as exc:
+        raise Cryo3DError(
+            f"{p}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+            "expected a UTF-8 CSV table tomo,class,x,y,z"
+        ) from None
+    except csv.Error as exc:
+        raise Cryo3DError(f"{p}: not a readable CSV table ({exc}); expected tomo,class,x,y,z") from None
+
+
+def _read_picks_csv(p: Path, voxel_spacing: Spacing | None, units: str, class_name: str | None = None) -> Picks:
     with open(p, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{p}: empty file; expected a header line {','.join(CSV_COLUMNS)}")
+            raise Cryo3DError(f"{p}: empty file; expected a header line {','.join(CSV_COLUMNS)}")
         header = [h.strip() for h in header]
         from cryo3d.io.copick_files import is_copick_csv, read_copick_csv
 
@@ -216,44 +246,45 @@ def read_picks_csv(
             return read_copick_csv(p, class_name=class_name)
         missing = [c for c in CSV_COLUMNS if c not in header]
         if missing:
-            raise ValueError(
+            raise Cryo3DError(
                 f"{p}, line 1: missing column(s) {missing}; expected a header with "
                 f"{','.join(CSV_COLUMNS)} (x, y, z in Angstrom) and optional further columns "
                 f"(score first); found {header}"
             )
         dupes = sorted({h for h in header if header.count(h) > 1})
         if dupes:
-            raise ValueError(f"{p}, line 1: repeated column name(s) {dupes}")
+            raise Cryo3DError(f"{p}, line 1: repeated column name(s) {dupes}")
         rows: list[list[str]] = []
         lines: list[int] = []
         for row in reader:
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise ValueError(
-                    f"{p}, line {reader.line_num}: {len(row)} fields, expected {len(header)} "
+                raise Cryo3DError(
+                    f"{p}, row {len(rows) + 1} (line {reader.line_num}): {len(row)} fields, expected {len(header)} "
                     f"as in the header {header}"
                 )
             rows.append([c.strip() for c in row])
             lines.append(reader.line_num)
     columns = {h: [r[i] for r in rows] for i, h in enumerate(header)}
+    rownums = list(range(1, len(rows) + 1))
     where = str(p)
     for name in ("tomo", "class"):
         empty = [i for i, v in enumerate(columns[name]) if not v]
         if empty:
-            raise ValueError(
-                f"{p}, line {lines[empty[0]]}, column {name!r}: expected a name, got an empty cell"
+            raise Cryo3DError(
+                f"{p}, row {empty[0] + 1} (line {lines[empty[0]]}), column {name!r}: expected a name, got an empty cell"
             )
     unit_word = "a finite number of voxels" if units == "voxel" else "a finite number of Angstrom"
     xyz = np.stack(
-        [_parse_floats(columns[c], where, c, lines, unit_word) for c in ("x", "y", "z")], axis=-1
+        [_parse_floats(columns[c], where, c, lines, unit_word, rows=rownums) for c in ("x", "y", "z")], axis=-1
     ).reshape(-1, 3)
     tomo = np.array(columns["tomo"], dtype=object)
     if units == "voxel":
         xyz = _voxel_xyz_to_angstrom(xyz, tomo, voxel_spacing, where)
     score = None
     if "score" in columns:
-        score = _parse_floats(columns["score"], where, "score", lines, "a finite number")
+        score = _parse_floats(columns["score"], where, "score", lines, "a finite number", rows=rownums)
     extra = {
         h: _infer_column(columns[h]) for h in header if h not in CSV_COLUMNS and h != "score"
     }
@@ -594,6 +625,7 @@ def validate_picks(
     shapes: Mapping[str, tuple[int, int, int]] | None = None,
     voxel_spacings: Mapping[str, float] | None = None,
     source: str = "picks",
+    tomogram_files: Mapping[str, str] | None = None,
 ) -> None:
     """Check picks against the particle classes and, optionally, the tomograms.
 
@@ -611,11 +643,20 @@ def validate_picks(
         Angstrom per voxel; required with ``shapes``.
     source : str
         Names the picks (e.g. the file) in error messages.
+    tomogram_files : mapping of tomogram name -> file, optional
+        Names a tomogram's file when the error blames the tomogram (axes stored swapped).
+
+    Warns
+    -----
+    UserWarning
+        Every pick of every tomogram lies within the first ``1/spacing`` of its volume
+        (coordinates below the voxel counts): voxel indices written as Angstrom.
 
     Raises
     ------
     ValueError
-        Unknown class (naming the row, 0-based in table order, and the known classes),
+        Unknown class (naming the row, counted from 1 in table order as the CSV reader's
+        ``row N`` is, and the known classes),
         NaN/Inf coordinates, a tomogram missing from ``shapes`` or ``voxel_spacings``, or
         picks outside their tomogram (naming the tomogram, the pick, the axis and the
         valid Angstrom range, with a hint when swapping axes would make them fit).
@@ -626,55 +667,89 @@ def validate_picks(
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
         names = list(dict.fromkeys(cls[unknown].tolist()))
-        raise ValueError(
-            f"{source}: row {i} (tomogram {str(picks.tomo[i])!r}) has unknown particle class "
+        raise Cryo3DError(
+            f"{source}: row {i + 1} (tomogram {str(picks.tomo[i])!r}) has unknown particle class "
             f"{str(cls[i])!r} ({int(unknown.sum())} rows with unknown classes {names}); "
             f"known classes are {known}"
         )
     finite = np.isfinite(picks.xyz).all(axis=1)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
-        raise ValueError(
-            f"{source}: row {i} (tomogram {str(picks.tomo[i])!r}, class {str(cls[i])!r}) has non-finite "
+        raise Cryo3DError(
+            f"{source}: row {i + 1} (tomogram {str(picks.tomo[i])!r}, class {str(cls[i])!r}) has non-finite "
             f"coordinates (x, y, z) = {tuple(picks.xyz[i].tolist())}; "
             f"{int((~finite).sum())} rows affected"
         )
     if shapes is None:
         return
     if voxel_spacings is None:
-        raise ValueError(f"{source}: validate_picks needs voxel_spacings together with shapes")
+        raise Cryo3DError(f"{source}: validate_picks needs voxel_spacings together with shapes")
     tomos = picks.tomograms
     absent = [t for t in tomos if t not in shapes]
     if absent:
-        raise ValueError(
+        raise Cryo3DError(
             f"{source}: picks refer to tomogram(s) {absent} that are not among the tomograms "
             f"given ({sorted(shapes)[:20]}{' ...' if len(shapes) > 20 else ''})"
         )
     no_spacing = [t for t in tomos if t not in voxel_spacings]
     if no_spacing:
-        raise ValueError(f"{source}: no voxel spacing for tomogram(s) {no_spacing}")
+        raise Cryo3DError(f"{source}: no voxel spacing for tomogram(s) {no_spacing}")
+    bad_tomos: list[tuple] = []
+    fits = {}  # tomogram -> every pick inside as given
+    small = []  # tomograms whose picks all lie within the first 1/spacing of the volume
     for t in tomos:
         rows = np.flatnonzero(picks.tomo == t)
         s = check_voxel_spacing(voxel_spacings[t], where=f"{source}: voxel spacing of {t!r}")
         shape = np.asarray(shapes[t], dtype=np.float64).reshape(-1)
         if shape.shape != (3,):
-            raise ValueError(f"{source}: shape of tomogram {t!r} must be (Z, Y, X), got {shapes[t]!r}")
+            raise Cryo3DError(f"{source}: shape of tomogram {t!r} must be (Z, Y, X), got {shapes[t]!r}")
         xyz = picks.xyz[rows]
         vox = angstrom_to_voxel(xyz, s)[:, ::-1]  # back to (x, y, z) order for reporting
         n_xyz = shape[::-1]
         out = (vox < -0.5) | (vox > n_xyz - 0.5)
         bad = out.any(axis=1)
+        fits[t] = not bad.any()
         if not bad.any():
+            # voxel indices written as Angstrom: every pick within [0, n) Angstrom, i.e. the first 1/spacing
+            if s >= 2.0 and len(rows) >= 3 and bool(((xyz >= -0.5) & (xyz <= n_xyz - 0.5)).all()):
+                small.append((t, s, len(rows)))
             continue
-        j = int(np.flatnonzero(bad)[0])
-        a = int(np.flatnonzero(out[j])[0])
-        lo, hi = -0.5 * s, float(n_xyz[a] - 0.5) * s
-        row = int(rows[j])
-        raise ValueError(
-            f"{source}: {int(bad.sum())} of {len(rows)} picks in tomogram {t!r} lie outside it. "
-            f"The first, row {row} (class {str(cls[row])!r}, (x, y, z) = "
-            f"{tuple(xyz[j].tolist())} Angstrom), has {_AXES[a]} = {float(xyz[j, a])!r} Angstrom "
-            f"outside the valid range [{lo!r}, {hi!r}] Angstrom (tomogram shape [z, y, x] = "
-            f"{tuple(int(v) for v in shape)}, voxel spacing {s!r} Angstrom)."
-            + _axis_hint(xyz[bad], shape, s, len(rows))
+        bad_tomos.append((t, rows, s, shape, xyz, vox, n_xyz, out, bad))
+    if small and len(small) == len(tomos):
+        t, s, n = small[0]
+        warnings.warn(
+            f"{source}: all picks of {len(small)} tomogram(s) (e.g. {n} in {t!r}) lie within the first 1/{s:g} "
+            f"of the volume along x, y and z: are they voxel indices written as Angstrom? Coordinates must be "
+            f"(x, y, z) in Angstrom (voxel index x {s:g} for this tomogram's spacing of {s:g} Angstrom); "
+            "read voxel tables with units='voxel'",
+            UserWarning, stacklevel=2,
         )
+    if not bad_tomos:
+        return
+    t, rows, s, shape, xyz, vox, n_xyz, out, bad = bad_tomos[0]
+    j = int(np.flatnonzero(bad)[0])
+    a = int(np.flatnonzero(out[j])[0])
+    lo, hi = -0.5 * s, float(n_xyz[a] - 0.5) * s
+    row = int(rows[j])
+    hint = _axis_hint(xyz[bad], shape, s, len(rows))
+    files = dict(tomogram_files or {})
+    others_fit = [u for u in tomos if u != t and fits[u]]
+    if hint.startswith(" Axes swapped") and others_fit:
+        where = f" ({files[t]})" if t in files else ""
+        hint = (
+            f" The tomogram {t!r}{where} looks stored with its axes swapped (e.g. an array [x, y, z] written as "
+            f"[z, y, x]: an MRC's nx must be the x size): the picks of {len(others_fit)} other tomogram(s) from "
+            f"the same picks fit as (x, y, z), and every pick outside would fit with two axes of this "
+            f"tomogram swapped. Rewrite the tomogram with its axes in [z, y, x] order."
+        )
+    elif hint.startswith(" Axes swapped"):
+        where = f" ({files[t]})" if t in files else ""
+        hint += (f" Or the tomogram {t!r}{where} was stored with its axes swapped "
+                 "(an array [x, y, z] written as [z, y, x]).")
+    raise Cryo3DError(
+        f"{source}: {int(bad.sum())} of {len(rows)} picks in tomogram {t!r} lie outside it. "
+        f"The first, row {row + 1} (class {str(cls[row])!r}, (x, y, z) = "
+        f"{tuple(xyz[j].tolist())} Angstrom), has {_AXES[a]} = {float(xyz[j, a])!r} Angstrom "
+        f"outside the valid range [{lo!r}, {hi!r}] Angstrom (tomogram shape [z, y, x] = "
+        f"{tuple(int(v) for v in shape)}, voxel spacing {s!r} Angstrom)." + hint
+    )

@@ -36,6 +36,7 @@ import numpy as np
 from cryo3d.io.atomic import atomic_path, file_suffix
 
 from cryo3d.coords import check_voxel_spacing
+from cryo3d.errors import Cryo3DError
 
 __all__ = [
     "Tomogram",
@@ -134,7 +135,7 @@ def _as_3d(data: np.ndarray, path: Path, leading: bool) -> np.ndarray:
             index = (0,) * len(extra)
             data = data[index] if leading else data[(Ellipsis,) + index]
     if data.ndim != 3:
-        raise ValueError(
+        raise Cryo3DError(
             f"{path}: expected a 3D tomogram, got a {data.ndim}D array of shape "
             f"{tuple(data.shape)}"
         )
@@ -163,7 +164,7 @@ def _check_values(data: np.ndarray, path: Path, check_finite: bool, check_consta
             first = np.argwhere(bad)[0]
             count = int(bad.sum())
             z, y, x = int(first[0]) + z0, int(first[1]), int(first[2])
-            raise ValueError(
+            raise Cryo3DError(
                 f"{path}: tomogram has non-finite voxels (NaN or Inf): the first is "
                 f"{float(block[tuple(first)])!r} at [z, y, x] = [{z}, {y}, {x}] "
                 f"({count} in z-slices {z0}..{min(z0 + slab, nz) - 1}); "
@@ -171,7 +172,7 @@ def _check_values(data: np.ndarray, path: Path, check_finite: bool, check_consta
             )
         lo, hi = min(lo, float(bmin)), max(hi, float(bmax))
     if check_constant and lo == hi:
-        raise ValueError(
+        raise Cryo3DError(
             f"{path}: tomogram is empty: every voxel has the value {lo!r} "
             "(expected an image with contrast)"
         )
@@ -188,15 +189,15 @@ def _resolve_spacing(
         return check_voxel_spacing(override, where=f"{path}: voxel_spacing argument")
     hint = "pass voxel_spacing=<Angstrom per voxel> (--voxel-spacing on the command line)"
     if header_spacing is None:
-        raise ValueError(f"{path}: no voxel spacing in the {field}; {hint}")
+        raise Cryo3DError(f"{path}: no voxel spacing in the {field}; {hint}")
     xs, ys, zs = header_spacing
     if not all(np.isfinite(v) and v > 0 for v in (xs, ys, zs)):
-        raise ValueError(
+        raise Cryo3DError(
             f"{path}: missing voxel spacing: {field} is (x={xs}, y={ys}, z={zs}) Angstrom, "
             f"expected a positive number; {hint}"
         )
     if not np.allclose([xs, ys, zs], xs, rtol=1e-5, atol=0):
-        raise ValueError(
+        raise Cryo3DError(
             f"{path}: anisotropic voxels: {field} is (x={xs}, y={ys}, z={zs}) Angstrom; "
             "cryo3d needs the same spacing along x, y and z (resample the tomogram, or "
             "pass voxel_spacing to override the header)"
@@ -212,8 +213,8 @@ def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float, f
 
     try:
         opener = mrcfile.mmap if mmap else mrcfile.open
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # e.g. "file larger than expected"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with opener(str(path), mode="r") as mrc:
                 data = mrc.data
                 vs = mrc.voxel_size
@@ -223,15 +224,28 @@ def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float, f
                     _header_float(vs.z),
                 )
                 order = (int(mrc.header.maps), int(mrc.header.mapr), int(mrc.header.mapc))
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a readable MRC file ({exc})") from exc
+                dims = (int(mrc.header.nx), int(mrc.header.ny), int(mrc.header.nz), int(mrc.header.mode))
+    except Exception as exc:  # mrcfile raises ValueError, and others (OverflowError, MemoryError...) on bad headers
+        raise Cryo3DError(f"{path}: not a readable MRC file ({type(exc).__name__}: {exc})") from None
+    for w in caught:
+        text = str(w.message)
+        if "larger than expected" in text:
+            # the header's size or mode does not describe the data: the voxels would be garbage
+            nx, ny, nz, mode = dims
+            raise Cryo3DError(
+                f"{path}: MRC header (nx, ny, nz) = ({nx}, {ny}, {nz}), mode {mode} does not match the "
+                f"data block: {text.rstrip('.')}; expected the header's size and mode to describe the data "
+                "(was the file written by a tool that forgot to update the header?)"
+            )
+        if "mrcfile" in str(w.filename) and "encountered in" not in text:  # mrcfile's notes, not NumPy's
+            warnings.warn(f"{path}: {text}", RuntimeWarning, stacklevel=3)
     if data is None:
-        raise ValueError(f"{path}: MRC file has no data block")
+        raise Cryo3DError(f"{path}: MRC file has no data block")
     if data.ndim == 3 and order != (3, 2, 1):
         # Data axes are (sections, rows, columns) holding axes (maps, mapr, mapc);
         # permute (a view, no copy) so that the array reads [z, y, x].
         if sorted(order) != [1, 2, 3]:
-            raise ValueError(
+            raise Cryo3DError(
                 f"{path}: MRC header axis map (mapc, mapr, maps) = {order[::-1]} is not a "
                 "permutation of (1, 2, 3)"
             )
@@ -244,16 +258,33 @@ def _read_nifti(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float,
 
     try:
         img = nib.load(str(path), mmap=mmap)
-    except Exception as exc:  # nibabel raises several types for a broken file
-        raise ValueError(f"{path}: not a readable NIfTI file ({exc})") from exc
-    data = np.asanyarray(img.dataobj)
+        shape = tuple(int(n) for n in img.header.get_data_shape())
+        need = int(img.header.get_data_offset()) + int(np.prod(shape, dtype=np.float64)) * np.dtype(
+            img.header.get_data_dtype()).itemsize
+        if file_suffix(path) == ".nii" and need > path.stat().st_size:
+            raise Cryo3DError(
+                f"{path}: NIfTI header describes {shape} voxels of {img.header.get_data_dtype()} ({need} bytes with "
+                f"the header) but the file has {path.stat().st_size} bytes; expected a header that matches the data"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow in scaling is checked below as non-finite
+            data = np.asanyarray(img.dataobj)
+    except Cryo3DError:
+        raise
+    except Exception as exc:  # nibabel (and NumPy under it) raise many types for a broken file
+        raise Cryo3DError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     data = _as_3d(data, path, leading=False)
     data = data.transpose(2, 1, 0)  # nibabel [i, j, k] = [x, y, z] -> [z, y, x]
-    unit = img.header.get_xyzt_units()[0]
-    zooms = img.header.get_zooms()[:3]
+    try:
+        unit = img.header.get_xyzt_units()[0]
+        zooms = img.header.get_zooms()[:3]
+    except Exception as exc:  # a scrambled units or pixdim field
+        raise Cryo3DError(f"{path}: unreadable NIfTI header field ({type(exc).__name__}: {exc})") from None
     factor = _NIFTI_UNIT_ANGSTROM.get(unit)
     if factor is None:
         return data, None
+    if len(zooms) < 3:
+        raise Cryo3DError(f"{path}: NIfTI header pixdim has {len(zooms)} spatial sizes, expected 3")
     # Scale the stored decimal by a power of ten exactly (Decimal), then round once.
     spacing = tuple(float(Decimal(str(np.float32(z))) * Decimal(factor)) for z in zooms)
     return data, spacing  # type: ignore[return-value]
@@ -309,7 +340,7 @@ def read_tomogram(
 
         return read_ome_zarr(p, voxel_spacing, name, check_finite, check_constant)
     if p.is_dir():
-        raise ValueError(
+        raise Cryo3DError(
             f"{p}: is a folder; expected a tomogram file "
             f"({', '.join(MRC_SUFFIXES + NIFTI_SUFFIXES)})"
         )
@@ -322,12 +353,12 @@ def read_tomogram(
         data, header_spacing = _read_nifti(p, mmap)
         field = "NIfTI header (pixdim in xyzt_units; units meter, mm or micron needed)"
     else:
-        raise ValueError(
+        raise Cryo3DError(
             f"{p}: unsupported tomogram file ending {suffix!r}; expected one of "
             f"{', '.join(MRC_SUFFIXES + NIFTI_SUFFIXES)}"
         )
     if min(data.shape) == 0:
-        raise ValueError(
+        raise Cryo3DError(
             f"{p}: tomogram is empty: shape [z, y, x] = {tuple(data.shape)} has a zero-size axis"
         )
     spacing = _resolve_spacing(header_spacing, voxel_spacing, p, field)
@@ -346,11 +377,11 @@ def read_tomogram(
 def _prepare_for_writing(data: np.ndarray, voxel_spacing: float, path: Path) -> tuple[np.ndarray, float]:
     data = np.asarray(data)
     if data.ndim != 3:
-        raise ValueError(
+        raise Cryo3DError(
             f"{path}: expected a 3D array [z, y, x] to write, got shape {tuple(data.shape)}"
         )
     if min(data.shape) == 0:
-        raise ValueError(f"{path}: refusing to write an empty array of shape {tuple(data.shape)}")
+        raise Cryo3DError(f"{path}: refusing to write an empty array of shape {tuple(data.shape)}")
     spacing = check_voxel_spacing(voxel_spacing, where=f"{path}: voxel_spacing")
     if data.dtype not in [np.dtype(t) for t in _MRC_KEEP_DTYPES]:
         data = data.astype(np.float32)
@@ -423,7 +454,7 @@ def write_nifti(
 
     p = Path(path)
     if file_suffix(p) not in NIFTI_SUFFIXES:
-        raise ValueError(f"{p}: NIfTI file names end in .nii or .nii.gz")
+        raise Cryo3DError(f"{p}: NIfTI file names end in .nii or .nii.gz")
     data, spacing = _prepare_for_writing(data, voxel_spacing, p)
     zoom = spacing / _NIFTI_UNIT_ANGSTROM["micron"]
     affine = np.diag([zoom, zoom, zoom, 1.0])
@@ -469,5 +500,5 @@ def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
             raise FileNotFoundError(f"tomogram {s!r} not found")
     out = list(dict.fromkeys(out))
     if not out:
-        raise ValueError(f"no tomograms ({', '.join('*' + x for x in suffixes + ('.zarr',))}) found in {list(specs)}")
+        raise Cryo3DError(f"no tomograms ({', '.join('*' + x for x in suffixes + ('.zarr',))}) found in {list(specs)}")
     return out
