@@ -28,6 +28,8 @@ import math
 import time
 from typing import Any
 
+from cryo3d.bundle_keys import NULL_WORDS, parse_positive_key
+
 logger = logging.getLogger("cryo3d")
 
 #: Minutes of training when ``time_budget: auto``: on the built-in synthetic data ...
@@ -48,22 +50,10 @@ def resolve_budget(time_budget: Any, builtin_data: bool) -> float | None:
     Returns:
         Minutes (> 0) or ``None``.
     """
-    if time_budget is None:
-        return None
-    if isinstance(time_budget, str):
-        s = time_budget.strip().lower()
-        if s in ("", "null", "none", "off"):
-            return None
-        if s == "auto":
-            return AUTO_BUDGET_BUILTIN_MIN if builtin_data else AUTO_BUDGET_USER_MIN
-        try:
-            time_budget = float(s)
-        except ValueError:
-            raise ValueError(f"time_budget: expected minutes, 'auto' or null, got {time_budget!r}") from None
-    minutes = float(time_budget)
-    if not math.isfinite(minutes) or minutes <= 0:
-        raise ValueError(f"time_budget: expected a positive number of minutes, got {time_budget!r}")
-    return minutes
+    v = parse_positive_key(time_budget, "time_budget", "minutes", null_words=NULL_WORDS + ("off",))
+    if v == "auto":
+        return AUTO_BUDGET_BUILTIN_MIN if builtin_data else AUTO_BUDGET_USER_MIN
+    return v
 
 
 class TrainingClock:

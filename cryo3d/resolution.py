@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cryo3d import coords
+from cryo3d.bundle_keys import NULL_WORDS, parse_positive_key
 from cryo3d.particles import ParticleSet
 
 logger = logging.getLogger("cryo3d")
@@ -69,22 +70,7 @@ def parse_spacing_key(value: Any, field: str = "voxel_spacing") -> float | str |
     MONAI's CLI passes ``--voxel_spacing null`` as the string ``'null'``; ``null``, ``none``
     and ``native`` (any case) mean the tomograms' own spacing and give ``None``.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        s = value.strip().lower()
-        if s in ("null", "none", "native", ""):
-            return None
-        if s == "auto":
-            return "auto"
-        try:
-            value = float(s)
-        except ValueError:
-            raise ValueError(f"{field}: expected Angstrom per voxel, 'auto' or null (native), got {value!r}") from None
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{field}: expected a positive spacing in Angstrom, got {value!r}")
-    return v
+    return parse_positive_key(value, field, "Angstrom per voxel", null_words=NULL_WORDS + ("native",))
 
 
 def parse_size_key(value: Any, field: str) -> int | str | None:

@@ -1,0 +1,48 @@
+"""Values of bundle keys as MONAI's command line hands them over.
+
+``python -m monai.bundle run ... --voxel_spacing null`` passes the *string* ``'null'``
+(and ``--time_budget 5`` may arrive as ``5`` or ``'5'``), so a key that takes "a number,
+``auto`` or null" must read all of these the same way. One parser here, used by
+:mod:`cryo3d.resolution` and :mod:`cryo3d.budget`, so every such key behaves alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Strings that mean "no value" (YAML null as MONAI's CLI passes it, and common spellings).
+NULL_WORDS = ("", "null", "none")
+
+
+def parse_positive_key(value: Any, field: str, expected: str, null_words: tuple[str, ...] = NULL_WORDS) -> float | str | None:
+    """A positive number, ``"auto"``, or ``None`` from a bundle key.
+
+    Args:
+        value: the key's value (number, numeric string, ``"auto"``, a null word or None).
+        field: the key's name, for the error message.
+        expected: what the number means, for the error message (e.g. ``"minutes"``).
+        null_words: lower-case strings read as None.
+
+    Returns:
+        A positive finite float, the string ``"auto"``, or None.
+
+    Raises:
+        ValueError: naming the key and what was expected.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s in null_words:
+            return None
+        if s == "auto":
+            return "auto"
+        try:
+            value = float(s)
+        except ValueError:
+            raise ValueError(f"{field}: expected {expected}, 'auto' or null, got {value!r}") from None
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{field}: expected a positive number ({expected}), 'auto' or null, got {value!r}")
+    return v
