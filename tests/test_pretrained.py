@@ -89,3 +89,17 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         init_network(build_network(cfg(2)), str(tmp_path / "nowhere.pt"), classes("a", "b"), cfg(2))
+
+
+def test_the_shipped_weights_load_and_map_every_czii_class():
+    from cryo3d.particles import CZII_PARTICLES
+    from cryo3d.pretrained import shipped_weights
+
+    path = shipped_weights(cfg(6))
+    assert path is not None, "cryo3d/weights/unet-tiny_ds1.pt is missing (make it with scripts/pretrain.py)"
+    state, meta = read_weights(path)
+    assert meta["network"]["name"] == "unet-tiny" and set(CZII_PARTICLES.names) <= set(meta["classes"])
+    net = init_network(build_network(cfg(6)), "auto", CZII_PARTICLES, cfg(6))
+    for k, v in net.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(v, state[k]), k
