@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
-from cryo3d.resolution import MIN_VOXELS_PER_RADIUS, choose_geometry, parse_spacing_key
+from cryo3d.resolution import MAX_VOXELS_PER_RADIUS, MIN_VOXELS_PER_RADIUS, choose_geometry, parse_spacing_key
 
 SMALL = ParticleSet((ParticleClass("small", 30.0), ParticleClass("big", 150.0)))
 
@@ -21,13 +21,20 @@ def test_smallest_particle_keeps_three_voxels_across_its_radius():
 
 
 def test_spacing_is_never_finer_than_the_tomograms():
-    g = choose_geometry(SMALL, 10.012)
+    g = choose_geometry(ParticleSet((ParticleClass("a", 30.0), ParticleClass("b", 60.0))), 10.012)
     assert g.voxel_spacing == pytest.approx(10.012)
     assert "native" in g.reason
 
 
+def test_the_largest_particle_caps_how_fine_the_spacing_goes():
+    # 30 A wants 10 A, but a 150 A particle would then be 15 voxels of radius: 150 / 8 wins
+    g = choose_geometry(SMALL, 10.012)
+    assert g.voxel_spacing == pytest.approx(150.0 / MAX_VOXELS_PER_RADIUS)
+    assert g.patch_size == 32 and "largest particle" in g.reason
+
+
 def test_patch_grows_with_the_largest_particle_and_the_batch_shrinks():
-    g = choose_geometry(SMALL, 10.012, divisor=4)
+    g = choose_geometry(SMALL, 10.012, voxel_spacing=10.012, divisor=4)
     # a 150 A radius at 10.012 A is 29.96 voxels across: 1.25 x 29.96 = 37.45 -> 40 (a multiple of 4)
     assert g.patch_size == 40 and g.stride == 20
     assert g.batch_size == round(8 * (32 / 40) ** 3)
