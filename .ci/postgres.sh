@@ -33,7 +33,7 @@ start_postgres() {
     "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U cryo3d --auth=trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
         || { cat "$PG_DIR/initdb.log"; return 1; }
     "${PG_CTL[@]}" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=50" start >/dev/null \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c max_connections=300" start >/dev/null \
         || { cat "$PG_DIR/server.log"; return 1; }
     trap stop_postgres EXIT
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U cryo3d optuna
