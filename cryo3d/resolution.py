@@ -14,7 +14,8 @@ buys a predictable number of iterations):
   tomograms themselves (no upsampling). Measured on the crowded 12-class benchmark
   (radii 30-150 A, 15-minute budget, one core): training at 10 A with 40^3 patches scored
   0.58 (the large hollow classes were not learned: a 138 A capsid is 28 voxels across,
-  wider than the tiny U-Net sees), at 20 A 0.77 (the 30 A class still 0.57).
+  wider than the tiny U-Net sees); with this rule (18.75 A, 32^3 patches) 0.84, every
+  class >= 0.72.
 * ``patch = max(base_patch, diameter_max * PATCH_CONTEXT)`` voxels, rounded up to a
   multiple of the network's spatial divisor and capped at :data:`MAX_AUTO_PATCH`.
 * ``stride = patch / 2`` (every voxel in two patches per axis).
