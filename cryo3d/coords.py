@@ -141,6 +141,13 @@ def length_to_voxels(length: Any, voxel_spacing: float, ds_factor: int = 1) -> A
     return np.asarray(length, dtype=np.float64) / (s * f)
 
 
+def voxels_to_length(n_voxels: Any, voxel_spacing: float, ds_factor: int = 1) -> Any:
+    """A length in voxels at factor ``ds_factor`` as Angstrom: the inverse of :func:`length_to_voxels`."""
+    s = check_voxel_spacing(voxel_spacing)
+    f = _check_factor(ds_factor)
+    return np.asarray(n_voxels, dtype=np.float64) * (s * f)
+
+
 def ds_sigma(angstrom_sigma: Any, voxel_spacing: float, ds_factor: int) -> Any:
     """Gaussian sigma in downsampled voxels: ``angstrom_sigma / (voxel_spacing * ds_factor)``."""
     return length_to_voxels(angstrom_sigma, voxel_spacing, ds_factor)

@@ -69,3 +69,10 @@ def test_non_integer_ds_factor_is_rejected():
 def test_length_to_voxels_divides_by_spacing_and_factor():
     np.testing.assert_allclose(coords.length_to_voxels([30.0, 60.0], 10.0, 2), [1.5, 3.0])
     np.testing.assert_allclose(coords.length_to_voxels(30.0, 7.5), 4.0)
+
+
+@pytest.mark.parametrize("f", [1, 2, 4])
+def test_lengths_round_trip_between_angstrom_and_voxels(f):
+    lengths = np.array([0.0, 13.5, 60.0, 150.0])
+    back = coords.voxels_to_length(coords.length_to_voxels(lengths, 10.012, f), 10.012, f)
+    np.testing.assert_allclose(back, lengths, rtol=1e-12)

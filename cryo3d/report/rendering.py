@@ -194,7 +194,7 @@ def render_gallery(
             mosaic[y0 + border:y0 + border + tile, x0 + border:x0 + border + tile] = t[..., None]
             if r.get("scores") is not None:
                 texts.append((x0 + T / 2, y0 + T + 1, f"{float(r['scores'][j]):.2f}"))
-        r["_tile_angstrom"] = (2 * half_yx + 1) * voxel_spacing
+        r["_tile_angstrom"] = float(coords.voxels_to_length(2 * half_yx + 1, voxel_spacing))
     H = Hm + top + 10
     fig = new_figure(W, H)
     ax = fig.add_axes([label_w / W, 10 / H, mosaic.shape[1] / W, Hm / H])
