@@ -2,7 +2,7 @@
 
 :class:`PatchDataset` yields the transform dictionary of ``ARCHITECTURE.md`` for each
 patch (``image``, ``keypoints``, ``labels`` and meta), then applies a MONAI transform
-(e.g. ``transforms.default_train_transforms``). It is a ``monai.data.Dataset``, so it
+(e.g. ``cryo3d_transforms.default_train_transforms``). It is a ``monai.data.Dataset``, so it
 works with ``monai.data.DataLoader``, bundles and ``SupervisedTrainer``.
 """
 

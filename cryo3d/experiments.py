@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from cryo3d.io.atomic import json_default, write_json_atomic, write_text_atomic
+from cryo3d.workflows.bundle import parse_bundle
 
 logger = logging.getLogger("cryo3d.experiments")
 
@@ -432,12 +433,7 @@ def bundle_values(overrides: Mapping[str, Any], keys: Sequence[str], config_file
 
     Only keys that do not depend on the data (``network_name``, ``prior``, ``n_val``, ...).
     """
-    from monai.bundle import ConfigParser
-
-    from cryo3d.training import BUNDLE_DIR
-
-    p = ConfigParser()
-    p.read_config(config_file or str(BUNDLE_DIR / "configs" / "train.yaml"))
+    p = parse_bundle(config_file)
     out = {}
     for k in keys:
         out[k] = overrides[k] if k in overrides else p.get_parsed_content(k)

@@ -30,6 +30,7 @@ from cryo3d import coords
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.store import NORM_CLIP, normalize, robust_stats
+from cryo3d.workflows.bundle import config_files, config_path
 
 
 def ensure_data(
@@ -492,10 +493,6 @@ def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | 
     return str(max(cands, key=lambda p: (it(p), p.stat().st_mtime)))
 
 
-#: The training bundle shipped with cryo3d.
-BUNDLE_DIR = Path(__file__).resolve().parents[1] / "bundles" / "cryo3d_picker"
-
-
 def run_training(
     overrides: dict | None = None,
     config_file: str | Sequence[str] | None = None,
@@ -520,8 +517,8 @@ def run_training(
     from monai.bundle import ConfigWorkflow
 
     overrides = dict(overrides or {})
-    cfg = config_file or str(BUNDLE_DIR / "configs" / "train.yaml")
-    meta = meta_file or str(BUNDLE_DIR / "configs" / "metadata.json")
+    cfg = config_files(config_file)
+    meta = meta_file or str(config_path("metadata.json"))
     wf = ConfigWorkflow(config_file=cfg, meta_file=meta, logging_file=logging_file, run_id="training",
                         workflow_type=None, **overrides)
     wf.initialize()

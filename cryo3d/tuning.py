@@ -48,14 +48,14 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 import yaml
 
 from cryo3d.io.atomic import write_text_atomic
+from cryo3d.workflows.bundle import ConfigFiles, config_files, config_path, parse_bundle, raw_bundle_keys
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "cryo3d_picker" / "configs"
 #: The default search space.
-DEFAULT_TUNE_CONFIG = BUNDLE_CONFIGS / "tune.yaml"
+DEFAULT_TUNE_CONFIG = config_path("tune.yaml")
 #: The training bundle the trials run.
-DEFAULT_BUNDLE_CONFIG = BUNDLE_CONFIGS / "train.yaml"
+DEFAULT_BUNDLE_CONFIG = config_path("train.yaml")
 
 SPEC_TYPES = ("float", "int", "categorical")
 PRUNERS = ("median", "hyperband", "none")
@@ -241,23 +241,9 @@ class TuneConfig:
         return {"space": {k: s.to_dict() for k, s in self.space.items()}, "fixed": copy.deepcopy(self.fixed)}
 
 
-def bundle_defaults(bundle_config: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> dict:
+def bundle_defaults(bundle_config: ConfigFiles = None) -> dict:
     """The raw (unevaluated) top-level keys of the bundle config file(s), later files winning."""
-    files = _config_files(bundle_config)
-    out: dict[str, Any] = {}
-    for f in files:
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"bundle config {f} not found")
-        out.update(yaml.safe_load(Path(f).read_text()) or {})
-    return out
-
-
-def _config_files(bundle_config: Any) -> list[str]:
-    if bundle_config is None:
-        return [str(DEFAULT_BUNDLE_CONFIG)]
-    if isinstance(bundle_config, (str, os.PathLike)):
-        return [str(bundle_config)]
-    return [str(f) for f in bundle_config]
+    return raw_bundle_keys(bundle_config)
 
 
 def _split(key: str) -> tuple[str, str | None]:
@@ -658,7 +644,7 @@ def make_objective(
     train_fn = train_fn or run_training
     defaults = dict(defaults) if defaults is not None else bundle_defaults(bundle_config)
     run_dir = Path(run_dir)
-    config_file = _config_files(bundle_config) if bundle_config is not None else None
+    config_file = config_files(bundle_config) if bundle_config is not None else None
 
     def objective(trial: Any) -> float:
         ov = suggest_overrides(trial, cfg, defaults)
@@ -782,9 +768,7 @@ def prepare_data(bundle_config: Any, overrides: Mapping[str, Any]) -> dict:
     """
     from monai.bundle import ConfigParser
 
-    parser = ConfigParser()
-    parser.read_config(_config_files(bundle_config))
-    parser.update(dict(overrides))
+    parser = parse_bundle(bundle_config, overrides)
     ddir = Path(parser.get_parsed_content("dataset_dir"))
     ddir.mkdir(parents=True, exist_ok=True)
     with open(ddir / ".cryo3d-tune.lock", "w") as fh:

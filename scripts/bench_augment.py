@@ -35,8 +35,8 @@ from cryo3d import coords
 from cryo3d.backend import cupy_available
 from cryo3d.heatmap import render_heatmap
 from cryo3d.particles import CZII_PARTICLES
-from transforms import RandKeypointAffined, RenderHeatmapd
-from transforms.affine import affine_point_map
+from cryo3d_transforms import RandKeypointAffined, RenderHeatmapd
+from cryo3d_transforms.affine import affine_point_map
 
 SHAPE = (96, 96, 96)
 F = 2

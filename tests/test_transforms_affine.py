@@ -10,7 +10,7 @@ from scipy.ndimage import affine_transform, gaussian_filter
 
 from cryo3d import coords
 from cryo3d.heatmap import render_dense_reference
-from transforms import (
+from cryo3d_transforms import (
     KeypointAffine,
     KeypointAffined,
     RandKeypointAffine,
@@ -18,7 +18,7 @@ from transforms import (
     RenderHeatmapd,
     compose_affine,
 )
-from transforms.affine import affine_point_map, draw_range
+from cryo3d_transforms.affine import affine_point_map, draw_range
 
 DS_SIGMA = np.array([1.2, 1.5])  # downsampled voxels; full-res sigma 2.4 and 3.0 at f = 2
 F = 2

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from transforms import KeypointSpatialCropd, KeypointWindow, RandKeypointShiftd, RandKeypointSpatialCropd
-from transforms.crop import extract_window
+from cryo3d_transforms import KeypointSpatialCropd, KeypointWindow, RandKeypointShiftd, RandKeypointSpatialCropd
+from cryo3d_transforms.crop import extract_window
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.transforms import Flip, Rotate90
 
-from transforms import (
+from cryo3d_transforms import (
     KeypointFlip,
     KeypointFlipd,
     KeypointRotate90,

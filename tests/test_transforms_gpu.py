@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(
     not (cupy_available() and torch.cuda.is_available()), reason="needs CuPy and a CUDA device"
 )
 
-from transforms import (  # noqa: E402
+from cryo3d_transforms import (  # noqa: E402
     KeypointAffined,
     KeypointFlipd,
     KeypointRotate90d,

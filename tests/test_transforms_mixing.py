@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.data import DataLoader
 
-from transforms import (
+from cryo3d_transforms import (
     BatchMixer,
     CutMix,
     MixUp,
@@ -18,7 +18,7 @@ from transforms import (
     mixup,
     render_batch_heatmap,
 )
-from transforms.mixing import draw_boxes
+from cryo3d_transforms.mixing import draw_boxes
 
 N = 16
 F = 2

@@ -10,7 +10,7 @@ from monai.transforms import Compose
 from monai.utils import set_determinism
 
 from cryo3d import coords
-from transforms import default_intensity_transforms, default_train_transforms, default_val_transforms
+from cryo3d_transforms import default_intensity_transforms, default_train_transforms, default_val_transforms
 
 SHAPE = (24, 24, 24)
 
@@ -92,18 +92,18 @@ def test_transforms_instantiate_from_bundle_yaml(sample):
         "train": {
             "_target_": "Compose",
             "transforms": [
-                {"_target_": "transforms.RandKeypointFlipd", "keys": "image", "prob": 1.0, "spatial_axis": 0},
+                {"_target_": "cryo3d_transforms.RandKeypointFlipd", "keys": "image", "prob": 1.0, "spatial_axis": 0},
                 {
-                    "_target_": "transforms.RandKeypointAffined",
+                    "_target_": "cryo3d_transforms.RandKeypointAffined",
                     "keys": "image",
                     "prob": 1.0,
                     "rotate_range": [3.14, 0.2, 0.2],
                     "scale_range": [0.1, 0.1, 0.1],
                 },
-                {"_target_": "transforms.RenderHeatmapd", "keys": "image"},
+                {"_target_": "cryo3d_transforms.RenderHeatmapd", "keys": "image"},
             ],
         },
-        "default": {"_target_": "transforms.default_train_transforms", "intensity": False},
+        "default": {"_target_": "cryo3d_transforms.default_train_transforms", "intensity": False},
     }
     parser = ConfigParser(config)
     for name in ("train", "default"):

@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 
 from cryo3d import coords
 from cryo3d.heatmap import render_heatmap
-from transforms import RenderHeatmapd
+from cryo3d_transforms import RenderHeatmapd
 
 
 @pytest.fixture

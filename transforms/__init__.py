@@ -1,4 +1,4 @@
-"""Keypoint-aware MONAI transforms for cryo3d (``_target_: transforms.<Name>`` in bundles).
+"""Keypoint-aware MONAI transforms for cryo3d (``_target_: cryo3d_transforms.<Name>`` in bundles).
 
 Every spatial augmentation moves the sample's keypoints exactly with the image, and the
 heatmap is rendered again from them at the end (:class:`RenderHeatmapd`): nothing ever
@@ -7,17 +7,17 @@ Batch-level MixUp / CutMix / CutMixUp work on collated torch tensors on the trai
 device. The same code runs on NumPy/SciPy (CPU) and CuPy/cupyx (GPU), by where the image
 lives.
 
-Modules: :mod:`~transforms.affine` (matrices, point maps, warp), :mod:`~transforms.spatial`
-(random / fixed affine), :mod:`~transforms.flips` (flips, quarter turns),
-:mod:`~transforms.crop` (crops, integer shifts), :mod:`~transforms.render` (heatmap),
-:mod:`~transforms.intensity`, :mod:`~transforms.mixing`, :mod:`~transforms.pipeline`
-(default pipelines), :mod:`~transforms.keypoints` / :mod:`~transforms.motion` (shared
-keypoint rules), :mod:`~transforms.arrays` (array types).
+Modules: :mod:`~cryo3d_transforms.affine` (matrices, point maps, warp), :mod:`~cryo3d_transforms.spatial`
+(random / fixed affine), :mod:`~cryo3d_transforms.flips` (flips, quarter turns),
+:mod:`~cryo3d_transforms.crop` (crops, integer shifts), :mod:`~cryo3d_transforms.render` (heatmap),
+:mod:`~cryo3d_transforms.intensity`, :mod:`~cryo3d_transforms.mixing`, :mod:`~cryo3d_transforms.pipeline`
+(default pipelines), :mod:`~cryo3d_transforms.keypoints` / :mod:`~cryo3d_transforms.motion` (shared
+keypoint rules), :mod:`~cryo3d_transforms.arrays` (array types).
 """
 
-from transforms.affine import affine_point_map, compose_affine, warp_image
-from transforms.crop import KeypointSpatialCropd, KeypointWindow, RandKeypointShiftd, RandKeypointSpatialCropd
-from transforms.flips import (
+from cryo3d_transforms.affine import affine_point_map, compose_affine, warp_image
+from cryo3d_transforms.crop import KeypointSpatialCropd, KeypointWindow, RandKeypointShiftd, RandKeypointSpatialCropd
+from cryo3d_transforms.flips import (
     KeypointFlip,
     KeypointFlipd,
     KeypointRotate90,
@@ -25,8 +25,8 @@ from transforms.flips import (
     RandKeypointFlipd,
     RandKeypointRotate90d,
 )
-from transforms.intensity import default_intensity_transforms
-from transforms.mixing import (
+from cryo3d_transforms.intensity import default_intensity_transforms
+from cryo3d_transforms.mixing import (
     BatchMixer,
     CutMix,
     CutMixUp,
@@ -38,9 +38,9 @@ from transforms.mixing import (
     mixup,
     render_batch_heatmap,
 )
-from transforms.pipeline import default_train_transforms, default_val_transforms
-from transforms.render import RenderHeatmap, RenderHeatmapd, render_sample_heatmap
-from transforms.spatial import KeypointAffine, KeypointAffined, RandKeypointAffine, RandKeypointAffined
+from cryo3d_transforms.pipeline import default_train_transforms, default_val_transforms
+from cryo3d_transforms.render import RenderHeatmap, RenderHeatmapd, render_sample_heatmap
+from cryo3d_transforms.spatial import KeypointAffine, KeypointAffined, RandKeypointAffine, RandKeypointAffined
 
 __all__ = [
     "affine_point_map",

@@ -19,9 +19,9 @@ from monai.config import KeysCollection
 from monai.transforms import RandomizableTransform, Transform
 
 from cryo3d.backend import get_xp
-from transforms.arrays import host_array, image_to_xp
-from transforms.keypoints import DEFAULT_MARGIN_SIGMAS
-from transforms.motion import KeypointMapTransform
+from cryo3d_transforms.arrays import host_array, image_to_xp
+from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
+from cryo3d_transforms.motion import KeypointMapTransform
 
 __all__ = [
     "extract_window",
@@ -105,7 +105,7 @@ class KeypointSpatialCropd(_WindowDict):
     roi_start : (z, y, x) corner in input voxels; roi_size : (Z, Y, X).
     fill : value where the window leaves the image.
     margin_sigmas, keypoints_key, labels_key, covariances_key, heatmap_key, ds_sigma,
-    ds_factor, allow_missing_keys : see :class:`transforms.motion.KeypointMapTransform`.
+    ds_factor, allow_missing_keys : see :class:`cryo3d_transforms.motion.KeypointMapTransform`.
     """
 
     def __init__(

@@ -24,9 +24,9 @@ from monai.config import KeysCollection
 from monai.transforms import RandomizableTransform, Transform
 
 from cryo3d.backend import get_xp
-from transforms.arrays import host_array, image_to_xp
-from transforms.keypoints import DEFAULT_MARGIN_SIGMAS
-from transforms.motion import KeypointMapTransform
+from cryo3d_transforms.arrays import host_array, image_to_xp
+from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
+from cryo3d_transforms.motion import KeypointMapTransform
 
 __all__ = [
     "flip_point_map",
@@ -148,7 +148,7 @@ _DICT_DOC = """
     -------------------
     keys : image keys (``"image"``).
     margin_sigmas, keypoints_key, labels_key, covariances_key, heatmap_key, ds_sigma,
-    ds_factor, allow_missing_keys : see :class:`transforms.motion.KeypointMapTransform`
+    ds_factor, allow_missing_keys : see :class:`cryo3d_transforms.motion.KeypointMapTransform`
     (a flip keeps every keypoint's distance to the border, so nothing is dropped that
     was not already past the margin).
 """
@@ -183,7 +183,7 @@ class KeypointFlipd(KeypointMapTransform):
 class RandKeypointFlipd(RandomizableTransform, KeypointFlipd):
     """With probability ``prob`` flip all of ``spatial_axis`` together (MONAI ``RandFlipd``).
 
-    Chain one per axis for independent flips (as :func:`transforms.default_train_transforms` does).
+    Chain one per axis for independent flips (as :func:`cryo3d_transforms.default_train_transforms` does).
     """
 
     __doc__ = (__doc__ or "") + _DICT_DOC

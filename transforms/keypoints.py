@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from transforms.arrays import host_array
+from cryo3d_transforms.arrays import host_array
 
 __all__ = [
     "KeypointFields",

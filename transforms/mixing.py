@@ -42,7 +42,7 @@ from monai.transforms import Randomizable
 from cryo3d import coords
 from cryo3d.backend import to_numpy, torch_to_xp, xp_to_torch
 from cryo3d.heatmap import DEFAULT_TRUNCATE, render_heatmap
-from transforms.arrays import host_array
+from cryo3d_transforms.arrays import host_array
 
 __all__ = [
     "PAD_LABEL",
@@ -468,7 +468,7 @@ class BatchMixer(Randomizable):
     ``prepare_batch`` (:class:`PrepareMixedBatch`, mixes on the training device) or as an
     ignite handler that replaces ``engine.state.batch`` at ``ITERATION_STARTED``: it has
     ``attach(engine)``, so it can be listed in ``train_handlers``
-    (``{_target_: transforms.BatchMixer, prob: 0.5}``; that batch is still on the host).
+    (``{_target_: cryo3d_transforms.BatchMixer, prob: 0.5}``; that batch is still on the host).
 
     Parameters
     ----------

@@ -4,8 +4,8 @@ Every spatial transform here (affine, flip, 90-degree rotation, crop, shift) mov
 by an exact affine map ``o = L @ p + b`` (``L`` ``[3, 3]``, ``b`` ``[3]``, full-resolution
 voxels, z-y-x). :class:`KeypointMapTransform` applies that map to ``keypoints`` (and to
 ``covariances``: ``L S L^T``), drops keypoints past the border margin
-(:mod:`transforms.keypoints`), and removes a precomputed ``heatmap``, which no longer
-matches the moved image (render it again with :class:`transforms.RenderHeatmapd`).
+(:mod:`cryo3d_transforms.keypoints`), and removes a precomputed ``heatmap``, which no longer
+matches the moved image (render it again with :class:`cryo3d_transforms.RenderHeatmapd`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from transforms.keypoints import (
+from cryo3d_transforms.keypoints import (
     DEFAULT_MARGIN_SIGMAS,
     KeypointFields,
     inside_with_margin,
@@ -51,7 +51,7 @@ class KeypointMapTransform(MapTransform):
     heatmap_key : name of a precomputed heatmap, removed once the image moves (``None``
         keeps it).
     margin_sigmas : float or None
-        Border margin in standard deviations (:mod:`transforms.keypoints`); ``None`` keeps
+        Border margin in standard deviations (:mod:`cryo3d_transforms.keypoints`); ``None`` keeps
         every keypoint wherever it lands.
     ds_sigma, ds_factor : optional
         Per-class sigma (downsampled voxels) and factor; default the sample's ``ds_sigma`` /

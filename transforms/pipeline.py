@@ -13,7 +13,7 @@ Training::
 
 Quarter turns in the y-x plane swap the y and x lengths: batch patches whose y and x
 sizes are equal (or set ``rot90_prob=0``). Validation renders the heatmap only. Both return a ``monai.transforms.Compose``, usable
-from a bundle as ``_target_: transforms.default_train_transforms``.
+from a bundle as ``_target_: cryo3d_transforms.default_train_transforms``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Any, Sequence
 
 from monai.transforms import Compose, EnsureTyped
 
-from transforms.crop import RandKeypointSpatialCropd
-from transforms.flips import RandKeypointFlipd, RandKeypointRotate90d
-from transforms.intensity import default_intensity_transforms
-from transforms.keypoints import DEFAULT_MARGIN_SIGMAS
-from transforms.render import RenderHeatmapd
-from transforms.spatial import RandKeypointAffined
+from cryo3d_transforms.crop import RandKeypointSpatialCropd
+from cryo3d_transforms.flips import RandKeypointFlipd, RandKeypointRotate90d
+from cryo3d_transforms.intensity import default_intensity_transforms
+from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
+from cryo3d_transforms.render import RenderHeatmapd
+from cryo3d_transforms.spatial import RandKeypointAffined
 
 __all__ = ["default_train_transforms", "default_val_transforms"]
 
@@ -74,7 +74,7 @@ def default_train_transforms(
     rot90_prob : probability of 1-3 quarter turns in the y-x plane.
     affine_prob : probability of the random affine.
     rotate_range, scale_range, shear_range, translate_range, isotropic_scale,
-    uniform_rotation : :class:`transforms.RandKeypointAffined` (MONAI ``RandAffine`` meaning;
+    uniform_rotation : :class:`cryo3d_transforms.RandKeypointAffined` (MONAI ``RandAffine`` meaning;
         the default turns freely about z, tilts up to 0.15 rad about y and x, scales
         each axis by up to 10 %, shifts up to 4 voxels).
     transform_covariance : let each Gaussian follow the affine (anisotropic targets).

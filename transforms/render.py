@@ -17,8 +17,8 @@ from monai.transforms import MapTransform, Transform
 
 from cryo3d import coords
 from cryo3d.heatmap import DEFAULT_TRUNCATE, render_heatmap
-from transforms.arrays import host_array, image_to_xp, keypoints_to_xp, like_image
-from transforms.keypoints import read_keypoints, sample_ds_params
+from cryo3d_transforms.arrays import host_array, image_to_xp, keypoints_to_xp, like_image
+from cryo3d_transforms.keypoints import read_keypoints, sample_ds_params
 
 __all__ = ["RenderHeatmap", "RenderHeatmapd", "render_sample_heatmap"]
 

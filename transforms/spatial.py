@@ -1,15 +1,15 @@
 """Affine augmentation that resamples the image once and moves the keypoints exactly.
 
 One matrix (rotation about any axis, isotropic or anisotropic scale, shear, translation,
-composed about the patch centre in MONAI's convention, :mod:`transforms.affine`) warps
+composed about the patch centre in MONAI's convention, :mod:`cryo3d_transforms.affine`) warps
 the image with one trilinear resampling and moves every keypoint through the same
 matrix without interpolation. The heatmap is not warped: it is rendered afterwards from
-the moved keypoints (:class:`transforms.RenderHeatmapd`).
+the moved keypoints (:class:`cryo3d_transforms.RenderHeatmapd`).
 
 Array forms (:class:`KeypointAffine`, :class:`RandKeypointAffine`) take an image and
 optional keypoints; dictionary forms (:class:`KeypointAffined`, :class:`RandKeypointAffined`)
 work on the sample dictionary (``image``, ``keypoints``, ``labels``, ...) and can be
-named in a bundle as ``_target_: transforms.RandKeypointAffined``.
+named in a bundle as ``_target_: cryo3d_transforms.RandKeypointAffined``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from monai.config import KeysCollection
 from monai.transforms import RandomizableTransform, Transform
 from monai.utils import ensure_tuple_rep
 
-from transforms.affine import affine_point_map, compose_affine, draw_range, random_rotation, warp_image, check_affine
-from transforms.arrays import host_array, image_to_xp
-from transforms.keypoints import DEFAULT_MARGIN_SIGMAS
-from transforms.motion import KeypointMapTransform
+from cryo3d_transforms.affine import affine_point_map, compose_affine, draw_range, random_rotation, warp_image, check_affine
+from cryo3d_transforms.arrays import host_array, image_to_xp
+from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
+from cryo3d_transforms.motion import KeypointMapTransform
 
 __all__ = ["KeypointAffine", "RandKeypointAffine", "KeypointAffined", "RandKeypointAffined"]
 
@@ -218,11 +218,11 @@ class KeypointAffined(_AffineDictBase):
         ``(ds_sigma[c] * ds_factor)^2 I``, and becomes ``L S L^T``. When False an isotropic
         keypoint keeps its class sigma. Covariances already present always follow the
         matrix (they describe the sample's geometry).
-    margin_sigmas : border margin for dropping keypoints (:mod:`transforms.keypoints`);
+    margin_sigmas : border margin for dropping keypoints (:mod:`cryo3d_transforms.keypoints`);
         ``None`` keeps all.
     threads : CPU threads for the warp.
     keypoints_key, labels_key, covariances_key, heatmap_key, ds_sigma, ds_factor,
-    allow_missing_keys : see :class:`transforms.motion.KeypointMapTransform`.
+    allow_missing_keys : see :class:`cryo3d_transforms.motion.KeypointMapTransform`.
     """
 
     def __init__(
@@ -276,7 +276,7 @@ class RandKeypointAffined(RandomizableTransform, _AffineDictBase):
 
     Example (bundle YAML)::
 
-        - _target_: transforms.RandKeypointAffined
+        - _target_: cryo3d_transforms.RandKeypointAffined
           keys: image
           prob: 0.8
           rotate_range: [3.1416, 0.2, 0.2]

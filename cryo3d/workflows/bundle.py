@@ -1,0 +1,76 @@
+"""Where the shipped training bundle is, and reading its configs.
+
+The bundle's files (``bundles/cryo3d_picker/`` in the source tree) install as the package
+data of ``cryo3d.bundles``, so they are found through :mod:`importlib.resources` the same
+way in a wheel and in a checkout; ``cryo3d bundle-path`` prints the folder. One loader
+(:func:`parse_bundle`) serves the CLI, tuning and experiments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from monai.bundle import ConfigParser
+
+from cryo3d.errors import Cryo3DError
+
+#: The bundle shipped with cryo3d (a folder of ``cryo3d.bundles``).
+BUNDLE_NAME = "cryo3d_picker"
+
+#: A bundle config file or several (later files win), as ``--config_file`` takes them.
+ConfigFiles = str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+def bundle_dir() -> Path:
+    """The shipped bundle's folder (``configs/``, ``docs/``) on this machine."""
+    root = resources.files("cryo3d.bundles") / BUNDLE_NAME
+    path = Path(str(root))
+    if not (path / "configs").is_dir():
+        raise Cryo3DError(f"the cryo3d bundle is not installed as files at {path}: reinstall cryo3d")
+    return path
+
+
+def config_path(name: str) -> Path:
+    """The path of one of the bundle's config files, e.g. ``config_path("train.yaml")``."""
+    return bundle_dir() / "configs" / name
+
+
+def config_files(files: ConfigFiles = None, default: str = "train.yaml") -> list[str]:
+    """``files`` as a list of paths; the shipped ``default`` config when ``files`` is None."""
+    if files is None:
+        return [str(config_path(default))]
+    if isinstance(files, (str, os.PathLike)):
+        return [str(files)]
+    return [str(f) for f in files]
+
+
+def parse_bundle(files: ConfigFiles = None, overrides: Mapping[str, Any] | None = None) -> ConfigParser:
+    """A MONAI ``ConfigParser`` over the bundle config(s) with top-level ``overrides`` applied.
+
+    Args:
+        files: config file(s), later ones winning; the shipped ``train.yaml`` when None.
+        overrides: top-level keys to replace (``{"network_name": "unet-small"}``).
+
+    Example:
+        >>> parse_bundle(overrides={"ds_factor": 2}).get_parsed_content("ds_factor")
+        2
+    """
+    parser = ConfigParser()
+    parser.read_config(config_files(files))
+    parser.update(dict(overrides or {}))
+    return parser
+
+
+def raw_bundle_keys(files: ConfigFiles = None) -> dict:
+    """The raw (unevaluated) top-level keys of the bundle config(s), later files winning."""
+    out: dict[str, Any] = {}
+    for f in config_files(files):
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"bundle config {f} not found")
+        out.update(yaml.safe_load(Path(f).read_text()) or {})
+    return out
