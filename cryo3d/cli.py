@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cryo3d.report.commands import add_report_parsers
 
     add_report_parsers(sub)  # cryo3d report, cryo3d view
+    from cryo3d.workflows.bundle_commands import add_bundle_parsers
+
+    add_bundle_parsers(sub)  # cryo3d train, cryo3d bundle-path
     return p
 
 
@@ -323,12 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [x for x in argv if x != "--debug"]
     parser = build_parser()
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    a = parser.parse_args(argv)
+    a, extra = parser.parse_known_args(argv)
+    if extra and not getattr(a, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     old_show = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning  # our warnings name their file: one line, no source location
     try:
-        return int(a.func(a) or 0)
+        return int((a.func(a, extra) if getattr(a, "takes_overrides", False) else a.func(a)) or 0)
     except Exception as e:
         msg = None if debug else failure_message(e)
         if msg is None:
