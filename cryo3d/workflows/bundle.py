@@ -12,12 +12,14 @@ import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from monai.bundle import ConfigParser
 
 from cryo3d.errors import Cryo3DError
+
+if TYPE_CHECKING:
+    from monai.bundle import ConfigParser
 
 #: The bundle shipped with cryo3d (a folder of ``cryo3d.bundles``).
 BUNDLE_NAME = "cryo3d_picker"
@@ -60,6 +62,10 @@ def parse_bundle(files: ConfigFiles = None, overrides: Mapping[str, Any] | None 
         >>> parse_bundle(overrides={"ds_factor": 2}).get_parsed_content("ds_factor")
         2
     """
+    # imported here: monai.bundle pulls in torch and ignite (seconds), and the CLI's parser
+    # imports this module to find the bundle; only parsing a config needs MONAI
+    from monai.bundle import ConfigParser
+
     parser = ConfigParser()
     parser.read_config(config_files(files))
     parser.update(dict(overrides or {}))

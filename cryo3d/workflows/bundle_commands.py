@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from fire.parser import DefaultParseValue
-from monai.bundle import run as run_bundle
 
 from cryo3d.errors import Cryo3DError
 from cryo3d.workflows.bundle import bundle_dir, config_files, config_path
@@ -65,6 +64,14 @@ def parse_overrides(extra: Sequence[str]) -> dict[str, Any]:
                               "line are data; write it in a config file and pass --config-file")
         out[key.replace("-", "_")] = DefaultParseValue(value)
     return out
+
+
+def run_bundle(**kwargs: Any) -> None:
+    """:func:`monai.bundle.run`, imported when a run starts: MONAI pulls in torch and ignite
+    (seconds), which ``cryo3d --help`` and the other commands' parsers need not pay."""
+    from monai.bundle import run
+
+    run(**kwargs)
 
 
 def cmd_train(a: argparse.Namespace, extra: Sequence[str]) -> int:
