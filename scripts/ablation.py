@@ -20,14 +20,15 @@ import logging
 import sys
 from pathlib import Path
 
-from cryo3d import experiments as ex
+from cryo3d.workflows.experiments.ablation import DEFAULT_GROUPS, GROUPS, ablation_grid, load_grid, run_ablation
+from cryo3d.workflows.experiments.arguments import add_common_arguments, common_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="groups: " + "; ".join(
-        f"{g}: {d}" for g, d in ex.GROUPS.items()), formatter_class=argparse.RawDescriptionHelpFormatter)
-    ex.add_common_arguments(ap, run_default="runs/ablation")
-    ap.add_argument("--groups", nargs="+", default=list(ex.DEFAULT_GROUPS), choices=sorted(ex.GROUPS),
+        f"{g}: {d}" for g, d in GROUPS.items()), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(ap, run_default="runs/ablation")
+    ap.add_argument("--groups", nargs="+", default=list(DEFAULT_GROUPS), choices=sorted(GROUPS),
                     help="built-in groups to run (default: %(default)s)")
     ap.add_argument("--betas", type=float, nargs="+", default=[1.0, 2.0, 4.0],
                     help="constant betas of the loss group (default: %(default)s)")
@@ -38,16 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
 
-    c = ex.common_settings(a)
-    grid = ex.load_grid(a.grid) if a.grid else ex.ablation_grid(a.groups, a.betas, a.network, c["base"]["max_epochs"])
+    c = common_settings(a)
+    grid = load_grid(a.grid) if a.grid else ablation_grid(a.groups, a.betas, a.network, c["base"]["max_epochs"])
     if a.only:
         unknown = sorted(set(a.only) - {r.name for r in grid})
         if unknown:
             ap.error(f"--only: {unknown} are not in the grid {[r.name for r in grid]}")
         grid = [r for r in grid if r.name in set(a.only)]
-    rows = ex.run_ablation(a.run, grid, c["base"], c["dataset_dir"], k=c["k"], seed=c["seed"], synth=c["synth"],
-                           epoch_checkpoints=c["epoch_checkpoints"], metric_beta=c["metric_beta"],
-                           progress=c["progress"])
+    rows = run_ablation(a.run, grid, c["base"], c["dataset_dir"], k=c["k"], seed=c["seed"], synth=c["synth"],
+                        epoch_checkpoints=c["epoch_checkpoints"], metric_beta=c["metric_beta"],
+                        progress=c["progress"])
     print((Path(a.run) / "results.md").read_text())
     print(f"{len(rows)} runs; table {a.run}/results.csv, plots {a.run}/plots/")
     return 0

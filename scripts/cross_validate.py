@@ -18,13 +18,15 @@ import logging
 import sys
 from pathlib import Path
 
-from cryo3d import experiments as ex
+from cryo3d.workflows.experiments.arguments import add_common_arguments, common_settings
+from cryo3d.workflows.experiments.crossval import run_cross_validation
+from cryo3d.workflows.experiments.epochs import dataset_eval_set, ensure_ood, evaluate_epochs, run_eval_set
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ex.add_common_arguments(ap, run_default="runs/cv")
+    add_common_arguments(ap, run_default="runs/cv")
     ap.add_argument("--folds", type=int, nargs="+", help="run only these folds (default: all)")
     ap.add_argument("--eval-epochs", action="store_true",
                     help="then evaluate every epoch's checkpoint of each fold on its validation and OOD tomograms")
@@ -32,17 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
 
-    c = ex.common_settings(a)
-    res = ex.run_cross_validation(a.run, c["base"], c["dataset_dir"], k=c["k"], seed=c["seed"], synth=c["synth"],
-                                  folds_to_run=a.folds, epoch_checkpoints=c["epoch_checkpoints"],
-                                  metric_beta=c["metric_beta"], progress=c["progress"])
+    c = common_settings(a)
+    res = run_cross_validation(a.run, c["base"], c["dataset_dir"], k=c["k"], seed=c["seed"], synth=c["synth"],
+                               folds_to_run=a.folds, epoch_checkpoints=c["epoch_checkpoints"],
+                               metric_beta=c["metric_beta"], progress=c["progress"])
     print((Path(a.run) / "cv.md").read_text())
     if a.eval_epochs:
-        ood = ex.dataset_eval_set("ood", ex.ensure_ood(Path(a.run) / "ood", n=a.ood_n, shape=a.synth_shape,
-                                                        progress=c["progress"]))
+        ood = dataset_eval_set("ood", ensure_ood(Path(a.run) / "ood", n=a.ood_n, shape=a.synth_shape,
+                                                  progress=c["progress"]))
         for r in res["rows"]:
             d = Path(a.run) / r["output_dir"]
-            ex.evaluate_epochs(d, [ex.run_eval_set(d), ood], beta=c["metric_beta"], progress=c["progress"])
+            evaluate_epochs(d, [run_eval_set(d), ood], beta=c["metric_beta"], progress=c["progress"])
             print(f"fold {r['fold']}: across-epoch evaluation in {d / 'epoch_eval'}")
     return 0
 

@@ -20,7 +20,14 @@ import logging
 import sys
 from pathlib import Path
 
-from cryo3d import experiments as ex
+from cryo3d.workflows.experiments.epochs import (
+    OOD_DEFAULTS,
+    dataset_eval_set,
+    ensure_ood,
+    evaluate_epochs,
+    experiment_root,
+    run_eval_set,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ood", action="store_true", help="skip the OOD set")
     ap.add_argument("--ood-n", type=int, default=2, help="synthetic OOD tomograms (default: %(default)s)")
     ap.add_argument("--ood-shape", type=int, nargs=3, default=[184, 256, 256], metavar=("Z", "Y", "X"))
-    ap.add_argument("--ood-snr", type=float, nargs=2, default=list(ex.OOD_DEFAULTS["snr"]))
-    ap.add_argument("--ood-tilt-range", type=float, nargs=2, default=list(ex.OOD_DEFAULTS["tilt_range"]))
-    ap.add_argument("--ood-particles", type=int, nargs=2, default=list(ex.OOD_DEFAULTS["particles_per_class"]))
-    ap.add_argument("--ood-seed", type=int, default=ex.OOD_DEFAULTS["seed"])
+    ap.add_argument("--ood-snr", type=float, nargs=2, default=list(OOD_DEFAULTS["snr"]))
+    ap.add_argument("--ood-tilt-range", type=float, nargs=2, default=list(OOD_DEFAULTS["tilt_range"]))
+    ap.add_argument("--ood-particles", type=int, nargs=2, default=list(OOD_DEFAULTS["particles_per_class"]))
+    ap.add_argument("--ood-seed", type=int, default=OOD_DEFAULTS["seed"])
     ap.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
     ap.add_argument("--device", help="torch device (default: cuda when available)")
     ap.add_argument("--quiet", action="store_true")
@@ -50,17 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(a.run_dir)
     sets = []
     if not a.no_val:
-        sets.append(ex.dataset_eval_set("val", a.val_dir, a.val_tomograms) if a.val_dir else ex.run_eval_set(run))
+        sets.append(dataset_eval_set("val", a.val_dir, a.val_tomograms) if a.val_dir else run_eval_set(run))
     if not a.no_ood:
-        ood = Path(a.ood_dir) if a.ood_dir else ex.experiment_root(run) / "ood"
+        ood = Path(a.ood_dir) if a.ood_dir else experiment_root(run) / "ood"
         if not a.no_synth_ood:
-            ex.ensure_ood(ood, n=a.ood_n, shape=a.ood_shape, progress=not a.quiet, snr=tuple(a.ood_snr),
-                          tilt_range=tuple(a.ood_tilt_range), particles_per_class=tuple(a.ood_particles),
-                          seed=a.ood_seed)
-        sets.append(ex.dataset_eval_set("ood", ood))
+            ensure_ood(ood, n=a.ood_n, shape=a.ood_shape, progress=not a.quiet, snr=tuple(a.ood_snr),
+                       tilt_range=tuple(a.ood_tilt_range), particles_per_class=tuple(a.ood_particles),
+                       seed=a.ood_seed)
+        sets.append(dataset_eval_set("ood", ood))
     if not sets:
         ap.error("nothing to evaluate: both --no-val and --no-ood")
-    rows = ex.evaluate_epochs(run, sets, a.out, beta=a.beta, device=a.device, progress=not a.quiet)
+    rows = evaluate_epochs(run, sets, a.out, beta=a.beta, device=a.device, progress=not a.quiet)
     out = Path(a.out) if a.out else run / "epoch_eval"
     print(f"{'epoch':>5}  {'set':<5} {'mode':<10} score")
     for r in rows:

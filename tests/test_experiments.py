@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cryo3d import experiments as ex
+from cryo3d.workflows.experiments.ablation import GROUPS, ablation_grid, run_ablation
+from cryo3d.workflows.experiments.crossval import run_cross_validation
+from cryo3d.workflows.experiments.epochs import ensure_ood, evaluate_epochs, run_eval_set
+from cryo3d.workflows.experiments.folds import check_folds, ensure_folds, make_folds, source_tomograms
+from cryo3d.workflows.experiments.handlers import checkpoint_paths
+from cryo3d.workflows.experiments.history import epochs_to_convergence, summarize_history
+from cryo3d.workflows.experiments.runs import base_overrides
+from cryo3d.workflows.experiments.tables import parse_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +40,7 @@ def _script(name: str):
 def source(tmp_path_factory):
     """Three simulated 64^3 tomograms with picks (the built-in data, tiny)."""
     d = tmp_path_factory.mktemp("source")
-    names = ex.source_tomograms(d, n_synth=3, synth_shape=(64, 64, 64), progress=False)
+    names = source_tomograms(d, n_synth=3, synth_shape=(64, 64, 64), progress=False)
     assert names == ["synth_000", "synth_001", "synth_002"]
     return d
 
@@ -42,8 +49,8 @@ def source(tmp_path_factory):
 def cv_run(source, tmp_path_factory):
     """A real 3-fold cross-validation on tiny settings (2 epochs per fold, a checkpoint per epoch)."""
     run = tmp_path_factory.mktemp("cv")
-    base = ex.base_overrides(TINY_BUDGET, TINY)
-    res = ex.run_cross_validation(run, base, source, k=3, seed=0, progress=False)
+    base = base_overrides(TINY_BUDGET, TINY)
+    res = run_cross_validation(run, base, source, k=3, seed=0, progress=False)
     return run, res
 
 
@@ -66,32 +73,32 @@ def _fake_train(calls: list):
 
 
 def test_folds_put_every_tomogram_in_exactly_one_fold():
-    folds = ex.make_folds(NAMES, k=4, seed=3)
+    folds = make_folds(NAMES, k=4, seed=3)
     flat = [n for f in folds for n in f]
     assert sorted(flat) == sorted(NAMES) and len(flat) == len(set(flat))
     assert sorted(len(f) for f in folds) == [1, 2, 2, 2]
 
 
 def test_folds_depend_only_on_the_names_k_and_seed():
-    assert ex.make_folds(NAMES, 4, 1) == ex.make_folds(list(reversed(NAMES)), 4, 1)
-    assert ex.make_folds(NAMES, 4, 1) != ex.make_folds(NAMES, 4, 2)
+    assert make_folds(NAMES, 4, 1) == make_folds(list(reversed(NAMES)), 4, 1)
+    assert make_folds(NAMES, 4, 1) != make_folds(NAMES, 4, 2)
 
 
 def test_folds_need_at_least_k_tomograms():
     with pytest.raises(ValueError, match="needs at least 4 tomograms"):
-        ex.make_folds(NAMES[:3], k=4)
+        make_folds(NAMES[:3], k=4)
 
 
 def test_check_folds_rejects_a_tomogram_in_two_folds():
     with pytest.raises(ValueError, match="TS_1"):
-        ex.check_folds([["TS_0", "TS_1"], ["TS_1", "TS_2"]], ["TS_0", "TS_1", "TS_2"])
+        check_folds([["TS_0", "TS_1"], ["TS_1", "TS_2"]], ["TS_0", "TS_1", "TS_2"])
 
 
 def test_stored_folds_of_other_tomograms_are_refused(tmp_path):
-    ex.ensure_folds(tmp_path / "folds.json", NAMES, 4, 0)
-    assert ex.ensure_folds(tmp_path / "folds.json", NAMES, 4, 0) == ex.make_folds(NAMES, 4, 0)
+    ensure_folds(tmp_path / "folds.json", NAMES, 4, 0)
+    assert ensure_folds(tmp_path / "folds.json", NAMES, 4, 0) == make_folds(NAMES, 4, 0)
     with pytest.raises(ValueError, match="another run folder"):
-        ex.ensure_folds(tmp_path / "folds.json", NAMES[:5], 4, 0)
+        ensure_folds(tmp_path / "folds.json", NAMES[:5], 4, 0)
 
 
 # ------------------------------------------------------------------------------------------ summaries
@@ -100,21 +107,21 @@ def test_stored_folds_of_other_tomograms_are_refused(tmp_path):
 def test_epochs_to_convergence_is_the_first_epoch_within_95_percent_of_the_best():
     hist = [{"epoch": 1, "score": 0.1}, {"epoch": 2, "score": 0.58}, {"epoch": 3, "score": 0.6},
             {"epoch": 4, "score": 0.4}]
-    assert ex.epochs_to_convergence(hist) == 2
-    assert ex.epochs_to_convergence([{"epoch": 1, "score": 0.0}]) is None
+    assert epochs_to_convergence(hist) == 2
+    assert epochs_to_convergence([{"epoch": 1, "score": 0.0}]) is None
 
 
 def test_summary_reports_the_drop_from_best_to_final():
     hist = [{"epoch": 1, "score": 0.3, "per_class": {"a": {"fbeta": 0.1}}},
             {"epoch": 2, "score": 0.7, "per_class": {"a": {"fbeta": 0.9}}},
             {"epoch": 3, "score": 0.5, "per_class": {"a": {"fbeta": 0.4}}}]
-    s = ex.summarize_history(hist)
+    s = summarize_history(hist)
     assert (s["best"], s["best_epoch"], s["final"], s["final_epoch"]) == (0.7, 2, 0.5, 3)
     assert s["drop"] == pytest.approx(0.2) and s["f_a"] == 0.9
 
 
 def test_set_values_are_read_as_yaml():
-    assert ex.parse_set(["batch_size=4", "network_overrides={se: false}", "pos_weight=null"]) == {
+    assert parse_set(["batch_size=4", "network_overrides={se: false}", "pos_weight=null"]) == {
         "batch_size": 4, "network_overrides": {"se": False}, "pos_weight": None}
 
 
@@ -147,8 +154,8 @@ def test_cross_validation_reports_mean_and_std_per_class(cv_run):
 def test_cross_validation_skips_finished_folds(cv_run, source):
     run, _ = cv_run
     calls: list = []
-    ex.run_cross_validation(run, ex.base_overrides(TINY_BUDGET, TINY), source, k=3, seed=0,
-                            train_fn=_fake_train(calls), progress=False)
+    run_cross_validation(run, base_overrides(TINY_BUDGET, TINY), source, k=3, seed=0,
+                         train_fn=_fake_train(calls), progress=False)
     assert calls == []
 
 
@@ -168,16 +175,16 @@ def test_ablation_runner_produces_its_table_on_a_tiny_grid(source, tmp_path):
     assert "## se" in md and "se_off" in md and "epochs to 95%" in md
     assert (run / "plots" / "se.png").stat().st_size > 0
     exp = json.loads((run / "runs" / "se-se_off" / "experiment.json").read_text())["overrides"]
-    assert exp["network_overrides"] == {"fusion": "pc", "se": False} and exp["val_tomograms"] == ex.make_folds(
+    assert exp["network_overrides"] == {"fusion": "pc", "se": False} and exp["val_tomograms"] == make_folds(
         ["synth_000", "synth_001", "synth_002"], 3, 0)[0]
 
 
 def test_ablation_rerun_skips_runs_whose_row_exists(source, tmp_path):
-    grid = ex.ablation_grid(["loss"], betas=[2.0])
+    grid = ablation_grid(["loss"], betas=[2.0])
     calls: list = []
-    ex.run_ablation(tmp_path, grid, {}, source, k=3, train_fn=_fake_train(calls), progress=False)
+    run_ablation(tmp_path, grid, {}, source, k=3, train_fn=_fake_train(calls), progress=False)
     assert len(calls) == 3
-    ex.run_ablation(tmp_path, grid, {}, source, k=3, train_fn=_fake_train(calls), progress=False)
+    run_ablation(tmp_path, grid, {}, source, k=3, train_fn=_fake_train(calls), progress=False)
     assert len(calls) == 3
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert [(r["label"], r["best_epoch"], r["epochs_to_conv"]) for r in rows] == [
@@ -185,9 +192,9 @@ def test_ablation_rerun_skips_runs_whose_row_exists(source, tmp_path):
 
 
 def test_identical_settings_in_two_groups_train_once(source, tmp_path):
-    grid = ex.ablation_grid(["se", "fusion"])
+    grid = ablation_grid(["se", "fusion"])
     calls: list = []
-    rows = ex.run_ablation(tmp_path, grid, {}, source, k=3, train_fn=_fake_train(calls), progress=False)
+    rows = run_ablation(tmp_path, grid, {}, source, k=3, train_fn=_fake_train(calls), progress=False)
     assert len(grid) == 5 and len(calls) == 4 and len(rows) == 5
     by = {r["run"]: r for r in rows}
     assert by["se-se_on"]["output_dir"] == by["fusion-pc"]["output_dir"]
@@ -195,9 +202,9 @@ def test_identical_settings_in_two_groups_train_once(source, tmp_path):
 
 def test_every_ablation_run_validates_on_fold_zero(source, tmp_path):
     calls: list = []
-    ex.run_ablation(tmp_path, ex.ablation_grid(["loss"], betas=[1.0]), {}, source, k=3,
-                    train_fn=_fake_train(calls), progress=False)
-    fold0 = ex.make_folds(["synth_000", "synth_001", "synth_002"], 3, 0)[0]
+    run_ablation(tmp_path, ablation_grid(["loss"], betas=[1.0]), {}, source, k=3,
+                 train_fn=_fake_train(calls), progress=False)
+    fold0 = make_folds(["synth_000", "synth_001", "synth_002"], 3, 0)[0]
     assert all(c["val_tomograms"] == fold0 for c in calls)
     assert len({c["dataset_dir"] for c in calls}) == 1
 
@@ -209,7 +216,7 @@ def test_epoch_checkpoints_load_for_prediction_with_their_thresholds(cv_run):
     from cryo3d.inference import load_checkpoint_model
 
     run, _ = cv_run
-    ckpts = ex.checkpoint_paths(run / "fold_0" / "epochs")
+    ckpts = checkpoint_paths(run / "fold_0" / "epochs")
     assert [e for e, _ in ckpts] == [1, 2]
     net, meta = load_checkpoint_model(ckpts[0][1])
     assert meta["network"]["name"] == "unet-tiny" and meta["patch_size"] == [32, 32, 32]
@@ -218,7 +225,7 @@ def test_epoch_checkpoints_load_for_prediction_with_their_thresholds(cv_run):
 
 def test_across_epoch_evaluation_scores_every_checkpoint_on_validation_and_ood(cv_run, tmp_path):
     run, _ = cv_run
-    ood = ex.ensure_ood(tmp_path / "ood", n=1, shape=(64, 64, 64), progress=False)
+    ood = ensure_ood(tmp_path / "ood", n=1, shape=(64, 64, 64), progress=False)
     argv = [str(run / "fold_0"), "--ood-dir", str(ood), "--no-synth-ood", "--quiet"]
     assert _script("eval_epochs").main(argv) == 0
     out = run / "fold_0" / "epoch_eval"
@@ -232,8 +239,8 @@ def test_across_epoch_evaluation_scores_every_checkpoint_on_validation_and_ood(c
 
 def test_best_thresholds_never_score_below_the_checkpoint_thresholds(cv_run):
     run, _ = cv_run
-    rows = ex.evaluate_epochs(run / "fold_0", [ex.run_eval_set(run / "fold_0")], run / "eval_val_only",
-                              progress=False)
+    rows = evaluate_epochs(run / "fold_0", [run_eval_set(run / "fold_0")], run / "eval_val_only",
+                           progress=False)
     by = {(r["epoch"], r["mode"]): r["score"] for r in rows}
     assert all(by[(e, "sweep")] >= by[(e, "checkpoint")] - 1e-9 for e in (1, 2))
 
@@ -242,7 +249,7 @@ def test_every_built_in_grid_run_is_a_valid_bundle_setting():
     from cryo3d.networks import build_network
     from cryo3d.schedules import BetaSchedule
 
-    grid = ex.ablation_grid(sorted(ex.GROUPS), betas=[1.0, 4.0], max_epochs=8)
+    grid = ablation_grid(sorted(GROUPS), betas=[1.0, 4.0], max_epochs=8)
     assert len({r.name for r in grid}) == len(grid)
     for r in grid:
         if "beta_schedule" in r.overrides:
@@ -251,4 +258,4 @@ def test_every_built_in_grid_run_is_a_valid_bundle_setting():
             build_network({"name": r.overrides["network_name"], "out_channels": 6, "ds_factor": 1,
                            **r.overrides["network_overrides"]})
     with pytest.raises(ValueError, match="unknown ablation group"):
-        ex.ablation_grid(["nope"])
+        ablation_grid(["nope"])
