@@ -11,7 +11,7 @@ Modules: :mod:`~cryo3d_transforms.affine` (matrices, point maps, warp), :mod:`~c
 (random / fixed affine), :mod:`~cryo3d_transforms.flips` (flips, quarter turns),
 :mod:`~cryo3d_transforms.crop` (crops, integer shifts), :mod:`~cryo3d_transforms.render` (heatmap),
 :mod:`~cryo3d_transforms.intensity`, :mod:`~cryo3d_transforms.mixing`, :mod:`~cryo3d_transforms.pipeline`
-(default pipelines), :mod:`~cryo3d_transforms.keypoints` / :mod:`~cryo3d_transforms.motion` (shared
+(default pipelines), :mod:`~cryo3d_transforms.keypoints` / :mod:`~cryo3d_transforms.keypoint_transform` (shared
 keypoint rules), :mod:`~cryo3d_transforms.arrays` (array types).
 """
 
