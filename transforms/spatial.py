@@ -248,14 +248,15 @@ class RandKeypointAffined(RandKeypointMapTransform):
             (``margin_sigmas``, ``transform_covariance``, ``keypoint_keys``, ``ds_sigma``,
             ``ds_factor``, ``allow_missing_keys``).
 
-    Example (bundle YAML)::
+    Example:
+        In a bundle's transforms::
 
-        - _target_: cryo3d_transforms.RandKeypointAffined
-          keys: image
-          prob: 0.8
-          rotate_range: [3.1416, 0.2, 0.2]
-          scale_range: [0.1, 0.1, 0.1]
-          translate_range: [8, 8, 8]
+            - _target_: cryo3d_transforms.RandKeypointAffined
+              keys: image
+              prob: 0.8
+              rotate_range: [3.1416, 0.2, 0.2]
+              scale_range: [0.1, 0.1, 0.1]
+              translate_range: [8, 8, 8]
     """
 
     def __init__(
