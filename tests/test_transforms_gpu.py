@@ -19,7 +19,7 @@ from cryo3d_transforms import (  # noqa: E402
     KeypointSpatialCropd,
     RenderHeatmapd,
     compose_affine,
-    cutmix,
+    heatmap_cutmix,
     default_train_transforms,
     render_batch_heatmap,
     collate_keypoints,
@@ -73,8 +73,8 @@ def test_cutmix_renders_on_the_gpu_like_on_the_cpu(sample):
     b = collate_keypoints([sample, {**sample, "keypoints": sample["keypoints"][::-1] * 0.9}])
     b["heatmap"] = render_batch_heatmap(b["keypoints"], b["labels"], (32, 32, 32), sample["ds_sigma"], 2)
     boxes = np.array([[[0, 0, 0], [16, 16, 16]]] * 2)
-    cpu = cutmix(b, boxes, [1, 0])
+    cpu = heatmap_cutmix(b, boxes, [1, 0])
     gb = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in b.items()}
-    gpu = cutmix(gb, boxes, [1, 0])
+    gpu = heatmap_cutmix(gb, boxes, [1, 0])
     assert gpu["heatmap"].is_cuda
     np.testing.assert_allclose(gpu["heatmap"].cpu().numpy(), cpu["heatmap"].numpy(), atol=1e-5)

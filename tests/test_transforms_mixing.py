@@ -9,13 +9,13 @@ from monai.data import DataLoader
 
 from cryo3d_transforms import (
     BatchMixer,
-    CutMix,
-    MixUp,
+    HeatmapCutMix,
+    HeatmapMixUp,
     PrepareMixedBatch,
     collate_keypoints,
-    cutmix,
-    cutmixup,
-    mixup,
+    heatmap_cutmix,
+    heatmap_cutmixup,
+    heatmap_mixup,
     render_batch_heatmap,
 )
 from cryo3d_transforms.mixing import draw_boxes
@@ -73,7 +73,7 @@ def test_collate_works_as_a_dataloader_collate_fn():
 
 
 def test_mixup_blends_image_and_heatmap_with_the_drawn_lambda(batch):
-    m = MixUp(alpha=0.4)
+    m = HeatmapMixUp(alpha=0.4)
     m.set_random_state(0)
     out = m(batch)
     lam = torch.as_tensor(m.lam, dtype=torch.float32).view(-1, 1, 1, 1, 1)
@@ -85,7 +85,7 @@ def test_mixup_blends_image_and_heatmap_with_the_drawn_lambda(batch):
 
 
 def test_mixup_keeps_both_keypoint_sets(batch):
-    out = mixup(batch, [0.5, 0.5, 0.5], [1, 2, 0])
+    out = heatmap_mixup(batch, [0.5, 0.5, 0.5], [1, 2, 0])
     assert as_set(out["keypoints"][0], out["labels"][0]) == as_set(
         batch["keypoints"][0], batch["labels"][0]
     ) | as_set(batch["keypoints"][1], batch["labels"][1])
@@ -93,7 +93,7 @@ def test_mixup_keeps_both_keypoint_sets(batch):
 
 def test_cutmix_keeps_a_outside_and_b_inside_the_box_by_centre(batch):
     boxes = np.array([[[0, 0, 0], [8, 8, 8]], [[8, 0, 0], [16, 16, 16]], [[0, 0, 0], [2, 2, 2]]])
-    out = cutmix(batch, boxes, [1, 2, 0])
+    out = heatmap_cutmix(batch, boxes, [1, 2, 0])
     # sample 0: A's (12,12,12) and (7.6,1,1) are outside [-0.5, 7.5); B = sample 1: (3,3,3) inside
     expect0 = {((12.0, 12.0, 12.0), 1), ((7.6, 1.0, 1.0), 1), ((3.0, 3.0, 3.0), 0)}
     assert as_set(out["keypoints"][0], out["labels"][0]) == expect0
@@ -106,7 +106,7 @@ def test_cutmix_keeps_a_outside_and_b_inside_the_box_by_centre(batch):
 def test_cutmix_pastes_the_image_box_and_renders_the_heatmap_again(batch):
     boxes = np.array([[[0, 0, 0], [8, 8, 8]]] * 3)
     perm = [1, 2, 0]
-    out = cutmix(batch, boxes, perm)
+    out = heatmap_cutmix(batch, boxes, perm)
     img, src = out["image"], batch["image"]
     torch.testing.assert_close(img[0, :, :8, :8, :8], src[1, :, :8, :8, :8])
     torch.testing.assert_close(img[0, :, 8:], src[0, :, 8:])
@@ -121,7 +121,7 @@ def test_cutmix_pastes_the_image_box_and_renders_the_heatmap_again(batch):
 def test_cutmixup_blends_inside_the_box_only(batch):
     boxes = np.array([[[0, 0, 0], [8, 8, 8]]] * 3)
     lam = np.array([0.3, 0.6, 0.9])
-    out = cutmixup(batch, boxes, lam, [1, 2, 0])
+    out = heatmap_cutmixup(batch, boxes, lam, [1, 2, 0])
     a, b = batch["image"][0], batch["image"][1]
     torch.testing.assert_close(out["image"][0, :, :8, :8, :8], 0.3 * a[:, :8, :8, :8] + 0.7 * b[:, :8, :8, :8])
     torch.testing.assert_close(out["image"][0, :, 8:], a[:, 8:])
@@ -141,7 +141,7 @@ def test_boxes_lie_on_the_downsampling_grid_and_lambda_is_the_kept_fraction():
 
 def test_random_cutmix_is_reproducible_with_a_seed(batch):
     def run(seed):
-        m = CutMix(alpha=1.0)
+        m = HeatmapCutMix(alpha=1.0)
         m.set_random_state(seed)
         return m(batch)
 
@@ -178,7 +178,7 @@ def test_prepare_mixed_batch_returns_image_and_heatmap(batch):
 
 def test_cutmixup_keeps_all_of_a_and_b_inside_the_box(batch):
     boxes = np.array([[[0, 0, 0], [8, 8, 8]]] * 3)
-    out = cutmixup(batch, boxes, [0.5] * 3, [1, 2, 0])
+    out = heatmap_cutmixup(batch, boxes, [0.5] * 3, [1, 2, 0])
     a = as_set(batch["keypoints"][0], batch["labels"][0])
     assert as_set(out["keypoints"][0], out["labels"][0]) == a | {((3.0, 3.0, 3.0), 0)}
 

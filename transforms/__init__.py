@@ -3,77 +3,40 @@
 Every spatial augmentation moves the sample's keypoints exactly with the image, and the
 heatmap is rendered again from them at the end (:class:`RenderHeatmapd`): nothing ever
 interpolates a heatmap. Intensity augmentation is MONAI's own, on the image only.
-Batch-level MixUp / CutMix / CutMixUp work on collated torch tensors on the training
-device. The same code runs on NumPy/SciPy (CPU) and CuPy/cupyx (GPU), by where the image
-lives.
+Batch-level mixing (:class:`HeatmapMixUp`, :class:`HeatmapCutMix`, :class:`HeatmapCutMixUp`,
+:class:`BatchMixer`) works on collated torch tensors on the training device. The same
+code runs on NumPy/SciPy (CPU) and CuPy/cupyx (GPU), by where the image lives.
 
-Modules: :mod:`~cryo3d_transforms.affine` (matrices, point maps, warp), :mod:`~cryo3d_transforms.spatial`
-(random / fixed affine), :mod:`~cryo3d_transforms.flips` (flips, quarter turns),
-:mod:`~cryo3d_transforms.crop` (crops, integer shifts), :mod:`~cryo3d_transforms.render` (heatmap),
-:mod:`~cryo3d_transforms.intensity`, :mod:`~cryo3d_transforms.mixing`, :mod:`~cryo3d_transforms.pipeline`
-(default pipelines), :mod:`~cryo3d_transforms.keypoints` / :mod:`~cryo3d_transforms.motion` (shared
-keypoint rules), :mod:`~cryo3d_transforms.arrays` (array types).
+As in MONAI, each dictionary transform (``...d``) holds its array transform and
+delegates to it; the field names that travel together are one
+:class:`~cryo3d_transforms.keypoints.KeypointKeys`.
+
+Modules: :mod:`~cryo3d_transforms.affine` (matrices, point maps, warp),
+:mod:`~cryo3d_transforms.spatial` (random / fixed affine), :mod:`~cryo3d_transforms.flips`
+(flips, quarter turns), :mod:`~cryo3d_transforms.crop` (crops, integer shifts),
+:mod:`~cryo3d_transforms.render` (heatmap), :mod:`~cryo3d_transforms.intensity`,
+:mod:`~cryo3d_transforms.mixing` (collate and mixing with given draws),
+:mod:`~cryo3d_transforms.mixers` (random mixers, trainer hooks),
+:mod:`~cryo3d_transforms.pipeline` (default pipelines), :mod:`~cryo3d_transforms.keypoints`
+(keypoint fields, border rule), :mod:`~cryo3d_transforms.keypoint_transform` (the array
+and dictionary bases), :mod:`~cryo3d_transforms.arrays` (array types).
+
+The public names are each module's ``__all__``, re-exported here.
 """
 
-from cryo3d_transforms.affine import affine_point_map, compose_affine, warp_image
-from cryo3d_transforms.crop import KeypointSpatialCropd, KeypointWindow, RandKeypointShiftd, RandKeypointSpatialCropd
-from cryo3d_transforms.flips import (
-    KeypointFlip,
-    KeypointFlipd,
-    KeypointRotate90,
-    KeypointRotate90d,
-    RandKeypointFlipd,
-    RandKeypointRotate90d,
-)
-from cryo3d_transforms.intensity import default_intensity_transforms
-from cryo3d_transforms.mixing import (
-    BatchMixer,
-    CutMix,
-    CutMixUp,
-    MixUp,
-    PrepareMixedBatch,
-    collate_keypoints,
-    cutmix,
-    cutmixup,
-    mixup,
-    render_batch_heatmap,
-)
-from cryo3d_transforms.pipeline import default_train_transforms, default_val_transforms
-from cryo3d_transforms.render import RenderHeatmap, RenderHeatmapd, render_sample_heatmap
-from cryo3d_transforms.spatial import KeypointAffine, KeypointAffined, RandKeypointAffine, RandKeypointAffined
+from cryo3d_transforms import affine, crop, flips, intensity, keypoint_transform, keypoints, mixers, mixing, pipeline
+from cryo3d_transforms import render, spatial
+from cryo3d_transforms.affine import *  # noqa: F401,F403
+from cryo3d_transforms.crop import *  # noqa: F401,F403
+from cryo3d_transforms.flips import *  # noqa: F401,F403
+from cryo3d_transforms.intensity import *  # noqa: F401,F403
+from cryo3d_transforms.keypoint_transform import *  # noqa: F401,F403
+from cryo3d_transforms.keypoints import *  # noqa: F401,F403
+from cryo3d_transforms.mixers import *  # noqa: F401,F403
+from cryo3d_transforms.mixing import *  # noqa: F401,F403
+from cryo3d_transforms.pipeline import *  # noqa: F401,F403
+from cryo3d_transforms.render import *  # noqa: F401,F403
+from cryo3d_transforms.spatial import *  # noqa: F401,F403
 
-__all__ = [
-    "affine_point_map",
-    "compose_affine",
-    "warp_image",
-    "KeypointAffine",
-    "RandKeypointAffine",
-    "KeypointAffined",
-    "RandKeypointAffined",
-    "KeypointFlip",
-    "KeypointRotate90",
-    "KeypointFlipd",
-    "RandKeypointFlipd",
-    "KeypointRotate90d",
-    "RandKeypointRotate90d",
-    "KeypointWindow",
-    "KeypointSpatialCropd",
-    "RandKeypointSpatialCropd",
-    "RandKeypointShiftd",
-    "RenderHeatmap",
-    "RenderHeatmapd",
-    "render_sample_heatmap",
-    "default_intensity_transforms",
-    "default_train_transforms",
-    "default_val_transforms",
-    "collate_keypoints",
-    "render_batch_heatmap",
-    "mixup",
-    "cutmix",
-    "cutmixup",
-    "MixUp",
-    "CutMix",
-    "CutMixUp",
-    "BatchMixer",
-    "PrepareMixedBatch",
-]
+_MODULES = (affine, crop, flips, intensity, keypoint_transform, keypoints, mixers, mixing, pipeline, render, spatial)
+__all__ = [name for module in _MODULES for name in module.__all__]

@@ -20,11 +20,12 @@ take CuPy arrays; the SciPy call with ``order=1`` on float32 is the fast path me
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from monai.transforms.utils import create_rotate, create_scale, create_shear, create_translate
 
 from cryo3d.backend import get_ndimage, get_xp
 
@@ -57,23 +58,23 @@ def compose_affine(
 ) -> np.ndarray:
     """Compose a 4x4 affine the way ``monai.transforms.RandAffine`` does: ``R @ Sh @ T @ Sc``.
 
-    Parameters
-    ----------
-    rotate : up to 3 angles in radians
-        Euler angles about array axes 0, 1, 2 (``monai.transforms.utils.create_rotate``).
-    shear : up to 6 shear coefficients (``create_shear``).
-    translate : up to 3 values in voxels (input voxels sampled per output voxel offset).
-    scale : up to 3 factors; a factor > 1 samples the input more sparsely, so the
-        content shrinks in the output (MONAI's meaning).
-    rotation_matrix : ``[3, 3]``, optional
-        A rotation used instead of ``rotate`` (e.g. :func:`random_rotation`).
+    Args:
+        rotate: up to 3 Euler angles in radians about array axes 0, 1, 2
+            (``monai.transforms.utils.create_rotate``).
+        shear: up to 6 shear coefficients (``create_shear``).
+        translate: up to 3 values in voxels (input voxels sampled per output voxel offset).
+        scale: up to 3 factors; a factor > 1 samples the input more sparsely, so the
+            content shrinks in the output (MONAI's meaning).
+        rotation_matrix: optional ``[3, 3]`` rotation used instead of ``rotate`` (e.g.
+            :func:`random_rotation`).
 
-    Returns
-    -------
-    float64 ``[4, 4]`` in MONAI's output-to-input convention (module docstring).
+    Returns:
+        float64 ``[4, 4]`` in MONAI's output-to-input convention (module docstring).
+
+    Example:
+        >>> float(compose_affine(translate=(2.0, 0.0, 0.0))[0, 3])
+        2.0
     """
-    from monai.transforms.utils import create_rotate, create_scale, create_shear, create_translate
-
     A = np.eye(4)
     if rotation_matrix is not None:
         Rm = np.eye(4)
@@ -134,10 +135,8 @@ def _centres(in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[np.ndar
 def check_affine(affine: Any) -> np.ndarray:
     """Return ``affine`` as a finite, invertible float64 ``[4, 4]`` (a ``[3, 3]`` is embedded).
 
-    Raises
-    ------
-    ValueError
-        On another shape, a non-finite entry or a singular linear part.
+    Raises:
+        ValueError: another shape, a non-finite entry or a singular linear part.
     """
     A = np.asarray(affine, np.float64)
     if A.shape == (3, 3):
@@ -156,15 +155,14 @@ def affine_point_map(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact motion of points under ``affine``: ``o = L @ p + b``.
 
-    Parameters
-    ----------
-    affine : ``[4, 4]`` (or ``[3, 3]``) in MONAI's output-to-input convention.
-    in_shape, out_shape : spatial shapes (Z, Y, X); ``out_shape`` defaults to ``in_shape``.
+    Args:
+        affine: ``[4, 4]`` (or ``[3, 3]``) in MONAI's output-to-input convention.
+        in_shape: input spatial shape (Z, Y, X).
+        out_shape: output spatial shape; defaults to ``in_shape``.
 
-    Returns
-    -------
-    L : ``[3, 3]`` ``inv(A[:3, :3])`` (also the map of covariances: ``L S L^T``).
-    b : ``[3]`` ``c_out - L @ (c_in + A[:3, 3])``.
+    Returns:
+        ``(L, b)``: ``L`` ``[3, 3]`` is ``inv(A[:3, :3])`` (also the map of covariances:
+        ``L S L^T``), ``b`` ``[3]`` is ``c_out - L @ (c_in + A[:3, 3])``.
     """
     A = check_affine(affine)
     out_shape = in_shape if out_shape is None else out_shape
@@ -175,12 +173,7 @@ def affine_point_map(
 
 def default_threads() -> int:
     """Threads for the CPU warp: torch's intra-op thread count (1 inside DataLoader workers)."""
-    try:
-        import torch
-
-        return max(1, int(torch.get_num_threads()))
-    except Exception:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
+    return max(1, int(torch.get_num_threads()))
 
 
 def warp_image(
@@ -194,23 +187,21 @@ def warp_image(
 ) -> Any:
     """Resample a channels-first image once through ``affine`` (MONAI's convention).
 
-    Parameters
-    ----------
-    img : NumPy or CuPy array ``[C, Z, Y, X]``
-        The image; the array module picks SciPy or cupyx.
-    affine : ``[4, 4]`` output-to-input matrix about the centres (module docstring).
-    out_shape : (Z, Y, X), optional
-        Output spatial shape (default: the input's).
-    mode : ``"bilinear"`` (trilinear, order 1), ``"nearest"`` or a spline order 0-5.
-    padding_mode : ``"zeros"``, ``"border"`` or ``"reflection"`` (MONAI's names).
-    threads : int, optional
-        CPU threads (output slabs along z); default :func:`default_threads`. Ignored on GPU.
-    dtype : dtype, optional
-        Output dtype; default the input's floating dtype (float32 stays float32).
+    Args:
+        img: NumPy or CuPy array ``[C, Z, Y, X]``; the array module picks SciPy or cupyx.
+        affine: ``[4, 4]`` output-to-input matrix about the centres (module docstring).
+        out_shape: output spatial shape (Z, Y, X) (default: the input's).
+        mode: ``"bilinear"`` (trilinear, order 1), ``"nearest"`` or a spline order 0-5.
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"`` (MONAI's names).
+        threads: CPU threads (output slabs along z); default :func:`default_threads`.
+            Ignored on GPU.
+        dtype: output dtype; default the input's floating dtype (float32 stays float32).
 
-    Returns
-    -------
-    Array ``[C, *out_shape]`` of the same module as ``img``.
+    Returns:
+        Array ``[C, *out_shape]`` of the same module as ``img``.
+
+    Raises:
+        ValueError: the image is not 4-dimensional, or ``mode`` / ``padding_mode`` is unknown.
     """
     xp = get_xp(img)
     ndi = get_ndimage(xp)
@@ -253,7 +244,7 @@ def warp_image(
             Hs[:3, 3] += H[:3, 0] * z0  # output slab starting at z0
             jobs.append((c, z0, z1, Hs))
 
-    def run(job):
+    def run(job: tuple) -> None:
         c, z0, z1, Hs = job
         ndi.affine_transform(src[c], Hs, output_shape=(z1 - z0,) + out_shape[1:], output=out[c, z0:z1], **kw)
 

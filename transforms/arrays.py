@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+import torch
+from monai.data import MetaTensor
 
 from cryo3d.backend import get_xp, is_cupy_array, to_numpy, torch_to_xp, xp_to_torch
 
@@ -27,38 +29,26 @@ __all__ = [
 ]
 
 
-def _is_torch(x: Any) -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return False
-    return isinstance(x, torch.Tensor)
-
-
 def image_to_xp(img: Any, name: str = "image") -> tuple[Any, Callable[[Any], Any]]:
     """View an image as a NumPy or CuPy array and return a function that restores its type.
 
-    Parameters
-    ----------
-    img : ndarray, cupy.ndarray, torch.Tensor or MetaTensor ``[C, Z, Y, X]``
-        The channels-first image.
-    name : str
-        Field name for error messages.
+    Args:
+        img: the channels-first image ``[C, Z, Y, X]``: NumPy / CuPy array, torch tensor
+            or MONAI ``MetaTensor``.
+        name: field name for error messages.
 
-    Returns
-    -------
-    arr : numpy.ndarray or cupy.ndarray
-        The same memory as ``img`` where the type allows it (torch CPU -> NumPy view,
-        torch CUDA -> CuPy view by DLPack).
-    restore : callable
-        ``restore(out)`` turns an array of the same module back into the input's type:
-        a torch tensor on the same device (a ``MetaTensor`` keeps the input's metadata,
-        whose spatial ``affine`` is *not* updated: a patch's geometry lives in its
-        keypoints), or the array itself for NumPy / CuPy input.
+    Returns:
+        ``(arr, restore)``: ``arr`` is a NumPy or CuPy array on the same memory as ``img``
+        where the type allows it (torch CPU -> NumPy view, torch CUDA -> CuPy view by
+        DLPack); ``restore(out)`` turns an array of the same module back into the input's
+        type: a torch tensor on the same device (a ``MetaTensor`` keeps the input's
+        metadata, whose spatial ``affine`` is *not* updated: a patch's geometry lives in
+        its keypoints), or the array itself for NumPy / CuPy input.
+
+    Raises:
+        ValueError: ``img`` is none of these types.
     """
-    if _is_torch(img):
-        from monai.data import MetaTensor
-
+    if isinstance(img, torch.Tensor):
         if isinstance(img, MetaTensor):
             arr = torch_to_xp(img.as_tensor())
 
@@ -85,7 +75,7 @@ def like_image(arr: Any, img: Any) -> Any:
     Used for new fields derived from the image (the heatmap): a torch image gives a plain
     ``torch.Tensor`` on the same device, an array image gives the array.
     """
-    if _is_torch(img):
+    if isinstance(img, torch.Tensor):
         return xp_to_torch(arr)
     return arr
 
@@ -93,21 +83,17 @@ def like_image(arr: Any, img: Any) -> Any:
 def host_array(x: Any, dtype: Any, name: str, trailing: tuple[int, ...] = ()) -> np.ndarray:
     """A keypoint field as a NumPy array of ``dtype`` with the given trailing shape.
 
-    Parameters
-    ----------
-    x : array-like (NumPy, CuPy, torch, list)
-        The field's value.
-    dtype : dtype
-        Wanted dtype (float64 for coordinates and covariances, int64 for labels).
-    name : str
-        Field name for error messages.
-    trailing : tuple of int
-        Required trailing shape, e.g. ``(3,)`` for keypoints ``[K, 3]``.
+    Args:
+        x: the field's value, array-like (NumPy, CuPy, torch, list).
+        dtype: wanted dtype (float64 for coordinates and covariances, int64 for labels).
+        name: field name for error messages.
+        trailing: required trailing shape, e.g. ``(3,)`` for keypoints ``[K, 3]``.
 
-    Raises
-    ------
-    ValueError
-        When the shape does not end with ``trailing`` after flattening the leading axes.
+    Returns:
+        Host array ``[K, *trailing]``.
+
+    Raises:
+        ValueError: the size does not fit ``trailing`` after flattening the leading axes.
     """
     a = np.asarray(to_numpy(x), dtype=dtype)
     n = int(np.prod(trailing)) if trailing else 1

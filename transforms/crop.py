@@ -12,16 +12,19 @@ run on CuPy arrays; the window copy is one slice assignment here.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.transforms import RandomizableTransform, Transform
 
 from cryo3d.backend import get_xp
-from cryo3d_transforms.arrays import host_array, image_to_xp
-from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
-from cryo3d_transforms.motion import KeypointMapTransform
+from cryo3d_transforms.arrays import image_to_xp
+from cryo3d_transforms.keypoint_transform import (
+    KeypointMapTransform,
+    KeypointTransform,
+    PointMap,
+    RandKeypointMapTransform,
+)
 
 __all__ = [
     "extract_window",
@@ -42,7 +45,17 @@ def _triple(v: Any, name: str) -> tuple[int, int, int]:
 def extract_window(img: Any, start: Sequence[int], size: Sequence[int], fill: float = 0.0) -> Any:
     """Copy the window ``[start, start + size)`` of a ``[C, Z, Y, X]`` image, ``fill`` outside it.
 
-    Works on NumPy and CuPy arrays (and torch tensors, returned as the same type).
+    Args:
+        img: NumPy / CuPy array or torch tensor ``[C, Z, Y, X]``.
+        start: (z, y, x) corner in input voxels (may be negative).
+        size: (Z, Y, X) of the window.
+        fill: value where the window leaves the image.
+
+    Returns:
+        ``[C, *size]`` of the same type and device as ``img``.
+
+    Raises:
+        ValueError: a size is not positive.
     """
     arr, restore = image_to_xp(img)
     xp = get_xp(arr)
@@ -63,14 +76,19 @@ def extract_window(img: Any, start: Sequence[int], size: Sequence[int], fill: fl
     return restore(out)
 
 
-class KeypointWindow(Transform):
-    """Array form: ``t(img, keypoints=None, covariances=None)`` -> window ``(img, keypoints, covariances)``.
+class KeypointWindow(KeypointTransform):
+    """A window of an image ``[C, Z, Y, X]``; keypoints move by ``p - start`` (array form).
 
-    Parameters
-    ----------
-    start : (z, y, x) corner of the window in input voxels (may be negative).
-    size : (Z, Y, X) of the window.
-    fill : value outside the input.
+    Args:
+        start: (z, y, x) corner of the window in input voxels (may be negative).
+        size: (Z, Y, X) of the window.
+        fill: value outside the input.
+
+    Example:
+        >>> import numpy as np
+        >>> img, kp, _ = KeypointWindow((1, 1, 1), (2, 2, 2))(np.zeros((1, 4, 4, 4)), np.array([[1.0, 2.0, 3.0]]))
+        >>> img.shape, kp.tolist()
+        ((1, 2, 2, 2), [[0.0, 1.0, 2.0]])
     """
 
     def __init__(self, start: Sequence[int], size: Sequence[int], fill: float = 0.0) -> None:
@@ -78,34 +96,31 @@ class KeypointWindow(Transform):
         self.size = _triple(size, "size")
         self.fill = float(fill)
 
-    def __call__(self, img: Any, keypoints: Any = None, covariances: Any = None):
-        kp = None if keypoints is None else host_array(keypoints, np.float64, "keypoints", (3,)) - np.asarray(self.start)
-        cov = None if covariances is None else host_array(covariances, np.float64, "covariances", (3, 3))
-        return extract_window(img, self.start, self.size, self.fill), kp, cov
+    def point_map(self, spatial_shape: Sequence[int]) -> PointMap:
+        return np.eye(3), -np.asarray(self.start, np.float64), self.size
+
+    def apply_image(self, img: Any, **options: Any) -> Any:
+        return extract_window(img, self.start, self.size, self.fill)
 
 
-class _WindowDict(KeypointMapTransform):
-    def __init__(self, keys: KeysCollection, fill: float, margin_sigmas: float | None, **kw: Any) -> None:
-        super().__init__(keys, margin_sigmas=margin_sigmas, **kw)
-        self.fill = float(fill)
-
-    def _window(self, d: dict, start: Sequence[int], size: Sequence[int]) -> dict:
-        self.spatial_shape(d)  # checks that the images agree
-        for key in self.key_iterator(d):
-            d[key] = extract_window(d[key], start, size, self.fill)
-        return self.move_keypoints(d, np.eye(3), -np.asarray(start, np.float64), size)
-
-
-class KeypointSpatialCropd(_WindowDict):
+class KeypointSpatialCropd(KeypointMapTransform):
     """Crop image keys to ``[roi_start, roi_start + roi_size)`` and offset the keypoints.
 
-    Parameters
-    ----------
-    keys : image keys.
-    roi_start : (z, y, x) corner in input voxels; roi_size : (Z, Y, X).
-    fill : value where the window leaves the image.
-    margin_sigmas, keypoints_key, labels_key, covariances_key, heatmap_key, ds_sigma,
-    ds_factor, allow_missing_keys : see :class:`cryo3d_transforms.motion.KeypointMapTransform`.
+    Dictionary form of :class:`KeypointWindow`.
+
+    Args:
+        keys: image keys (``"image"``).
+        roi_start: (z, y, x) corner in input voxels.
+        roi_size: (Z, Y, X) of the crop.
+        fill: value where the window leaves the image.
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`
+            (``margin_sigmas``, ``keypoint_keys``, ``ds_sigma``, ``ds_factor``, ...).
+
+    Example:
+        >>> import numpy as np
+        >>> d = {"image": np.zeros((1, 20, 20, 20)), "keypoints": [[5.0, 6.0, 7.0]], "labels": [0]}
+        >>> KeypointSpatialCropd(roi_start=(4, 2, 5), roi_size=(8, 8, 8), margin_sigmas=None)(d)["keypoints"].tolist()
+        [[1.0, 4.0, 2.0]]
     """
 
     def __init__(
@@ -114,22 +129,24 @@ class KeypointSpatialCropd(_WindowDict):
         roi_start: Sequence[int] = (0, 0, 0),
         roi_size: Sequence[int] = (64, 64, 64),
         fill: float = 0.0,
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        **map_options: Any,
     ) -> None:
-        super().__init__(keys, fill, margin_sigmas, **kw)
-        self.roi_start = _triple(roi_start, "roi_start")
-        self.roi_size = _triple(roi_size, "roi_size")
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        return self._window(dict(data), self.roi_start, self.roi_size)
+        super().__init__(keys, KeypointWindow(roi_start, roi_size, fill), **map_options)
 
 
-class RandKeypointSpatialCropd(RandomizableTransform, _WindowDict):
+class RandKeypointSpatialCropd(RandKeypointMapTransform):
     """Crop a ``roi_size`` window at a uniformly random position inside the image.
 
     An axis shorter than ``roi_size`` is taken whole and padded with ``fill`` at its end.
-    Other parameters as :class:`KeypointSpatialCropd`.
+
+    Args:
+        keys: image keys (``"image"``).
+        roi_size: (Z, Y, X) of the crop.
+        fill: value where the window leaves the image.
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`.
+
+    Example:
+        ``{_target_: cryo3d_transforms.RandKeypointSpatialCropd, keys: image, roi_size: [64, 64, 64]}``
     """
 
     def __init__(
@@ -137,36 +154,38 @@ class RandKeypointSpatialCropd(RandomizableTransform, _WindowDict):
         keys: KeysCollection = "image",
         roi_size: Sequence[int] = (64, 64, 64),
         fill: float = 0.0,
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        **map_options: Any,
     ) -> None:
-        RandomizableTransform.__init__(self, 1.0)
-        _WindowDict.__init__(self, keys, fill, margin_sigmas, **kw)
+        super().__init__(keys, 1.0, **map_options)
         self.roi_size = _triple(roi_size, "roi_size")
+        self.fill = float(fill)
         self._start: tuple[int, ...] = (0, 0, 0)
 
-    def randomize(self, shape: Sequence[int]) -> None:  # type: ignore[override]
-        self._start = tuple(int(self.R.randint(max(n - r, 0) + 1)) for n, r in zip(shape, self.roi_size))
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        d = dict(data)
-        self.randomize(self.spatial_shape(d))
-        return self._window(d, self._start, self.roi_size)
+    def draw_transform(self, spatial_shape: Sequence[int]) -> KeypointTransform:
+        self._start = tuple(int(self.R.randint(max(n - r, 0) + 1)) for n, r in zip(spatial_shape, self.roi_size))
+        return KeypointWindow(self._start, self.roi_size, self.fill)
 
 
-class RandKeypointShiftd(RandomizableTransform, _WindowDict):
+class RandKeypointShiftd(RandKeypointMapTransform):
     """With probability ``prob`` translate images and keypoints by a random whole number of voxels.
 
     The shift along each axis is uniform in ``[-max_shift, max_shift]``; the content moves
     by ``+shift`` (a keypoint at ``p`` goes to ``p + shift``), the shape is kept and the
-    uncovered border is filled with ``fill``.
+    uncovered border is filled with ``fill``. The last shift is kept in ``self.shift``.
 
-    Parameters
-    ----------
-    keys : image keys.
-    prob : probability of shifting.
-    max_shift : one integer or (z, y, x) in voxels.
-    fill, margin_sigmas, ... : as :class:`KeypointSpatialCropd`.
+    Args:
+        keys: image keys (``"image"``).
+        prob: probability of shifting.
+        max_shift: one integer or (z, y, x), in voxels.
+        fill: value of the uncovered border.
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`.
+
+    Example:
+        >>> import numpy as np
+        >>> t = RandKeypointShiftd(max_shift=3, margin_sigmas=None).set_random_state(2)
+        >>> d = {"image": np.zeros((1, 8, 8, 8)), "keypoints": [[4.0, 4.0, 4.0]], "labels": [0]}
+        >>> bool(np.all(t(d)["keypoints"] == 4.0 + np.array(t.shift)))
+        True
     """
 
     def __init__(
@@ -175,24 +194,15 @@ class RandKeypointShiftd(RandomizableTransform, _WindowDict):
         prob: float = 1.0,
         max_shift: int | Sequence[int] = 8,
         fill: float = 0.0,
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        **map_options: Any,
     ) -> None:
-        RandomizableTransform.__init__(self, prob)
-        _WindowDict.__init__(self, keys, fill, margin_sigmas, **kw)
+        super().__init__(keys, prob, **map_options)
         self.max_shift = _triple(max_shift, "max_shift")
         if min(self.max_shift) < 0:
             raise ValueError(f"max_shift: expected non-negative voxels, got {max_shift!r}")
+        self.fill = float(fill)
         self.shift: tuple[int, ...] = (0, 0, 0)
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
+    def draw_transform(self, spatial_shape: Sequence[int]) -> KeypointTransform:
         self.shift = tuple(int(self.R.randint(-m, m + 1)) for m in self.max_shift)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        self.randomize()
-        d = dict(data)
-        if not self._do_transform:
-            return d
-        shape = self.spatial_shape(d)
-        return self._window(d, tuple(-s for s in self.shift), shape)
+        return KeypointWindow(tuple(-s for s in self.shift), spatial_shape, self.fill)

@@ -17,16 +17,19 @@ image half is one ``xp`` call that must also run on CuPy arrays.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.transforms import RandomizableTransform, Transform
 
 from cryo3d.backend import get_xp
-from cryo3d_transforms.arrays import host_array, image_to_xp
-from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
-from cryo3d_transforms.motion import KeypointMapTransform
+from cryo3d_transforms.arrays import image_to_xp
+from cryo3d_transforms.keypoint_transform import (
+    KeypointMapTransform,
+    KeypointTransform,
+    PointMap,
+    RandKeypointMapTransform,
+)
 
 __all__ = [
     "flip_point_map",
@@ -58,7 +61,15 @@ def _plane(spatial_axes: Sequence[int]) -> tuple[int, int]:
 
 
 def flip_point_map(shape: Sequence[int], spatial_axis: int | Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Point map ``o = L p + b`` of a flip of the given spatial axes (None: all three)."""
+    """Point map ``o = L p + b`` of a flip of the given spatial axes.
+
+    Args:
+        shape: (Z, Y, X) of the image.
+        spatial_axis: spatial axes to flip (0 = z); ``None`` for all three.
+
+    Returns:
+        ``(L, b)`` in full-resolution voxels.
+    """
     L = np.eye(3)
     b = np.zeros(3)
     for a in _axes(spatial_axis):
@@ -67,15 +78,16 @@ def flip_point_map(shape: Sequence[int], spatial_axis: int | Sequence[int] | Non
     return L, b
 
 
-def rot90_point_map(
-    shape: Sequence[int], k: int, spatial_axes: Sequence[int] = (1, 2)
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+def rot90_point_map(shape: Sequence[int], k: int, spatial_axes: Sequence[int] = (1, 2)) -> PointMap:
     """Point map and output shape of ``k`` quarter turns in the plane ``spatial_axes``.
 
-    Returns
-    -------
-    L, b : ``o = L p + b``.
-    out_shape : spatial shape after the rotation.
+    Args:
+        shape: (Z, Y, X) of the image.
+        k: number of quarter turns (``np.rot90`` direction).
+        spatial_axes: the plane, two spatial axes (default y-x).
+
+    Returns:
+        ``(L, b, out_shape)``: ``o = L p + b`` and the spatial shape after the rotation.
     """
     a, b_ax = _plane(spatial_axes)
     L = np.eye(3)
@@ -91,152 +103,149 @@ def rot90_point_map(
     return L, t, tuple(n)  # type: ignore[return-value]
 
 
-def _flip_image(img: Any, axes: tuple[int, ...]) -> Any:
-    arr, restore = image_to_xp(img)
-    xp = get_xp(arr)
-    return restore(xp.ascontiguousarray(xp.flip(arr, tuple(a + 1 for a in axes))))
+class KeypointFlip(KeypointTransform):
+    """Flip an image ``[C, Z, Y, X]`` and its keypoints (array form).
 
+    Args:
+        spatial_axis: spatial axes to flip (0 = z), ``None`` for all three.
 
-def _rot90_image(img: Any, k: int, plane: tuple[int, int]) -> Any:
-    arr, restore = image_to_xp(img)
-    xp = get_xp(arr)
-    return restore(xp.ascontiguousarray(xp.rot90(arr, int(k) % 4, axes=(plane[0] + 1, plane[1] + 1))))
-
-
-def _move_arrays(keypoints: Any, covariances: Any, L: np.ndarray, b: np.ndarray):
-    kp = None if keypoints is None else host_array(keypoints, np.float64, "keypoints", (3,)) @ L.T + b
-    cov = None
-    if covariances is not None:
-        cov = np.einsum("ij,kjl,ml->kim", L, host_array(covariances, np.float64, "covariances", (3, 3)), L)
-    return kp, cov
-
-
-class KeypointFlip(Transform):
-    """Array form: ``t(img, keypoints=None, covariances=None)`` -> flipped ``(img, keypoints, covariances)``.
-
-    Parameters
-    ----------
-    spatial_axis : spatial axes to flip (0 = z), ``None`` for all three.
+    Example:
+        >>> import numpy as np
+        >>> img, kp, _ = KeypointFlip(spatial_axis=2)(np.zeros((1, 4, 4, 8)), np.array([[1.0, 2.0, 3.0]]))
+        >>> kp.tolist()
+        [[1.0, 2.0, 4.0]]
     """
 
     def __init__(self, spatial_axis: int | Sequence[int] | None = None) -> None:
         self.spatial_axis = _axes(spatial_axis)
 
-    def __call__(self, img: Any, keypoints: Any = None, covariances: Any = None):
-        L, b = flip_point_map(img.shape[1:], self.spatial_axis)
-        return (_flip_image(img, self.spatial_axis), *_move_arrays(keypoints, covariances, L, b))
+    def point_map(self, spatial_shape: Sequence[int]) -> PointMap:
+        L, b = flip_point_map(spatial_shape, self.spatial_axis)
+        return L, b, tuple(int(s) for s in spatial_shape)  # type: ignore[return-value]
+
+    def apply_image(self, img: Any, **options: Any) -> Any:
+        arr, restore = image_to_xp(img)
+        xp = get_xp(arr)
+        return restore(xp.ascontiguousarray(xp.flip(arr, tuple(a + 1 for a in self.spatial_axis))))
 
 
-class KeypointRotate90(Transform):
-    """Array form: ``k`` quarter turns in the plane ``spatial_axes`` of image and keypoints.
+class KeypointRotate90(KeypointTransform):
+    """``k`` quarter turns of an image ``[C, Z, Y, X]`` and its keypoints (array form).
 
-    ``spatial_axes`` defaults to ``(1, 2)`` (the y-x plane), which keeps z, the
-    missing-wedge axis of a tomogram, in place.
+    Args:
+        k: number of quarter turns (``np.rot90`` direction, from the first axis of the
+            plane towards the second).
+        spatial_axes: the plane; the default ``(1, 2)`` (y-x) keeps z, the missing-wedge
+            axis of a tomogram, in place.
+
+    Example:
+        >>> import numpy as np
+        >>> img, kp, _ = KeypointRotate90(1)(np.zeros((1, 4, 6, 8)), np.array([[1.0, 2.0, 3.0]]))
+        >>> img.shape, kp.tolist()
+        ((1, 4, 8, 6), [[1.0, 4.0, 2.0]])
     """
 
     def __init__(self, k: int = 1, spatial_axes: Sequence[int] = (1, 2)) -> None:
         self.k = int(k) % 4
         self.spatial_axes = _plane(spatial_axes)
 
-    def __call__(self, img: Any, keypoints: Any = None, covariances: Any = None):
-        L, b, _ = rot90_point_map(img.shape[1:], self.k, self.spatial_axes)
-        return (_rot90_image(img, self.k, self.spatial_axes), *_move_arrays(keypoints, covariances, L, b))
+    def point_map(self, spatial_shape: Sequence[int]) -> PointMap:
+        return rot90_point_map(spatial_shape, self.k, self.spatial_axes)
 
-
-_DICT_DOC = """
-    Parameters (shared)
-    -------------------
-    keys : image keys (``"image"``).
-    margin_sigmas, keypoints_key, labels_key, covariances_key, heatmap_key, ds_sigma,
-    ds_factor, allow_missing_keys : see :class:`cryo3d_transforms.motion.KeypointMapTransform`
-    (a flip keeps every keypoint's distance to the border, so nothing is dropped that
-    was not already past the margin).
-"""
+    def apply_image(self, img: Any, **options: Any) -> Any:
+        arr, restore = image_to_xp(img)
+        xp = get_xp(arr)
+        axes = (self.spatial_axes[0] + 1, self.spatial_axes[1] + 1)
+        return restore(xp.ascontiguousarray(xp.rot90(arr, self.k, axes=axes)))
 
 
 class KeypointFlipd(KeypointMapTransform):
-    """Flip image keys and keypoints along ``spatial_axis`` (None: all three)."""
+    """Flip image keys and keypoints along ``spatial_axis`` (dictionary form of :class:`KeypointFlip`).
 
-    __doc__ = (__doc__ or "") + _DICT_DOC
+    Args:
+        keys: image keys (``"image"``).
+        spatial_axis: spatial axes to flip (0 = z), ``None`` for all three.
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`
+            (a flip or turn keeps each keypoint's distance to the border).
+
+    Example:
+        ``{_target_: cryo3d_transforms.KeypointFlipd, keys: image, spatial_axis: 0}`` in a bundle;
+        ``KeypointFlipd(spatial_axis=(1, 2))(sample)`` in Python.
+    """
 
     def __init__(
-        self,
-        keys: KeysCollection = "image",
-        spatial_axis: int | Sequence[int] | None = None,
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        self, keys: KeysCollection = "image", spatial_axis: int | Sequence[int] | None = None, **map_options: Any
     ) -> None:
-        super().__init__(keys, margin_sigmas=margin_sigmas, **kw)
-        self.spatial_axis = _axes(spatial_axis)
-
-    def _flip(self, d: dict, axes: tuple[int, ...]) -> dict:
-        shape = self.spatial_shape(d)
-        for key in self.key_iterator(d):
-            d[key] = _flip_image(d[key], axes)
-        L, b = flip_point_map(shape, axes)
-        return self.move_keypoints(d, L, b, shape)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        return self._flip(dict(data), self.spatial_axis)
+        super().__init__(keys, KeypointFlip(spatial_axis), **map_options)
 
 
-class RandKeypointFlipd(RandomizableTransform, KeypointFlipd):
+class RandKeypointFlipd(RandKeypointMapTransform):
     """With probability ``prob`` flip all of ``spatial_axis`` together (MONAI ``RandFlipd``).
 
     Chain one per axis for independent flips (as :func:`cryo3d_transforms.default_train_transforms` does).
-    """
 
-    __doc__ = (__doc__ or "") + _DICT_DOC
+    Args:
+        keys: image keys (``"image"``).
+        prob: probability of flipping.
+        spatial_axis: spatial axes to flip (0 = z), ``None`` for all three.
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`
+            (a flip or turn keeps each keypoint's distance to the border).
+
+    Example:
+        >>> import numpy as np
+        >>> d = {"image": np.zeros((1, 4, 4, 8)), "keypoints": [[1.0, 2.0, 3.0]], "labels": [0]}
+        >>> RandKeypointFlipd(prob=1.0, spatial_axis=2, margin_sigmas=None)(d)["keypoints"].tolist()
+        [[1.0, 2.0, 4.0]]
+    """
 
     def __init__(
         self,
         keys: KeysCollection = "image",
         prob: float = 0.5,
         spatial_axis: int | Sequence[int] | None = None,
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        **map_options: Any,
     ) -> None:
-        RandomizableTransform.__init__(self, prob)
-        KeypointFlipd.__init__(self, keys, spatial_axis, margin_sigmas, **kw)
+        super().__init__(keys, prob, **map_options)
+        self.flipper = KeypointFlip(spatial_axis)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        self.randomize(None)
-        d = dict(data)
-        return self._flip(d, self.spatial_axis) if self._do_transform else d
+    def draw_transform(self, spatial_shape: Sequence[int]) -> KeypointTransform:
+        return self.flipper
 
 
 class KeypointRotate90d(KeypointMapTransform):
-    """``k`` quarter turns of image keys and keypoints in the plane ``spatial_axes`` (default y-x)."""
+    """``k`` quarter turns of image keys and keypoints (dictionary form of :class:`KeypointRotate90`).
 
-    __doc__ = (__doc__ or "") + _DICT_DOC
+    Args:
+        keys: image keys (``"image"``).
+        k: number of quarter turns.
+        spatial_axes: the plane (default y-x, which keeps z in place).
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`
+            (a flip or turn keeps each keypoint's distance to the border).
+
+    Example:
+        ``KeypointRotate90d(k=1)(sample)`` turns the y-x plane once; the y and x lengths swap.
+    """
 
     def __init__(
-        self,
-        keys: KeysCollection = "image",
-        k: int = 1,
-        spatial_axes: Sequence[int] = (1, 2),
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        self, keys: KeysCollection = "image", k: int = 1, spatial_axes: Sequence[int] = (1, 2), **map_options: Any
     ) -> None:
-        super().__init__(keys, margin_sigmas=margin_sigmas, **kw)
-        self.k = int(k) % 4
-        self.spatial_axes = _plane(spatial_axes)
-
-    def _rotate(self, d: dict, k: int) -> dict:
-        shape = self.spatial_shape(d)
-        for key in self.key_iterator(d):
-            d[key] = _rot90_image(d[key], k, self.spatial_axes)
-        L, b, out_shape = rot90_point_map(shape, k, self.spatial_axes)
-        return self.move_keypoints(d, L, b, out_shape)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        return self._rotate(dict(data), self.k)
+        super().__init__(keys, KeypointRotate90(k, spatial_axes), **map_options)
 
 
-class RandKeypointRotate90d(RandomizableTransform, KeypointRotate90d):
-    """With probability ``prob``, ``k`` quarter turns with ``k`` uniform in ``1..max_k`` (MONAI ``RandRotate90d``)."""
+class RandKeypointRotate90d(RandKeypointMapTransform):
+    """With probability ``prob``, ``k`` quarter turns with ``k`` uniform in ``1..max_k`` (MONAI ``RandRotate90d``).
 
-    __doc__ = (__doc__ or "") + _DICT_DOC
+    Args:
+        keys: image keys (``"image"``).
+        prob: probability of turning.
+        max_k: the largest number of quarter turns drawn.
+        spatial_axes: the plane (default y-x, which keeps z in place).
+        map_options: as :class:`~cryo3d_transforms.keypoint_transform.KeypointMapTransform`
+            (a flip or turn keeps each keypoint's distance to the border).
+
+    Example:
+        ``{_target_: cryo3d_transforms.RandKeypointRotate90d, keys: image, prob: 0.5, max_k: 3}``
+    """
 
     def __init__(
         self,
@@ -244,21 +253,14 @@ class RandKeypointRotate90d(RandomizableTransform, KeypointRotate90d):
         prob: float = 0.5,
         max_k: int = 3,
         spatial_axes: Sequence[int] = (1, 2),
-        margin_sigmas: float | None = DEFAULT_MARGIN_SIGMAS,
-        **kw: Any,
+        **map_options: Any,
     ) -> None:
-        RandomizableTransform.__init__(self, prob)
-        KeypointRotate90d.__init__(self, keys, 1, spatial_axes, margin_sigmas, **kw)
+        super().__init__(keys, prob, **map_options)
         if int(max_k) < 1:
             raise ValueError(f"max_k: expected at least 1, got {max_k!r}")
         self.max_k = int(max_k)
-        self._rand_k = 0
+        self.spatial_axes = _plane(spatial_axes)
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self._rand_k = int(self.R.randint(self.max_k)) + 1
+    def draw_transform(self, spatial_shape: Sequence[int]) -> KeypointTransform:
+        return KeypointRotate90(int(self.R.randint(self.max_k)) + 1, self.spatial_axes)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        self.randomize()
-        d = dict(data)
-        return self._rotate(d, self._rand_k) if self._do_transform else d

@@ -37,21 +37,24 @@ def default_intensity_transforms(
 ) -> list:
     """MONAI intensity transforms for a normalised image, in a sensible order.
 
-    Parameters
-    ----------
-    keys : image keys (only images: never the heatmap).
-    prob : probability of each of noise, scale, shift, contrast and smoothing.
-    noise_std : upper bound of the Gaussian noise std (``RandGaussianNoised``, in image units).
-    scale_factors : ``RandScaleIntensityd`` factors: intensity times ``1 + U(-f, f)``.
-    shift_offsets : ``RandShiftIntensityd`` offsets: plus ``U(-o, o)``.
-    gamma : ``RandAdjustContrastd`` gamma range (mean and std retained).
-    smooth_sigma : ``RandGaussianSmoothd`` sigma range in voxels, each axis.
-    dropout_holes, dropout_size, dropout_prob : ``RandCoarseDropoutd`` (holes filled with 0,
-        the normalised mean).
+    Args:
+        keys: image keys (only images: never the heatmap).
+        prob: probability of each of noise, scale, shift, contrast and smoothing.
+        noise_std: upper bound of the Gaussian noise std (``RandGaussianNoised``, in image units).
+        scale_factors: ``RandScaleIntensityd`` factors: intensity times ``1 + U(-f, f)``.
+        shift_offsets: ``RandShiftIntensityd`` offsets: plus ``U(-o, o)``.
+        gamma: ``RandAdjustContrastd`` gamma range (mean and std retained).
+        smooth_sigma: ``RandGaussianSmoothd`` sigma range in voxels, each axis.
+        dropout_holes: ``RandCoarseDropoutd`` number of holes (filled with 0, the normalised mean).
+        dropout_size: ``RandCoarseDropoutd`` hole size in voxels.
+        dropout_prob: ``RandCoarseDropoutd`` probability.
 
-    Returns
-    -------
-    list of MONAI dictionary transforms (put them in a ``Compose``).
+    Returns:
+        A list of MONAI dictionary transforms (put them in a ``Compose``).
+
+    Example:
+        >>> from monai.transforms import Compose
+        >>> t = Compose(default_intensity_transforms("image", prob=0.3))
     """
     return [
         RandGaussianNoised(keys, prob=prob, std=noise_std),

@@ -23,6 +23,7 @@ import numpy as np
 from cryo3d_transforms.arrays import host_array
 
 __all__ = [
+    "KeypointKeys",
     "KeypointFields",
     "read_keypoints",
     "write_keypoints",
@@ -38,17 +39,62 @@ DEFAULT_MARGIN_SIGMAS = 3.0
 
 
 @dataclass(frozen=True)
+class KeypointKeys:
+    """The names of the fields that travel together in a sample or a batch.
+
+    One bundle instead of a list of ``*_key`` arguments per transform; every transform
+    and mixer takes it as ``keypoint_keys`` (``None`` means these defaults).
+
+    Args:
+        image: the network input ``[C, Z, Y, X]`` (batch ``[B, C, Z, Y, X]``).
+        keypoints: float ``[K, 3]`` z-y-x, full-resolution patch voxels.
+        labels: int ``[K]`` class ids (``-1`` marks padding in a batch).
+        covariances: optional float ``[K, 3, 3]``, full-resolution voxels squared.
+        heatmap: the rendered target ``[C, z, y, x]`` at 1/``ds_factor``; ``None`` lets
+            spatial transforms keep a stale precomputed heatmap.
+        ds_sigma: per-class sigma ``[C]`` in downsampled voxels.
+        ds_factor: the downsampling factor (an integer).
+        count: number of real (unpadded) keypoints per sample in a collated batch.
+
+    Example:
+        >>> KeypointKeys(heatmap="target").heatmap
+        'target'
+
+        In a bundle: ``keypoint_keys: {_target_: cryo3d_transforms.KeypointKeys, heatmap: target}``.
+    """
+
+    image: str = "image"
+    keypoints: str = "keypoints"
+    labels: str = "labels"
+    covariances: str = "covariances"
+    heatmap: str | None = "heatmap"
+    ds_sigma: str = "ds_sigma"
+    ds_factor: str = "ds_factor"
+    count: str = "num_keypoints"
+
+    @classmethod
+    def of(cls, value: "KeypointKeys | Mapping[str, str] | None") -> "KeypointKeys":
+        """``value`` as a :class:`KeypointKeys` (``None``: the defaults; a mapping: its fields).
+
+        Raises:
+            TypeError: a mapping names a field that does not exist.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        return cls(**dict(value))
+
+
+@dataclass(frozen=True)
 class KeypointFields:
     """The keypoint fields of one sample, on the host.
 
-    Attributes
-    ----------
-    points : float64 ``[K, 3]``
-        z-y-x, full-resolution patch voxels.
-    labels : int64 ``[K]``
-        Class ids.
-    covariances : float64 ``[K, 3, 3]`` or None
-        Per-keypoint covariance in full-resolution voxels (z-y-x), when the sample has one.
+    Args:
+        points: float64 ``[K, 3]``, z-y-x, full-resolution patch voxels.
+        labels: int64 ``[K]`` class ids.
+        covariances: float64 ``[K, 3, 3]`` per-keypoint covariance in full-resolution
+            voxels (z-y-x), or ``None`` when the sample has none.
     """
 
     points: np.ndarray
@@ -65,47 +111,47 @@ class KeypointFields:
         return replace(self, points=points, covariances=self.covariances if covariances is None else covariances)
 
 
-def read_keypoints(
-    d: Mapping[str, Any],
-    keypoints_key: str = "keypoints",
-    labels_key: str = "labels",
-    covariances_key: str | None = "covariances",
-) -> KeypointFields:
+def read_keypoints(d: Mapping[str, Any], keys: KeypointKeys | None = None) -> KeypointFields:
     """Read and check a sample's keypoint fields (host NumPy, float64 / int64).
 
-    Raises
-    ------
-    ValueError
-        When a field is missing or its shape is not ``[K, 3]`` / ``[K]`` / ``[K, 3, 3]``
-        with one ``K``.
+    Args:
+        d: the sample dictionary.
+        keys: the field names (default :class:`KeypointKeys`).
+
+    Returns:
+        The sample's :class:`KeypointFields` (covariances ``None`` when absent).
+
+    Raises:
+        ValueError: a field is missing or its shape is not ``[K, 3]`` / ``[K]`` /
+            ``[K, 3, 3]`` with one ``K``.
     """
-    for key in (keypoints_key, labels_key):
+    k = KeypointKeys.of(keys)
+    for key in (k.keypoints, k.labels):
         if key not in d:
             raise ValueError(f"sample has no {key!r} field (keys: {sorted(d)})")
-    pts = host_array(d[keypoints_key], np.float64, keypoints_key, (3,))
-    lab = host_array(d[labels_key], np.int64, labels_key)
+    pts = host_array(d[k.keypoints], np.float64, k.keypoints, (3,))
+    lab = host_array(d[k.labels], np.int64, k.labels)
     if lab.shape[0] != pts.shape[0]:
-        raise ValueError(f"{labels_key}: {lab.shape[0]} labels for {pts.shape[0]} keypoints in {keypoints_key!r}")
+        raise ValueError(f"{k.labels}: {lab.shape[0]} labels for {pts.shape[0]} keypoints in {k.keypoints!r}")
     cov = None
-    if covariances_key is not None and d.get(covariances_key) is not None:
-        cov = host_array(d[covariances_key], np.float64, covariances_key, (3, 3))
+    if d.get(k.covariances) is not None:
+        cov = host_array(d[k.covariances], np.float64, k.covariances, (3, 3))
         if cov.shape[0] != pts.shape[0]:
-            raise ValueError(f"{covariances_key}: {cov.shape[0]} covariances for {pts.shape[0]} keypoints")
+            raise ValueError(f"{k.covariances}: {cov.shape[0]} covariances for {pts.shape[0]} keypoints")
     return KeypointFields(pts, lab, cov)
 
 
-def write_keypoints(
-    d: dict,
-    fields: KeypointFields,
-    keypoints_key: str = "keypoints",
-    labels_key: str = "labels",
-    covariances_key: str | None = "covariances",
-) -> dict:
-    """Store ``fields`` into the dictionary ``d`` (in place; returns ``d``)."""
-    d[keypoints_key] = fields.points
-    d[labels_key] = fields.labels
-    if covariances_key is not None and fields.covariances is not None:
-        d[covariances_key] = fields.covariances
+def write_keypoints(d: dict, fields: KeypointFields, keys: KeypointKeys | None = None) -> dict:
+    """Store ``fields`` into the dictionary ``d`` in place.
+
+    Returns:
+        ``d``, with keypoints, labels and (when ``fields`` has them) covariances set.
+    """
+    k = KeypointKeys.of(keys)
+    d[k.keypoints] = fields.points
+    d[k.labels] = fields.labels
+    if fields.covariances is not None:
+        d[k.covariances] = fields.covariances
     return d
 
 
@@ -113,41 +159,45 @@ def sample_ds_params(
     d: Mapping[str, Any],
     ds_sigma: Sequence[float] | None = None,
     ds_factor: int | None = None,
-    ds_sigma_key: str = "ds_sigma",
-    ds_factor_key: str = "ds_factor",
+    keys: KeypointKeys | None = None,
 ) -> tuple[np.ndarray, int]:
     """Per-class ``ds_sigma`` ``[C]`` (downsampled voxels) and ``ds_factor`` of a sample.
 
-    Explicit arguments win over the sample's fields.
+    Args:
+        d: the sample dictionary.
+        ds_sigma: explicit per-class sigma; wins over the sample's field.
+        ds_factor: explicit factor; wins over the sample's field.
+        keys: the field names (default :class:`KeypointKeys`).
 
-    Raises
-    ------
-    ValueError
-        When neither the argument nor the field is there, or the values are invalid.
+    Returns:
+        ``(sigma, factor)``: float64 ``[C]`` and an int.
+
+    Raises:
+        ValueError: neither the argument nor the field is there, or the values are invalid.
     """
+    k = KeypointKeys.of(keys)
     if ds_sigma is None:
-        if ds_sigma_key not in d:
-            raise ValueError(f"sample has no {ds_sigma_key!r} field and no ds_sigma was given to the transform")
-        ds_sigma = d[ds_sigma_key]
+        if k.ds_sigma not in d:
+            raise ValueError(f"sample has no {k.ds_sigma!r} field and no ds_sigma was given to the transform")
+        ds_sigma = d[k.ds_sigma]
     if ds_factor is None:
-        if ds_factor_key not in d:
-            raise ValueError(f"sample has no {ds_factor_key!r} field and no ds_factor was given to the transform")
-        ds_factor = d[ds_factor_key]
-    sig = host_array(ds_sigma, np.float64, ds_sigma_key)
+        if k.ds_factor not in d:
+            raise ValueError(f"sample has no {k.ds_factor!r} field and no ds_factor was given to the transform")
+        ds_factor = d[k.ds_factor]
+    sig = host_array(ds_sigma, np.float64, k.ds_sigma)
     if sig.size == 0 or np.any(~np.isfinite(sig)) or np.any(sig <= 0):
-        raise ValueError(f"{ds_sigma_key}: expected positive per-class sigmas in downsampled voxels, got {sig.tolist()}")
-    f_arr = host_array(ds_factor, np.float64, ds_factor_key)
+        raise ValueError(f"{k.ds_sigma}: expected positive per-class sigmas in downsampled voxels, got {sig.tolist()}")
+    f_arr = host_array(ds_factor, np.float64, k.ds_factor)
     if f_arr.size != 1 or f_arr[0] < 1 or f_arr[0] != int(f_arr[0]):
-        raise ValueError(f"{ds_factor_key}: expected one positive integer, got {f_arr.tolist()}")
+        raise ValueError(f"{k.ds_factor}: expected one positive integer, got {f_arr.tolist()}")
     return sig, int(f_arr[0])
 
 
 def isotropic_covariances(labels: np.ndarray, ds_sigma: np.ndarray, ds_factor: int) -> np.ndarray:
     """``(ds_sigma[label] * ds_factor)^2 I``: each keypoint's class Gaussian as a covariance.
 
-    Returns
-    -------
-    float64 ``[K, 3, 3]`` in full-resolution voxels squared.
+    Returns:
+        float64 ``[K, 3, 3]`` in full-resolution voxels squared.
     """
     s = np.asarray(ds_sigma, np.float64)[np.asarray(labels, np.int64)] * float(ds_factor)
     return (s**2)[:, None, None] * np.eye(3)[None]
@@ -163,6 +213,9 @@ def keypoint_margins(
 
     ``margin_sigmas`` standard deviations of each keypoint's Gaussian along each axis:
     ``sqrt(cov[a, a])`` when the keypoint has a covariance, else ``ds_sigma[c] * ds_factor``.
+
+    Raises:
+        ValueError: a label lies outside ``[0, len(ds_sigma))``.
     """
     lab = fields.labels
     if lab.size and (lab.min() < 0 or lab.max() >= len(ds_sigma)):
@@ -177,11 +230,10 @@ def keypoint_margins(
 def inside_with_margin(points: np.ndarray, shape: Sequence[int], margins: np.ndarray | float) -> np.ndarray:
     """Boolean ``[K]``: the keypoint lies within ``margins`` of the patch ``[-0.5, n - 0.5]``.
 
-    Parameters
-    ----------
-    points : ``[K, 3]`` full-resolution voxels.
-    shape : (Z, Y, X) of the patch.
-    margins : ``[K, 3]``, ``[K, 1]`` or a float, full-resolution voxels.
+    Args:
+        points: ``[K, 3]`` full-resolution voxels.
+        shape: (Z, Y, X) of the patch.
+        margins: ``[K, 3]``, ``[K, 1]`` or a float, full-resolution voxels.
     """
     n = np.asarray(shape, np.float64)[None, :]
     m = np.asarray(margins, np.float64)

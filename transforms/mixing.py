@@ -1,4 +1,4 @@
-"""Batch-level MixUp, CutMix and CutMixUp on torch tensors, on the training device.
+"""Batch-level MixUp, CutMix and CutMixUp with given draws, on torch tensors, on the training device.
 
 A batch is the dictionary that :func:`collate_keypoints` makes: ``image`` ``[B, 1, Z, Y, X]``,
 ``heatmap`` ``[B, C, z, y, x]`` (z = ceil(Z / f), ...), ``keypoints`` ``[B, Kmax, 3]`` (z-y-x,
@@ -25,6 +25,11 @@ Each call also stores ``mix_mode``, ``mix_index`` (``perm``), ``mix_lambda`` ``[
 weight: blend weight, or A's remaining volume fraction for CutMix) and ``mix_box``
 ``[B, 2, 3]`` (full-resolution ``[lo, hi)`` per axis) in the batch.
 
+The functions here take the draws (weights, boxes, partners) as arguments; the random
+mixers that draw them (:class:`~cryo3d_transforms.mixers.HeatmapMixUp`, ...,
+:class:`~cryo3d_transforms.mixers.BatchMixer`) are in :mod:`cryo3d_transforms.mixers`.
+Field names come from :class:`~cryo3d_transforms.keypoints.KeypointKeys`.
+
 Why by hand: MONAI has no batch-level mixing that carries keypoints (its ``CutMix`` masks
 label maps, which would cut Gaussians at the box edge).
 """
@@ -36,13 +41,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from monai.data import list_data_collate
-from monai.engines.utils import PrepareBatch
-from monai.transforms import Randomizable
 
 from cryo3d import coords
 from cryo3d.backend import to_numpy, torch_to_xp, xp_to_torch
 from cryo3d.heatmap import DEFAULT_TRUNCATE, render_heatmap
 from cryo3d_transforms.arrays import host_array
+from cryo3d_transforms.keypoints import KeypointKeys, read_keypoints
 
 __all__ = [
     "PAD_LABEL",
@@ -52,14 +56,11 @@ __all__ = [
     "draw_boxes",
     "box_mask",
     "keypoints_in_boxes",
-    "mixup",
-    "cutmix",
-    "cutmixup",
-    "MixUp",
-    "CutMix",
-    "CutMixUp",
-    "BatchMixer",
-    "PrepareMixedBatch",
+    "batch_ds_factor",
+    "batch_ds_sigma",
+    "heatmap_mixup",
+    "heatmap_cutmix",
+    "heatmap_cutmixup",
 ]
 
 #: Label of a padding slot in batched keypoints.
@@ -69,20 +70,29 @@ PAD_LABEL = -1
 # --------------------------------------------------------------------------- collate
 
 
-def collate_keypoints(
-    batch: Sequence[Any],
-    keypoints_key: str = "keypoints",
-    labels_key: str = "labels",
-    covariances_key: str = "covariances",
-    count_key: str = "num_keypoints",
-) -> Any:
+def collate_keypoints(batch: Sequence[Any], keypoint_keys: KeypointKeys | Mapping[str, str] | None = None) -> Any:
     """Collate samples with variable numbers of keypoints (a ``DataLoader`` ``collate_fn``).
 
     Pads ``keypoints`` to ``[B, Kmax, 3]`` (zeros), ``labels`` to ``[B, Kmax]`` (``-1``) and
     ``covariances`` to ``[B, Kmax, 3, 3]`` (identity), records each sample's count in
-    ``count_key``, then hands over to MONAI's ``list_data_collate`` for every other field
-    (so it flattens lists of samples from multi-sample crops just as MONAI does).
+    ``num_keypoints``, then hands over to MONAI's ``list_data_collate`` for every other
+    field (so it flattens lists of samples from multi-sample crops just as MONAI does).
+
+    Args:
+        batch: the samples (dictionaries, or lists of them).
+        keypoint_keys: field names (:class:`~cryo3d_transforms.keypoints.KeypointKeys`;
+            ``None``: defaults).
+
+    Returns:
+        The collated batch.
+
+    Raises:
+        ValueError: an empty batch, or keypoints / covariances in some samples only.
+
+    Example:
+        In a bundle: ``collate_fn: "$cryo3d_transforms.collate_keypoints"``.
     """
+    keys = KeypointKeys.of(keypoint_keys)
     items: list = []
     for item in batch:
         items.extend(item if isinstance(item, (list, tuple)) else [item])
@@ -90,66 +100,73 @@ def collate_keypoints(
         raise ValueError("collate_keypoints: empty batch")
     if not all(isinstance(it, Mapping) for it in items):
         return list_data_collate(batch)
-    fields = []
-    for it in items:
-        if keypoints_key not in it or labels_key not in it:
-            fields.append(None)
-            continue
-        pts = host_array(it[keypoints_key], np.float64, keypoints_key, (3,))
-        lab = host_array(it[labels_key], np.int64, labels_key)
-        cov = it.get(covariances_key)
-        cov = None if cov is None else host_array(cov, np.float64, covariances_key, (3, 3))
-        fields.append((pts, lab, cov))
-    if any(f is None for f in fields):
-        if all(f is None for f in fields):
+    has = [keys.keypoints in it and keys.labels in it for it in items]
+    if not all(has):
+        if not any(has):
             return list_data_collate(items)
-        raise ValueError(f"collate_keypoints: some samples lack {keypoints_key!r} / {labels_key!r}")
-    kmax = max(f[1].shape[0] for f in fields)
-    with_cov = any(f[2] is not None for f in fields)
-    if with_cov and not all(f[2] is not None for f in fields):
-        raise ValueError(f"collate_keypoints: {covariances_key!r} present in some samples only")
+        raise ValueError(f"collate_keypoints: some samples lack {keys.keypoints!r} / {keys.labels!r}")
+    fields = [read_keypoints(it, keys) for it in items]
+    kmax = max(f.labels.shape[0] for f in fields)
+    with_cov = any(f.covariances is not None for f in fields)
+    if with_cov and not all(f.covariances is not None for f in fields):
+        raise ValueError(f"collate_keypoints: {keys.covariances!r} present in some samples only")
     out = []
-    for it, (pts, lab, cov) in zip(items, fields):
-        k = lab.shape[0]
+    for it, f in zip(items, fields):
+        k = f.labels.shape[0]
         d = dict(it)
-        d[keypoints_key] = np.concatenate([pts, np.zeros((kmax - k, 3))])
-        d[labels_key] = np.concatenate([lab, np.full(kmax - k, PAD_LABEL, np.int64)])
+        d[keys.keypoints] = np.concatenate([f.points, np.zeros((kmax - k, 3))])
+        d[keys.labels] = np.concatenate([f.labels, np.full(kmax - k, PAD_LABEL, np.int64)])
         if with_cov:
-            d[covariances_key] = np.concatenate([cov, np.broadcast_to(np.eye(3), (kmax - k, 3, 3))])
-        d[count_key] = k
+            d[keys.covariances] = np.concatenate([f.covariances, np.broadcast_to(np.eye(3), (kmax - k, 3, 3))])
+        d[keys.count] = k
         out.append(d)
     return list_data_collate(out)
 
 
-def sample_keypoints(batch: Mapping[str, Any], b: int, keypoints_key="keypoints", labels_key="labels", covariances_key="covariances"):
+def sample_keypoints(
+    batch: Mapping[str, Any], b: int, keypoint_keys: KeypointKeys | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Sample ``b``'s keypoints, labels and covariances (or None) without padding (tensors)."""
-    lab = batch[labels_key][b]
+    keys = KeypointKeys.of(keypoint_keys)
+    lab = batch[keys.labels][b]
     valid = lab >= 0
-    cov = batch.get(covariances_key)
-    return batch[keypoints_key][b][valid], lab[valid], None if cov is None else cov[b][valid]
+    cov = batch.get(keys.covariances)
+    return batch[keys.keypoints][b][valid], lab[valid], None if cov is None else cov[b][valid]
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def _batch_factor(batch: Mapping[str, Any], ds_factor: Any) -> int:
-    """The batch's one ``ds_factor`` (an explicit value wins over the field)."""
+def batch_ds_factor(batch: Mapping[str, Any], ds_factor: Any = None, keypoint_keys: KeypointKeys | None = None) -> int:
+    """The batch's one ``ds_factor`` (an explicit value wins over the field).
+
+    Raises:
+        ValueError: no factor, or several different ones in the batch.
+    """
+    field = KeypointKeys.of(keypoint_keys).ds_factor
     if ds_factor is None:
-        if "ds_factor" not in batch:
-            raise ValueError("batch has no 'ds_factor' field and no ds_factor was given to the mixer")
-        ds_factor = batch["ds_factor"]
+        if field not in batch:
+            raise ValueError(f"batch has no {field!r} field and no ds_factor was given to the mixer")
+        ds_factor = batch[field]
     f = np.unique(host_array(ds_factor, np.int64, "ds_factor"))
     if f.size != 1 or f[0] < 1:
         raise ValueError(f"ds_factor: expected one positive factor for the whole batch, got {f.tolist()}")
     return int(f[0])
 
 
-def _batch_sigma(batch: Mapping[str, Any], ds_sigma: Any, n: int) -> np.ndarray:
-    """Per-sample ``ds_sigma`` ``[n, C]`` on the host (an explicit ``[C]`` is shared)."""
+def batch_ds_sigma(
+    batch: Mapping[str, Any], ds_sigma: Any, n: int, keypoint_keys: KeypointKeys | None = None
+) -> np.ndarray:
+    """Per-sample ``ds_sigma`` ``[n, C]`` in downsampled voxels, on the host (an explicit ``[C]`` is shared).
+
+    Raises:
+        ValueError: no sigma, or not ``[C]`` / ``[n, C]``.
+    """
+    field = KeypointKeys.of(keypoint_keys).ds_sigma
     if ds_sigma is None:
-        if "ds_sigma" not in batch:
-            raise ValueError("batch has no 'ds_sigma' field and no ds_sigma was given to the mixer")
-        ds_sigma = batch["ds_sigma"]
+        if field not in batch:
+            raise ValueError(f"batch has no {field!r} field and no ds_sigma was given to the mixer")
+        ds_sigma = batch[field]
     sig = np.asarray(to_numpy(ds_sigma), np.float64)
     if sig.ndim == 1:
         sig = np.broadcast_to(sig[None, :], (n, sig.shape[0]))
@@ -170,17 +187,23 @@ def render_batch_heatmap(
 ) -> torch.Tensor:
     """Render ``[B, C, z, y, x]`` from padded batch keypoints, on the keypoints' device.
 
-    Parameters
-    ----------
-    keypoints : ``[B, K, 3]`` full-resolution voxels; labels ``[B, K]`` with ``-1`` padding.
-    spatial_shape : full-resolution (Z, Y, X).
-    ds_sigma : ``[B, C]`` (or ``[C]``) downsampled voxels; ds_factor : int.
-    covariances : ``[B, K, 3, 3]`` full-resolution voxels, optional.
-
     CUDA tensors are rendered with CuPy (DLPack views, no host copies of the volumes).
+
+    Args:
+        keypoints: ``[B, K, 3]`` z-y-x full-resolution voxels.
+        labels: ``[B, K]`` with ``-1`` padding.
+        spatial_shape: full-resolution (Z, Y, X).
+        ds_sigma: ``[B, C]`` (or ``[C]``) in downsampled voxels.
+        ds_factor: the downsampling factor.
+        covariances: optional ``[B, K, 3, 3]`` in full-resolution voxels.
+        dtype: dtype of the result.
+        truncate: box half-width in standard deviations.
+
+    Returns:
+        The heatmaps ``[B, C, ceil(Z/f), ceil(Y/f), ceil(X/f)]``.
     """
     B = keypoints.shape[0]
-    sig = _batch_sigma({}, ds_sigma, B)
+    sig = batch_ds_sigma({}, ds_sigma, B)
     shape_ds = coords.ds_shape(tuple(spatial_shape), ds_factor)
     out = []
     for b in range(B):  # the batch (a few samples); the renderer is vectorised over keypoints
@@ -207,10 +230,16 @@ def draw_boxes(
     with side ``n_a * (1 - lam)^(1/3)`` and a uniformly drawn centre; corners are rounded
     to multiples of ``ds_factor`` (or the patch end) and clipped to the patch.
 
-    Returns
-    -------
-    boxes : int64 ``[n, 2, 3]``.
-    lam : float64 ``[n]``, A's actual remaining volume fraction ``1 - |box| / |patch|``.
+    Args:
+        rng: the random state.
+        n: number of boxes (the batch size).
+        shape: full-resolution (Z, Y, X) of the patches.
+        alpha: Beta parameter of the volume fraction.
+        ds_factor: the grid the corners lie on.
+
+    Returns:
+        ``(boxes, lam)``: int64 ``[n, 2, 3]`` and float64 ``[n]``, A's actual remaining
+        volume fraction ``1 - |box| / |patch|``.
     """
     dims = np.asarray(shape, np.float64)
     lam0 = rng.beta(alpha, alpha, size=n)
@@ -247,35 +276,29 @@ def keypoints_in_boxes(keypoints: torch.Tensor, boxes: torch.Tensor) -> torch.Te
     return torch.all((keypoints >= lo) & (keypoints < hi), dim=-1)
 
 
-def _merge_keypoints(batch: dict, keep_a: torch.Tensor, keep_b: torch.Tensor, perm: torch.Tensor, keys: dict) -> None:
+def _merge_keypoints(
+    batch: dict, keep_a: torch.Tensor, keep_b: torch.Tensor, perm: torch.Tensor, keys: KeypointKeys
+) -> None:
     """Keypoints = A's where ``keep_a`` plus partner B's where ``keep_b`` (both ``[B, K]``), compacted."""
-    kp, lab = batch[keys["keypoints"]], batch[keys["labels"]]
-    cov = batch.get(keys["covariances"])
+    kp, lab = batch[keys.keypoints], batch[keys.labels]
+    cov = batch.get(keys.covariances)
     lab_a = torch.where(keep_a & (lab >= 0), lab, torch.full_like(lab, PAD_LABEL))
     lab_b = torch.where(keep_b & (lab[perm] >= 0), lab[perm], torch.full_like(lab, PAD_LABEL))
     new_lab = torch.cat([lab_a, lab_b], dim=1)
     order = torch.argsort((new_lab < 0).to(torch.int8), dim=1, stable=True)
     kmax = int((new_lab >= 0).sum(dim=1).max().item()) if new_lab.numel() else 0
     order = order[:, :kmax]
-    batch[keys["labels"]] = torch.gather(new_lab, 1, order)
+    batch[keys.labels] = torch.gather(new_lab, 1, order)
     new_kp = torch.cat([kp, kp[perm]], dim=1)
-    batch[keys["keypoints"]] = torch.gather(new_kp, 1, order[..., None].expand(-1, -1, 3))
+    batch[keys.keypoints] = torch.gather(new_kp, 1, order[..., None].expand(-1, -1, 3))
     if cov is not None:
         new_cov = torch.cat([cov, cov[perm]], dim=1)
-        batch[keys["covariances"]] = torch.gather(new_cov, 1, order[..., None, None].expand(-1, -1, 3, 3))
-    if "num_keypoints" in batch:
-        batch["num_keypoints"] = (batch[keys["labels"]] >= 0).sum(dim=1)
+        batch[keys.covariances] = torch.gather(new_cov, 1, order[..., None, None].expand(-1, -1, 3, 3))
+    if keys.count in batch:
+        batch[keys.count] = (batch[keys.labels] >= 0).sum(dim=1)
 
 
-# --------------------------------------------------------------------------- functional forms
-
-_KEYS = dict(image="image", heatmap="heatmap", keypoints="keypoints", labels="labels", covariances="covariances")
-
-
-def _keys(**kw: Any) -> dict:
-    k = dict(_KEYS)
-    k.update({n: v for n, v in kw.items() if v is not None})
-    return k
+# --------------------------------------------------------------------------- mixing with given draws
 
 
 def _as_index(perm: Any, device: torch.device) -> torch.Tensor:
@@ -286,287 +309,123 @@ def _weights(lam: Any, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(lam, np.float64), dtype=like.dtype, device=like.device).view(-1, 1, 1, 1, 1)
 
 
-def mixup(batch: Mapping[str, Any], lam: Any, perm: Any, **keys: Any) -> dict:
-    """MixUp with given per-sample weights ``lam`` ``[B]`` and partners ``perm`` ``[B]``."""
-    k = _keys(**keys)
+def heatmap_mixup(
+    batch: Mapping[str, Any], lam: Any, perm: Any, keypoint_keys: KeypointKeys | Mapping[str, str] | None = None
+) -> dict:
+    """MixUp of image and heatmap with given per-sample weights and partners.
+
+    Args:
+        batch: a collated batch (module docstring).
+        lam: ``[B]`` A's weights in ``[0, 1]``.
+        perm: ``[B]`` partner of each sample.
+        keypoint_keys: field names (``None``: defaults).
+
+    Returns:
+        A new batch: ``lam * A + (1 - lam) * B`` for image and heatmap, both keypoint sets.
+
+    Example:
+        >>> mixed = heatmap_mixup(batch, [0.5] * 3, [1, 2, 0])  # doctest: +SKIP
+    """
+    k = KeypointKeys.of(keypoint_keys)
     out = dict(batch)
-    img, hm = batch[k["image"]], batch[k["heatmap"]]
+    img, hm = batch[k.image], batch[k.heatmap]
     p = _as_index(perm, img.device)
-    out[k["image"]] = _weights(lam, img) * img + (1 - _weights(lam, img)) * img[p]
-    out[k["heatmap"]] = _weights(lam, hm) * hm + (1 - _weights(lam, hm)) * hm[p]
-    if k["keypoints"] in batch:
-        lab = batch[k["labels"]]
+    out[k.image] = _weights(lam, img) * img + (1 - _weights(lam, img)) * img[p]
+    out[k.heatmap] = _weights(lam, hm) * hm + (1 - _weights(lam, hm)) * hm[p]
+    if k.keypoints in batch:
+        lab = batch[k.labels]
         ones = torch.ones_like(lab, dtype=torch.bool)
         _merge_keypoints(out, ones, ones, p.to(lab.device), k)
     out.update(mix_mode="mixup", mix_index=p, mix_lambda=torch.as_tensor(np.asarray(lam, np.float64)))
     return out
 
 
-def cutmix(
+def heatmap_cutmix(
     batch: Mapping[str, Any],
     boxes: Any,
     perm: Any,
     ds_sigma: Any = None,
     ds_factor: int | None = None,
     truncate: float = DEFAULT_TRUNCATE,
-    **keys: Any,
+    keypoint_keys: KeypointKeys | Mapping[str, str] | None = None,
 ) -> dict:
-    """CutMix with given boxes ``[B, 2, 3]`` (full-resolution ``[lo, hi)``) and partners ``perm``.
+    """CutMix with given boxes and partners; the heatmap is rendered again (module docstring).
 
-    The heatmap is rendered again from the merged keypoints (module docstring).
+    Args:
+        batch: a collated batch (module docstring).
+        boxes: ``[B, 2, 3]`` full-resolution ``[lo, hi)`` per axis.
+        perm: ``[B]`` partner of each sample.
+        ds_sigma: overrides the batch's ``ds_sigma`` (downsampled voxels).
+        ds_factor: overrides the batch's ``ds_factor``.
+        truncate: box half-width of the renderer in standard deviations.
+        keypoint_keys: field names (``None``: defaults).
+
+    Returns:
+        A new batch with B's box pasted into A, keypoints merged by centre, heatmap rendered.
+
+    Example:
+        >>> mixed = heatmap_cutmix(batch, [[[0, 0, 0], [8, 8, 8]]] * 3, [1, 2, 0])  # doctest: +SKIP
     """
-    k = _keys(**keys)
+    k = KeypointKeys.of(keypoint_keys)
     out = dict(batch)
-    img = batch[k["image"]]
+    img = batch[k.image]
     shape = tuple(img.shape[2:])
     p = _as_index(perm, img.device)
     bx = torch.as_tensor(np.asarray(boxes), dtype=torch.long, device=img.device)
-    out[k["image"]] = torch.where(box_mask(bx, shape), img[p], img)
-    kp = batch[k["keypoints"]]
+    out[k.image] = torch.where(box_mask(bx, shape), img[p], img)
+    kp = batch[k.keypoints]
     pk, bk = p.to(kp.device), bx.to(kp.device)
     # sample b's box decides for A's own keypoints and for its partner's (moved into A)
     _merge_keypoints(out, ~keypoints_in_boxes(kp, bk), keypoints_in_boxes(kp[pk], bk), pk, k)
-    sig, f = _batch_sigma(batch, ds_sigma, img.shape[0]), _batch_factor(batch, ds_factor)
-    hm_dtype = batch[k["heatmap"]].dtype if k["heatmap"] in batch else torch.float32
-    out[k["heatmap"]] = render_batch_heatmap(
-        out[k["keypoints"]], out[k["labels"]], shape, sig, f, out.get(k["covariances"]), hm_dtype, truncate
+    sig, f = batch_ds_sigma(batch, ds_sigma, img.shape[0], k), batch_ds_factor(batch, ds_factor, k)
+    hm_dtype = batch[k.heatmap].dtype if k.heatmap in batch else torch.float32
+    out[k.heatmap] = render_batch_heatmap(
+        out[k.keypoints], out[k.labels], shape, sig, f, out.get(k.covariances), hm_dtype, truncate
     ).to(img.device)
     vol = torch.prod((bx[:, 1] - bx[:, 0]).clamp(min=0), dim=1).to(torch.float64)
     out.update(mix_mode="cutmix", mix_index=p, mix_box=bx, mix_lambda=(1 - vol / float(np.prod(shape))).cpu())
     return out
 
 
-def cutmixup(batch: Mapping[str, Any], boxes: Any, lam: Any, perm: Any, ds_factor: int | None = None, **keys: Any) -> dict:
-    """CutMixUp: inside each box, ``lam * A + (1 - lam) * B`` for image and heatmap; A outside."""
-    k = _keys(**keys)
+def heatmap_cutmixup(
+    batch: Mapping[str, Any],
+    boxes: Any,
+    lam: Any,
+    perm: Any,
+    ds_factor: int | None = None,
+    keypoint_keys: KeypointKeys | Mapping[str, str] | None = None,
+) -> dict:
+    """CutMixUp: inside each box ``lam * A + (1 - lam) * B`` for image and heatmap; A outside.
+
+    Args:
+        batch: a collated batch (module docstring).
+        boxes: ``[B, 2, 3]`` full-resolution ``[lo, hi)`` per axis (on the ``ds_factor`` grid).
+        lam: ``[B]`` A's blend weights inside the box.
+        perm: ``[B]`` partner of each sample.
+        ds_factor: overrides the batch's ``ds_factor``.
+        keypoint_keys: field names (``None``: defaults).
+
+    Returns:
+        A new batch; keypoints are all of A's plus B's inside the box.
+
+    Example:
+        >>> mixed = heatmap_cutmixup(batch, [[[0, 0, 0], [8, 8, 8]]] * 3, [0.5] * 3, [1, 2, 0])  # doctest: +SKIP
+    """
+    k = KeypointKeys.of(keypoint_keys)
     out = dict(batch)
-    img, hm = batch[k["image"]], batch[k["heatmap"]]
+    img, hm = batch[k.image], batch[k.heatmap]
     p = _as_index(perm, img.device)
     bx = torch.as_tensor(np.asarray(boxes), dtype=torch.long, device=img.device)
-    ds_factor = _batch_factor(batch, ds_factor)
+    ds_factor = batch_ds_factor(batch, ds_factor, k)
     w_img = _weights(lam, img)
-    out[k["image"]] = torch.where(box_mask(bx, img.shape[2:]), w_img * img + (1 - w_img) * img[p], img)
+    out[k.image] = torch.where(box_mask(bx, img.shape[2:]), w_img * img + (1 - w_img) * img[p], img)
     w_hm = _weights(lam, hm)
     m_hm = box_mask(bx.to(hm.device), hm.shape[2:], scale=int(ds_factor))
-    out[k["heatmap"]] = torch.where(m_hm, w_hm * hm + (1 - w_hm) * hm[p.to(hm.device)], hm)
-    if k["keypoints"] in batch:
-        kp = batch[k["keypoints"]]
+    out[k.heatmap] = torch.where(m_hm, w_hm * hm + (1 - w_hm) * hm[p.to(hm.device)], hm)
+    if k.keypoints in batch:
+        kp = batch[k.keypoints]
         pk, bk = p.to(kp.device), bx.to(kp.device)
         inside_b = keypoints_in_boxes(kp[pk], bk)
         _merge_keypoints(out, torch.ones_like(inside_b), inside_b, pk, k)
     out.update(mix_mode="cutmixup", mix_index=p, mix_box=bx, mix_lambda=torch.as_tensor(np.asarray(lam, np.float64)))
     return out
-
-
-# --------------------------------------------------------------------------- random forms
-
-
-class _Mixer(Randomizable):
-    """Shared parameters of the random mixers (field names, ds overrides)."""
-
-    def __init__(
-        self,
-        alpha: float,
-        image_key: str = "image",
-        heatmap_key: str = "heatmap",
-        keypoints_key: str = "keypoints",
-        labels_key: str = "labels",
-        covariances_key: str = "covariances",
-        ds_sigma: Sequence[float] | None = None,
-        ds_factor: int | None = None,
-    ) -> None:
-        if not alpha > 0:
-            raise ValueError(f"alpha: expected a positive Beta parameter, got {alpha!r}")
-        self.alpha = float(alpha)
-        self.keys = dict(
-            image=image_key, heatmap=heatmap_key, keypoints=keypoints_key, labels=labels_key, covariances=covariances_key
-        )
-        self.ds_sigma = ds_sigma
-        self.ds_factor = ds_factor
-        self.perm = np.zeros(0, np.int64)
-
-    def _perm(self, n: int) -> np.ndarray:
-        self.perm = self.R.permutation(n)
-        return self.perm
-
-    def _factor(self, batch: Mapping[str, Any]) -> int:
-        return _batch_factor(batch, self.ds_factor)
-
-
-class MixUp(_Mixer):
-    """Random MixUp: ``lam ~ Beta(alpha, alpha)`` per sample, partner from a permutation.
-
-    Call ``mixer(batch)`` -> mixed batch (a new dict). The draws are kept in ``self.lam``
-    and ``self.perm``. Parameters: ``alpha`` and field names (see :class:`BatchMixer`).
-    """
-
-    def __init__(self, alpha: float = 0.4, **kw: Any) -> None:
-        super().__init__(alpha, **kw)
-        self.lam = np.zeros(0)
-
-    def randomize(self, n: int) -> None:  # type: ignore[override]
-        self.lam = self.R.beta(self.alpha, self.alpha, size=n)
-        self._perm(n)
-
-    def __call__(self, batch: Mapping[str, Any]) -> dict:
-        self.randomize(batch[self.keys["image"]].shape[0])
-        return mixup(batch, self.lam, self.perm, **self.keys)
-
-
-class CutMix(_Mixer):
-    """Random CutMix (boxes from :func:`draw_boxes`, heatmap rendered again).
-
-    The draws are kept in ``self.boxes``, ``self.lam`` and ``self.perm``.
-    """
-
-    def __init__(self, alpha: float = 1.0, truncate: float = DEFAULT_TRUNCATE, **kw: Any) -> None:
-        super().__init__(alpha, **kw)
-        self.truncate = float(truncate)
-        self.boxes = np.zeros((0, 2, 3), np.int64)
-        self.lam = np.zeros(0)
-
-    def randomize(self, n: int, shape: Sequence[int], ds_factor: int) -> None:  # type: ignore[override]
-        self.boxes, self.lam = draw_boxes(self.R, n, shape, self.alpha, ds_factor)
-        self._perm(n)
-
-    def __call__(self, batch: Mapping[str, Any]) -> dict:
-        img = batch[self.keys["image"]]
-        self.randomize(img.shape[0], img.shape[2:], self._factor(batch))
-        return cutmix(batch, self.boxes, self.perm, self.ds_sigma, self.ds_factor, self.truncate, **self.keys)
-
-
-class CutMixUp(_Mixer):
-    """Random CutMixUp: boxes as :class:`CutMix`, blend weight ``lam ~ Beta(alpha, alpha)``.
-
-    ``box_alpha`` sets the box-size distribution (default: ``alpha``). The draws are kept
-    in ``self.boxes``, ``self.lam`` (blend weights) and ``self.perm``.
-    """
-
-    def __init__(self, alpha: float = 1.0, box_alpha: float | None = None, **kw: Any) -> None:
-        super().__init__(alpha, **kw)
-        self.box_alpha = self.alpha if box_alpha is None else float(box_alpha)
-        self.boxes = np.zeros((0, 2, 3), np.int64)
-        self.lam = np.zeros(0)
-
-    def randomize(self, n: int, shape: Sequence[int], ds_factor: int) -> None:  # type: ignore[override]
-        self.boxes, _ = draw_boxes(self.R, n, shape, self.box_alpha, ds_factor)
-        self.lam = self.R.beta(self.alpha, self.alpha, size=n)
-        self._perm(n)
-
-    def __call__(self, batch: Mapping[str, Any]) -> dict:
-        img = batch[self.keys["image"]]
-        f = self._factor(batch)
-        self.randomize(img.shape[0], img.shape[2:], f)
-        return cutmixup(batch, self.boxes, self.lam, self.perm, ds_factor=f, **self.keys)
-
-
-class BatchMixer(Randomizable):
-    """Mix a batch with probability ``prob``, choosing MixUp, CutMix or CutMixUp by weight.
-
-    Use it on a collated batch (:func:`collate_keypoints`), on the device the batch lives
-    on: ``mixed = mixer(batch)``; from a MONAI bundle either inside the trainer's
-    ``prepare_batch`` (:class:`PrepareMixedBatch`, mixes on the training device) or as an
-    ignite handler that replaces ``engine.state.batch`` at ``ITERATION_STARTED``: it has
-    ``attach(engine)``, so it can be listed in ``train_handlers``
-    (``{_target_: cryo3d_transforms.BatchMixer, prob: 0.5}``; that batch is still on the host).
-
-    Parameters
-    ----------
-    prob : probability of mixing a batch at all.
-    mixup_weight, cutmix_weight, cutmixup_weight : relative odds of each kind.
-    mixup_alpha, cutmix_alpha, cutmixup_alpha : Beta parameters.
-    image_key, heatmap_key, keypoints_key, labels_key, covariances_key : field names.
-    ds_sigma, ds_factor : override the batch's ``ds_sigma`` / ``ds_factor``.
-    seed : optional seed (``set_random_state`` also works, as for MONAI transforms).
-    """
-
-    def __init__(
-        self,
-        prob: float = 0.5,
-        mixup_weight: float = 1.0,
-        cutmix_weight: float = 1.0,
-        cutmixup_weight: float = 1.0,
-        mixup_alpha: float = 0.4,
-        cutmix_alpha: float = 1.0,
-        cutmixup_alpha: float = 1.0,
-        image_key: str = "image",
-        heatmap_key: str = "heatmap",
-        keypoints_key: str = "keypoints",
-        labels_key: str = "labels",
-        covariances_key: str = "covariances",
-        ds_sigma: Sequence[float] | None = None,
-        ds_factor: int | None = None,
-        seed: int | None = None,
-    ) -> None:
-        kw = dict(
-            image_key=image_key,
-            heatmap_key=heatmap_key,
-            keypoints_key=keypoints_key,
-            labels_key=labels_key,
-            covariances_key=covariances_key,
-            ds_sigma=ds_sigma,
-            ds_factor=ds_factor,
-        )
-        self.prob = float(prob)
-        w = np.asarray([mixup_weight, cutmix_weight, cutmixup_weight], np.float64)
-        if np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"mixing weights must be non-negative and not all zero, got {w.tolist()}")
-        self.weights = w / w.sum()
-        self.mixers = [MixUp(mixup_alpha, **kw), CutMix(cutmix_alpha, **kw), CutMixUp(cutmixup_alpha, **kw)]
-        self.last_mode: str | None = None
-        if seed is not None:
-            self.set_random_state(seed)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "BatchMixer":
-        super().set_random_state(seed, state)
-        for m in self.mixers:
-            m.set_random_state(seed=int(self.R.randint(2**31 - 1)))
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        self._choice = int(self.R.choice(3, p=self.weights)) if self.R.rand() < self.prob else -1
-
-    def __call__(self, batch: Mapping[str, Any]) -> dict:
-        self.randomize()
-        if self._choice < 0:
-            self.last_mode = None
-            return dict(batch)
-        out = self.mixers[self._choice](batch)
-        self.last_mode = out["mix_mode"]
-        return out
-
-    # ignite ------------------------------------------------------------------
-    def iteration_started(self, engine: Any) -> None:
-        """Ignite handler: replace ``engine.state.batch`` by its mixed version."""
-        engine.state.batch = self(engine.state.batch)
-
-    def attach(self, engine: Any) -> None:
-        """Register :meth:`iteration_started` on ``Events.ITERATION_STARTED`` of ``engine``."""
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.ITERATION_STARTED, self.iteration_started)
-
-
-class PrepareMixedBatch(PrepareBatch):
-    """A MONAI ``prepare_batch`` that moves a batch to the device, mixes it there, and
-    returns ``(image, heatmap)`` for the trainer.
-
-    Parameters
-    ----------
-    mixer : a :class:`BatchMixer` (or any callable batch -> batch); None only moves.
-    image_key, label_key : the network input and target fields.
-    """
-
-    def __init__(self, mixer: Any = None, image_key: str = "image", label_key: str = "heatmap") -> None:
-        self.mixer = mixer
-        self.image_key = image_key
-        self.label_key = label_key
-
-    def __call__(self, batchdata: Mapping[str, Any], device: Any = None, non_blocking: bool = False, **kwargs: Any):
-        moved = {
-            k: v.to(device=device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) and device is not None else v
-            for k, v in batchdata.items()
-        }
-        if self.mixer is not None:
-            moved = self.mixer(moved)
-        return moved[self.image_key], moved[self.label_key]

@@ -12,21 +12,23 @@ Training::
     RenderHeatmapd             (heatmap drawn from the moved keypoints)
 
 Quarter turns in the y-x plane swap the y and x lengths: batch patches whose y and x
-sizes are equal (or set ``rot90_prob=0``). Validation renders the heatmap only. Both return a ``monai.transforms.Compose``, usable
-from a bundle as ``_target_: cryo3d_transforms.default_train_transforms``.
+sizes are equal (or set ``rot90_prob=0``). Validation renders the heatmap only. Both
+return a ``monai.transforms.Compose``, usable from a bundle as
+``_target_: cryo3d_transforms.default_train_transforms``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import torch
 from monai.transforms import Compose, EnsureTyped
 
 from cryo3d_transforms.crop import RandKeypointSpatialCropd
 from cryo3d_transforms.flips import RandKeypointFlipd, RandKeypointRotate90d
 from cryo3d_transforms.intensity import default_intensity_transforms
-from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
+from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS, KeypointKeys
 from cryo3d_transforms.render import RenderHeatmapd
 from cryo3d_transforms.spatial import RandKeypointAffined
 
@@ -36,14 +38,10 @@ __all__ = ["default_train_transforms", "default_val_transforms"]
 def _to_device(image_key: str, device: Any) -> list:
     if device is None:
         return []
-    import torch
-
     return [EnsureTyped(keys=image_key, data_type="tensor", dtype=torch.float32, device=device, track_meta=False)]
 
 
 def default_train_transforms(
-    image_key: str = "image",
-    heatmap_key: str = "heatmap",
     roi_size: Sequence[int] | None = None,
     flip_prob: float = 0.5,
     rot90_prob: float = 0.5,
@@ -62,30 +60,44 @@ def default_train_transforms(
     ds_sigma: Sequence[float] | None = None,
     ds_factor: int | None = None,
     device: Any = None,
+    keypoint_keys: KeypointKeys | Mapping[str, str] | None = None,
 ) -> Compose:
     """The default training transforms for a patch sample dictionary.
 
-    Parameters
-    ----------
-    image_key, heatmap_key : field names.
-    roi_size : crop a random window of this size first (patches stored larger than the
-        network input); None keeps the patch.
-    flip_prob : probability of a flip, per axis.
-    rot90_prob : probability of 1-3 quarter turns in the y-x plane.
-    affine_prob : probability of the random affine.
-    rotate_range, scale_range, shear_range, translate_range, isotropic_scale,
-    uniform_rotation : :class:`cryo3d_transforms.RandKeypointAffined` (MONAI ``RandAffine`` meaning;
-        the default turns freely about z, tilts up to 0.15 rad about y and x, scales
-        each axis by up to 10 %, shifts up to 4 voxels).
-    transform_covariance : let each Gaussian follow the affine (anisotropic targets).
-    padding_mode : padding of the affine warp (``"zeros"``, ``"border"``, ``"reflection"``).
-    margin_sigmas : border margin for dropping keypoints, in standard deviations.
-    intensity, intensity_prob : add MONAI's intensity transforms, each with this probability.
-    ds_sigma, ds_factor : override the samples' ``ds_sigma`` / ``ds_factor`` fields.
-    device : e.g. ``"cuda:0"``: move the image there first, so that every spatial
-        transform and the renderer run on the GPU (CuPy); None stays on the CPU.
+    Args:
+        roi_size: crop a random window of this size first (patches stored larger than
+            the network input); ``None`` keeps the patch.
+        flip_prob: probability of a flip, per axis.
+        rot90_prob: probability of 1-3 quarter turns in the y-x plane.
+        affine_prob: probability of the random affine.
+        rotate_range: :class:`cryo3d_transforms.RandKeypointAffined` (MONAI ``RandAffine``
+            meaning); the default turns freely about z and tilts up to 0.15 rad about y and x.
+        scale_range: as ``rotate_range``; the default scales each axis by up to 10 %.
+        shear_range: as ``rotate_range``; none by default.
+        translate_range: as ``rotate_range``, in voxels; the default shifts up to 4 voxels.
+        isotropic_scale: one scale factor for all axes.
+        uniform_rotation: draw the rotation uniformly from SO(3).
+        transform_covariance: let each Gaussian follow the affine (anisotropic targets).
+        padding_mode: padding of the affine warp (``"zeros"``, ``"border"``, ``"reflection"``).
+        margin_sigmas: border margin for dropping keypoints, in standard deviations.
+        intensity: add MONAI's intensity transforms.
+        intensity_prob: probability of each intensity transform.
+        ds_sigma: overrides the samples' ``ds_sigma`` (downsampled voxels).
+        ds_factor: overrides the samples' ``ds_factor``.
+        device: e.g. ``"cuda:0"``: move the image there first, so that every spatial
+            transform and the renderer run on the GPU (CuPy); ``None`` stays on the CPU.
+        keypoint_keys: field names (:class:`cryo3d_transforms.KeypointKeys`; ``None``: defaults).
+
+    Returns:
+        A ``monai.transforms.Compose`` (``set_random_state`` seeds every step).
+
+    Example:
+        ``{_target_: cryo3d_transforms.default_train_transforms, flip_prob: 0.5, affine_prob: 0.8}``
+        in a bundle.
     """
-    kw = dict(margin_sigmas=margin_sigmas, ds_sigma=ds_sigma, ds_factor=ds_factor, heatmap_key=heatmap_key)
+    keys = KeypointKeys.of(keypoint_keys)
+    image_key = keys.image
+    kw = dict(margin_sigmas=margin_sigmas, ds_sigma=ds_sigma, ds_factor=ds_factor, keypoint_keys=keys)
     ts: list = _to_device(image_key, device)
     if roi_size is not None:
         ts.append(RandKeypointSpatialCropd(image_key, roi_size=roi_size, **kw))
@@ -111,31 +123,35 @@ def default_train_transforms(
         )
     if intensity:
         ts += default_intensity_transforms(image_key, prob=intensity_prob)
-    ts.append(RenderHeatmapd(image_key, heatmap_key=heatmap_key, ds_sigma=ds_sigma, ds_factor=ds_factor))
+    ts.append(RenderHeatmapd(image_key, ds_sigma=ds_sigma, ds_factor=ds_factor, keypoint_keys=keys))
     return Compose(ts)
 
 
 def default_val_transforms(
-    image_key: str = "image",
-    heatmap_key: str = "heatmap",
     use_precomputed: bool = False,
+    device: Any = None,
+    keypoint_keys: KeypointKeys | Mapping[str, str] | None = None,
     ds_sigma: Sequence[float] | None = None,
     ds_factor: int | None = None,
-    device: Any = None,
 ) -> Compose:
     """Validation transforms: render the heatmap (no augmentation).
 
-    Parameters
-    ----------
-    use_precomputed : keep a heatmap already stored in the sample (the patch store's
-        cheap path) instead of rendering it again.
-    Other parameters as :func:`default_train_transforms`.
+    Args:
+        use_precomputed: keep a heatmap already stored in the sample (the patch store's
+            cheap path) instead of rendering it again.
+        device: as :func:`default_train_transforms`.
+        keypoint_keys: as :func:`default_train_transforms`.
+        ds_sigma: as :func:`default_train_transforms`.
+        ds_factor: as :func:`default_train_transforms`.
+
+    Returns:
+        A ``monai.transforms.Compose``.
+
+    Example:
+        ``{_target_: cryo3d_transforms.default_val_transforms, use_precomputed: true}``
     """
-    return Compose(
-        _to_device(image_key, device)
-        + [
-            RenderHeatmapd(
-                image_key, heatmap_key=heatmap_key, ds_sigma=ds_sigma, ds_factor=ds_factor, overwrite=not use_precomputed
-            )
-        ]
+    keys = KeypointKeys.of(keypoint_keys)
+    render = RenderHeatmapd(
+        keys.image, ds_sigma=ds_sigma, ds_factor=ds_factor, overwrite=not use_precomputed, keypoint_keys=keys
     )
+    return Compose(_to_device(keys.image, device) + [render])

@@ -18,7 +18,8 @@ from monai.transforms import MapTransform, Transform
 from cryo3d import coords
 from cryo3d.heatmap import DEFAULT_TRUNCATE, render_heatmap
 from cryo3d_transforms.arrays import host_array, image_to_xp, keypoints_to_xp, like_image
-from cryo3d_transforms.keypoints import read_keypoints, sample_ds_params
+from cryo3d_transforms.keypoint_transform import image_spatial_shape
+from cryo3d_transforms.keypoints import KeypointKeys, read_keypoints, sample_ds_params
 
 __all__ = ["RenderHeatmap", "RenderHeatmapd", "render_sample_heatmap"]
 
@@ -35,17 +36,19 @@ def render_sample_heatmap(
 ) -> Any:
     """Heatmap ``[C, ceil(Z/f), ceil(Y/f), ceil(X/f)]`` float32 for full-resolution keypoints.
 
-    Parameters
-    ----------
-    keypoints : ``[K, 3]`` z-y-x in full-resolution patch voxels.
-    labels : ``[K]`` class ids in ``[0, C)``.
-    spatial_shape : full-resolution (Z, Y, X) of the image.
-    ds_sigma : ``[C]`` per-class sigma in downsampled voxels.
-    ds_factor : downsampling factor ``f``.
-    covariances : ``[K, 3, 3]`` in full-resolution voxels, optional (divided by ``f^2``).
-    like : array or tensor, optional
-        The result takes its array module / type and device (NumPy by default).
-    truncate : box half-width in standard deviations (``cryo3d.heatmap``).
+    Args:
+        keypoints: ``[K, 3]`` z-y-x in full-resolution patch voxels.
+        labels: ``[K]`` class ids in ``[0, C)``.
+        spatial_shape: full-resolution (Z, Y, X) of the image.
+        ds_sigma: ``[C]`` per-class sigma in downsampled voxels.
+        ds_factor: downsampling factor ``f``.
+        covariances: optional ``[K, 3, 3]`` in full-resolution voxels (divided by ``f^2``).
+        like: optional array or tensor whose array module / type and device the result
+            takes (NumPy by default).
+        truncate: box half-width in standard deviations (``cryo3d.heatmap``).
+
+    Returns:
+        The heatmap, peak 1 at each keypoint, background 0.
     """
     kp = host_array(keypoints, np.float64, "keypoints", (3,))
     lab = host_array(labels, np.int64, "labels")
@@ -61,24 +64,47 @@ def render_sample_heatmap(
 
 
 class RenderHeatmap(Transform):
-    """Array form: ``t(keypoints, labels, spatial_shape, covariances=None, like=None)`` -> heatmap.
+    """Render a sample's heatmap from its keypoints (array form of :class:`RenderHeatmapd`).
 
-    Parameters
-    ----------
-    ds_sigma : ``[C]`` per-class sigma in downsampled voxels.
-    ds_factor : downsampling factor.
-    truncate : box half-width in standard deviations.
+    Args:
+        ds_sigma: ``[C]`` per-class sigma in downsampled voxels (or give it per call).
+        ds_factor: downsampling factor (or give it per call).
+        truncate: box half-width in standard deviations.
+
+    Example:
+        >>> import numpy as np
+        >>> hm = RenderHeatmap([1.0], 2)(np.array([[4.5, 6.5, 8.5]]), np.array([0]), (16, 16, 16))
+        >>> hm.shape, float(hm[0, 2, 3, 4])
+        ((1, 8, 8, 8), 1.0)
     """
 
-    def __init__(self, ds_sigma: Sequence[float], ds_factor: int, truncate: float = DEFAULT_TRUNCATE) -> None:
-        self.ds_sigma = np.asarray(ds_sigma, np.float64)
-        self.ds_factor = int(ds_factor)
+    def __init__(
+        self, ds_sigma: Sequence[float] | None = None, ds_factor: int | None = None, truncate: float = DEFAULT_TRUNCATE
+    ) -> None:
+        self.ds_sigma = None if ds_sigma is None else np.asarray(ds_sigma, np.float64)
+        self.ds_factor = None if ds_factor is None else int(ds_factor)
         self.truncate = float(truncate)
 
-    def __call__(self, keypoints: Any, labels: Any, spatial_shape: Sequence[int], covariances: Any = None, like: Any = None):
-        return render_sample_heatmap(
-            keypoints, labels, spatial_shape, self.ds_sigma, self.ds_factor, covariances, like, self.truncate
-        )
+    def __call__(
+        self,
+        keypoints: Any,
+        labels: Any,
+        spatial_shape: Sequence[int],
+        covariances: Any = None,
+        like: Any = None,
+        ds_sigma: Sequence[float] | None = None,
+        ds_factor: int | None = None,
+    ) -> Any:
+        """Heatmap of :func:`render_sample_heatmap`; ``ds_sigma`` / ``ds_factor`` override the transform's.
+
+        Raises:
+            ValueError: neither the call nor the transform gives ``ds_sigma`` and ``ds_factor``.
+        """
+        sig = self.ds_sigma if ds_sigma is None else ds_sigma
+        fac = self.ds_factor if ds_factor is None else ds_factor
+        if sig is None or fac is None:
+            raise ValueError("RenderHeatmap: give ds_sigma and ds_factor to the transform or to the call")
+        return render_sample_heatmap(keypoints, labels, spatial_shape, sig, fac, covariances, like, self.truncate)
 
 
 class RenderHeatmapd(MapTransform):
@@ -89,56 +115,56 @@ class RenderHeatmapd(MapTransform):
     by ``ds_factor**2`` when the sample has ``covariances``. The output shape is
     ``coords.ds_shape(image spatial shape, ds_factor)``, the type and device those of the
     image: NumPy for a NumPy image, a torch tensor (CPU, or CUDA rendered with CuPy) for a
-    torch image.
+    torch image. Holds a :class:`RenderHeatmap` and delegates to it.
 
-    Parameters
-    ----------
-    keys : the image key whose shape and device the heatmap follows (one key).
-    heatmap_key : where to store the heatmap.
-    ds_sigma, ds_factor : override the sample's ``ds_sigma`` / ``ds_factor`` fields.
-    overwrite : when False, a heatmap already in the sample is kept (the precomputed
-        cheap path for samples that no spatial transform has touched; spatial transforms
-        remove a stale heatmap).
-    truncate : box half-width in standard deviations.
-    keypoints_key, labels_key, covariances_key : names of the keypoint fields.
+    Args:
+        keys: the image key whose shape and device the heatmap follows (one key).
+        ds_sigma: overrides the sample's ``ds_sigma`` field (downsampled voxels).
+        ds_factor: overrides the sample's ``ds_factor`` field.
+        overwrite: when False, a heatmap already in the sample is kept (the precomputed
+            cheap path for samples that no spatial transform has touched; spatial
+            transforms remove a stale heatmap).
+        truncate: box half-width in standard deviations.
+        keypoint_keys: names of the heatmap, keypoint and ``ds_*`` fields
+            (:class:`~cryo3d_transforms.keypoints.KeypointKeys`; ``None``: defaults).
+        allow_missing_keys: as in MONAI.
+
+    Raises:
+        ValueError: more than one image key.
+
+    Example:
+        ``{_target_: cryo3d_transforms.RenderHeatmapd, keys: image}`` last in a bundle's
+        transforms; ``RenderHeatmapd()(sample)["heatmap"]`` in Python.
     """
 
     def __init__(
         self,
         keys: KeysCollection = "image",
-        heatmap_key: str = "heatmap",
         ds_sigma: Sequence[float] | None = None,
         ds_factor: int | None = None,
         overwrite: bool = True,
         truncate: float = DEFAULT_TRUNCATE,
-        keypoints_key: str = "keypoints",
-        labels_key: str = "labels",
-        covariances_key: str = "covariances",
+        keypoint_keys: KeypointKeys | Mapping[str, str] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"RenderHeatmapd: give one image key, got {list(self.keys)}")
-        self.heatmap_key = heatmap_key
-        self.ds_sigma = ds_sigma
-        self.ds_factor = ds_factor
+        self.renderer = RenderHeatmap(ds_sigma, ds_factor, truncate)
         self.overwrite = bool(overwrite)
-        self.truncate = float(truncate)
-        self.keypoints_key = keypoints_key
-        self.labels_key = labels_key
-        self.covariances_key = covariances_key
+        self.keypoint_keys = KeypointKeys.of(keypoint_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        """Return a new sample dictionary with the heatmap added."""
         d = dict(data)
-        if not self.overwrite and d.get(self.heatmap_key) is not None:
+        keys = self.keypoint_keys
+        if not self.overwrite and d.get(keys.heatmap) is not None:
             return d
         for key in self.key_iterator(d):
-            img = d[key]
-            if len(img.shape) != 4:
-                raise ValueError(f"{key}: expected channels-first [C, Z, Y, X], got shape {tuple(img.shape)}")
-            fields = read_keypoints(d, self.keypoints_key, self.labels_key, self.covariances_key)
-            sig, fac = sample_ds_params(d, self.ds_sigma, self.ds_factor)
-            d[self.heatmap_key] = render_sample_heatmap(
-                fields.points, fields.labels, img.shape[1:], sig, fac, fields.covariances, like=img, truncate=self.truncate
+            shape = image_spatial_shape(d[key], str(key))
+            fields = read_keypoints(d, keys)
+            sig, fac = sample_ds_params(d, self.renderer.ds_sigma, self.renderer.ds_factor, keys)
+            d[keys.heatmap] = self.renderer(
+                fields.points, fields.labels, shape, fields.covariances, like=d[key], ds_sigma=sig, ds_factor=fac
             )
         return d
