@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tomogram files, folders or globs to show in the report")
     s.set_defaults(func=cmd_evaluate)
 
-    from cryo3d.tuning import add_tune_parser
+    from cryo3d.workflows.tuning.command import add_tune_parser
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
     from cryo3d.report.commands import add_report_parsers

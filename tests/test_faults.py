@@ -162,7 +162,7 @@ def test_a_tomogram_stored_x_y_z_is_blamed_and_not_the_picks(tmp_path):
 
 
 def test_tune_refuses_a_dollar_expression_in_fixed_and_runs_nothing(tmp_path):
-    from cryo3d.tuning import run_study
+    from cryo3d.workflows.tuning.study import run_study
 
     marker = tmp_path / "RAN"
     with pytest.raises(Cryo3DError, match=r"dataset_dir.*run as code"):
@@ -178,7 +178,7 @@ def test_tune_refuses_a_dollar_expression_in_fixed_and_runs_nothing(tmp_path):
     {"fixed": {}, "space": {"loss_kind": {"type": "categorical", "choices": ["bce", "$print(1)"]}}},
 ])
 def test_tune_config_values_that_the_bundle_would_run_are_refused(doc):
-    from cryo3d.tuning import TuneConfig
+    from cryo3d.workflows.tuning.space import TuneConfig
 
     doc = {"space": {"learning_rate": {"type": "float", "low": 0.001, "high": 0.01}}, **doc}
     with pytest.raises(Cryo3DError, match="plain data"):
@@ -186,7 +186,7 @@ def test_tune_config_values_that_the_bundle_would_run_are_refused(doc):
 
 
 def test_tune_summary_goes_through_the_atomic_writer(tmp_path, monkeypatch):
-    from cryo3d.tuning import run_study
+    from cryo3d.workflows.tuning.study import run_study
 
     def refuse(self, *a, **k):
         raise AssertionError(f"non-atomic write of {self}")

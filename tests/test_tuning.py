@@ -18,24 +18,19 @@ from monai.bundle import ConfigParser
 from optuna.trial import TrialState
 
 from cryo3d.schedules import BetaSchedule
-from cryo3d.tuning import (
+from cryo3d.workflows.tuning.command import add_tune_parser, cmd_tune
+from cryo3d.workflows.tuning.pruning import OptunaPruningHandler
+from cryo3d.workflows.tuning.report import export_best, param_importances, trials_table
+from cryo3d.workflows.tuning.sampling import check_space, suggest_overrides
+from cryo3d.workflows.tuning.space import (
     DEFAULT_BUNDLE_CONFIG,
     DEFAULT_TUNE_CONFIG,
-    OptunaPruningHandler,
     ParamSpec,
     TuneConfig,
-    add_tune_parser,
     bundle_defaults,
-    check_space,
-    cmd_tune,
-    export_best,
-    make_objective,
-    param_importances,
-    retried_trial_number,
-    run_study,
-    suggest_overrides,
-    trials_table,
 )
+from cryo3d.workflows.tuning.storage import retried_trial_number
+from cryo3d.workflows.tuning.study import make_objective, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -282,13 +277,13 @@ def test_median_pruner_stops_a_bad_trial_through_the_handler(tmp_path, defaults)
                                        ("hyperband", optuna.pruners.HyperbandPruner),
                                        ("none", optuna.pruners.NopPruner)])
 def test_each_named_pruner_is_built(kind, cls):
-    from cryo3d.tuning import make_pruner
+    from cryo3d.workflows.tuning.pruning import make_pruner
 
     assert isinstance(make_pruner(kind, max_epochs=6), cls)
 
 
 def test_an_unknown_pruner_is_rejected():
-    from cryo3d.tuning import make_pruner
+    from cryo3d.workflows.tuning.pruning import make_pruner
 
     with pytest.raises(ValueError, match="pruner"):
         make_pruner("asha")
@@ -383,7 +378,7 @@ def test_a_killed_trial_is_failed_and_retried_with_its_parameters(tiny_tune_yaml
     path, base = tiny_tune_yaml
     out = base / "runs"
     trial_dir = out / "killed" / "trial_0"
-    cmd = [sys.executable, "-m", "cryo3d.tuning", "--config", str(path), "--out", str(out), "--study-name", "killed",
+    cmd = [sys.executable, "-m", "cryo3d.workflows.tuning", "--config", str(path), "--out", str(out), "--study-name", "killed",
            "--n-trials", "1", "--quiet", "--heartbeat-interval", "1", "--grace-period", "2",
            "--fixed", "max_epochs=100", "early_stop_patience=100"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -414,7 +409,7 @@ def test_the_tune_subcommand_parses_its_options():
                                   "postgresql://u:p@host/db", "--fixed", "max_epochs=4", "synth_shape=[64,64,64]"])
     assert a.func is cmd_tune and a.n_trials == 8 and a.pruner == "hyperband"
     assert a.storage == "postgresql://u:p@host/db" and a.config == str(DEFAULT_TUNE_CONFIG)
-    from cryo3d.tuning import _parse_fixed
+    from cryo3d.workflows.tuning.command import _parse_fixed
 
     assert _parse_fixed(a.fixed) == {"max_epochs": 4, "synth_shape": [64, 64, 64]}
 

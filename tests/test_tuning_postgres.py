@@ -19,7 +19,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from cryo3d.tuning import DEFAULT_TUNE_CONFIG, retried_trial_number
+from cryo3d.workflows.tuning.space import DEFAULT_TUNE_CONFIG
+from cryo3d.workflows.tuning.storage import retried_trial_number
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("CRYO3D_TEST_POSTGRES_URL")
