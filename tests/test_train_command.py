@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import fire
 import pytest
 
@@ -75,3 +78,11 @@ def test_unknown_options_of_other_commands_are_still_errors(capsys):
 def test_bundle_path_prints_the_installed_bundle(capsys):
     assert cli.main(["bundle-path", "train.yaml"]) == 0
     assert capsys.readouterr().out.strip() == str(config_path("train.yaml"))
+
+
+def test_building_the_command_line_imports_no_torch_monai_or_optuna():
+    # every command's startup (and cryo3d --help) pays what the parser imports
+    code = ("import sys, cryo3d.cli as c; c.build_parser(); "
+            "print([m for m in ('torch', 'monai', 'optuna', 'ignite') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

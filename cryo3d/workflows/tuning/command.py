@@ -8,9 +8,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from cryo3d.workflows.tuning.pruning import PRUNERS
-from cryo3d.workflows.tuning.space import DEFAULT_TUNE_CONFIG
-from cryo3d.workflows.tuning.study import run_study
+from cryo3d.workflows.tuning.space import DEFAULT_TUNE_CONFIG, PRUNERS
 
 
 def _int(default: int, text: str) -> dict[str, Any]:
@@ -77,6 +75,10 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_tune(a: argparse.Namespace) -> int:
     """Run ``cryo3d tune`` with parsed arguments."""
+    # imported when a study runs: the study pulls in Optuna, torch and MONAI (seconds), which
+    # building the cryo3d command line (cryo3d --help, every other command) need not pay
+    from cryo3d.workflows.tuning.study import run_study
+
     run_study(
         a.config, study_name=a.study_name, out=a.out, storage=a.storage, n_trials=a.n_trials, timeout=a.timeout,
         pruner=a.pruner, prune_startup_trials=a.prune_startup_trials, prune_warmup_epochs=a.prune_warmup_epochs,

@@ -8,9 +8,10 @@ from typing import Any
 import optuna
 from ignite.engine import Events
 
+from cryo3d.workflows.tuning.space import PRUNERS
+
 logger = logging.getLogger(__name__)
 
-PRUNERS = ("median", "hyperband", "none")
 
 
 class _TrainerHook:

@@ -19,6 +19,9 @@ import yaml
 from cryo3d.errors import Cryo3DError
 from cryo3d.workflows.bundle import ConfigFiles, config_path, raw_bundle_keys
 
+#: Pruners a study can use (``cryo3d tune --pruner``; :func:`~cryo3d.workflows.tuning.pruning.make_pruner`).
+PRUNERS = ("median", "hyperband", "none")
+
 #: The default search space.
 DEFAULT_TUNE_CONFIG = config_path("tune.yaml")
 #: The training bundle the trials run.
