@@ -235,3 +235,20 @@ def build_loss(kind: str = "combined", **kwargs: Any) -> nn.Module:
     if unknown:
         raise ValueError(f"loss {kind!r}: unknown argument(s) {unknown}; valid: {valid}")
     return cls(**kwargs)
+
+
+def make_loss(kind: str = "combined", fuzzy_weight: float = 1.0, pos_weight: Any = None, beta: float = 1.0,
+              **kwargs: Any) -> nn.Module:
+    """:func:`build_loss` given only the arguments its kind takes.
+
+    A bundle names every loss setting once at the top; this drops the ones that do not
+    apply (``fuzzy_weight`` for ``bce``, ``pos_weight`` for ``fuzzy``, ``beta`` for ``bce``).
+    """
+    args: dict[str, Any] = dict(kwargs)
+    if kind in ("fuzzy", "combined"):
+        args["beta"] = beta
+    if kind == "combined":
+        args["fuzzy_weight"] = fuzzy_weight
+    if kind in ("bce", "combined") and pos_weight is not None:
+        args["pos_weight"] = pos_weight
+    return build_loss(kind, **args)
