@@ -3,7 +3,7 @@
 ``python -m monai.bundle run ... --voxel_spacing null`` passes the *string* ``'null'``
 (and ``--time_budget 5`` may arrive as ``5`` or ``'5'``), so a key that takes "a number,
 ``auto`` or null" must read all of these the same way. One parser here, used by
-:mod:`cryo3d.resolution` and :mod:`cryo3d.budget`, so every such key behaves alike.
+:mod:`cryo3d.resolution` and :mod:`cryo3d.workflows.budget`, so every such key behaves alike.
 """
 
 from __future__ import annotations

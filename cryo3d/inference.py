@@ -436,7 +436,7 @@ def select_peaks(
 ) -> np.ndarray:
     """Which peaks of one tomogram to keep: cross-class suppression, then the physical cap.
 
-    Shared by :func:`pick_tomogram` and validation (:class:`cryo3d.training.ParticleFBeta`)
+    Shared by :func:`pick_tomogram` and validation (:class:`cryo3d.metric_ignite.ParticleFBeta`)
     so that the thresholds chosen on validation apply to the same picks.
 
     Args:

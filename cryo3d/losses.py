@@ -69,17 +69,14 @@ def fuzzy_counts(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fuzzy true positives, false positives and false negatives.
 
-    Parameters
-    ----------
-    prob, target : torch.Tensor
-        ``[B, C, ...]`` probabilities and targets in ``[0, 1]``.
-    reduce : {"batch", "sample"}
-        Sum over batch and voxels (result ``[C]``) or over voxels only (``[B, C]``).
+    Args:
+        prob: ``[B, C, ...]`` probabilities in ``[0, 1]``.
+        target: ``[B, C, ...]`` targets in ``[0, 1]``.
+        reduce: ``"batch"`` or ``"sample"``: sum over batch and voxels (result ``[C]``) or
+            over voxels only (``[B, C]``).
 
-    Returns
-    -------
-    (TP, FP, FN) : tuple of torch.Tensor
-        ``TP = sum(p t)``, ``FP = sum(p (1 - t))``, ``FN = sum((1 - p) t)``.
+    Returns:
+        ``(TP, FP, FN)``: ``TP = sum(p t)``, ``FP = sum(p (1 - t))``, ``FN = sum((1 - p) t)``.
     """
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
@@ -110,17 +107,14 @@ def soft_fbeta(
 class BCEHeatmapLoss(nn.Module):
     """Binary cross-entropy with logits against the soft heatmap (the sanity baseline).
 
-    Parameters
-    ----------
-    pos_weight : float or sequence of float, optional
-        Weight of the positive term ``t log p`` (one value, or one per channel), as in
-        ``torch.nn.BCEWithLogitsLoss``; > 1 counters the rarity of foreground voxels.
-
-    Notes
-    -----
     With a constant prediction ``p`` and a target of mean ``m`` the loss is
     ``-(pos_weight m log p + (1 - m) log(1 - p))``, the value at initialisation of a
     prior-initialised network (see :mod:`cryo3d.networks.heads`).
+
+    Args:
+        pos_weight: weight of the positive term ``t log p`` (one value, or one per channel,
+            optional), as in ``torch.nn.BCEWithLogitsLoss``; > 1 counters the rarity of
+            foreground voxels.
     """
 
     def __init__(self, pos_weight: float | Sequence[float] | None = None) -> None:
@@ -146,16 +140,12 @@ class BCEHeatmapLoss(nn.Module):
 class FuzzyFBetaLoss(nn.Module):
     """``1 - F_beta`` of the fuzzy counts (see the module docstring).
 
-    Parameters
-    ----------
-    beta : float
-        Recall weight; mutable attribute, changed by beta schedules during training.
-    reduce : {"batch", "sample"}
-        Where counts are summed before the ratio (module docstring). Default "batch".
-    class_weights : sequence of float, optional
-        Weights of the channel mean (normalised to sum 1); default uniform.
-    eps : float
-        Added to the denominator.
+    Args:
+        beta: recall weight; mutable attribute, changed by beta schedules during training.
+        reduce: ``"batch"`` or ``"sample"``: where counts are summed before the ratio
+            (module docstring). Default "batch".
+        class_weights: weights of the channel mean (normalised to sum 1); default uniform.
+        eps: added to the denominator.
     """
 
     def __init__(
@@ -190,14 +180,10 @@ class FuzzyFBetaLoss(nn.Module):
 class CombinedLoss(nn.Module):
     """``bce + fuzzy_weight * fuzzy``; ``beta`` reads and writes the fuzzy part's beta.
 
-    Parameters
-    ----------
-    beta, reduce, class_weights, eps
-        Passed to :class:`FuzzyFBetaLoss`.
-    pos_weight
-        Passed to :class:`BCEHeatmapLoss`.
-    fuzzy_weight : float
-        Weight of the fuzzy term.
+    Args:
+        beta, reduce, class_weights, eps: passed to :class:`FuzzyFBetaLoss`.
+        fuzzy_weight: weight of the fuzzy term.
+        pos_weight: passed to :class:`BCEHeatmapLoss`.
     """
 
     def __init__(
@@ -233,18 +219,13 @@ LOSSES: dict[str, type[nn.Module]] = {"bce": BCEHeatmapLoss, "fuzzy": FuzzyFBeta
 def build_loss(kind: str = "combined", **kwargs: Any) -> nn.Module:
     """Build a loss by name: ``"bce"``, ``"fuzzy"`` or ``"combined"``.
 
-    Parameters
-    ----------
-    kind : str
-        Loss kind.
-    **kwargs
-        Constructor arguments of the chosen class (``beta``, ``reduce``,
-        ``class_weights``, ``eps``, ``pos_weight``, ``fuzzy_weight``).
+    Args:
+        kind: loss kind.
+        **kwargs: constructor arguments of the chosen class (``beta``, ``reduce``,
+            ``class_weights``, ``eps``, ``pos_weight``, ``fuzzy_weight``).
 
-    Raises
-    ------
-    ValueError
-        On an unknown kind or an argument the kind does not take.
+    Raises:
+        ValueError: on an unknown kind or an argument the kind does not take.
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss kind {kind!r}; expected one of {sorted(LOSSES)}")
@@ -254,3 +235,20 @@ def build_loss(kind: str = "combined", **kwargs: Any) -> nn.Module:
     if unknown:
         raise ValueError(f"loss {kind!r}: unknown argument(s) {unknown}; valid: {valid}")
     return cls(**kwargs)
+
+
+def make_loss(kind: str = "combined", fuzzy_weight: float = 1.0, pos_weight: Any = None, beta: float = 1.0,
+              **kwargs: Any) -> nn.Module:
+    """:func:`build_loss` given only the arguments its kind takes.
+
+    A bundle names every loss setting once at the top; this drops the ones that do not
+    apply (``fuzzy_weight`` for ``bce``, ``pos_weight`` for ``fuzzy``, ``beta`` for ``bce``).
+    """
+    args: dict[str, Any] = dict(kwargs)
+    if kind in ("fuzzy", "combined"):
+        args["beta"] = beta
+    if kind == "combined":
+        args["fuzzy_weight"] = fuzzy_weight
+    if kind in ("bce", "combined") and pos_weight is not None:
+        args["pos_weight"] = pos_weight
+    return build_loss(kind, **args)

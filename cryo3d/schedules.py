@@ -201,10 +201,10 @@ class BetaScheduleHandler:
         ``t -> beta``; a dict is passed to :class:`BetaSchedule`, a number is constant.
     unit : {"epoch", "iteration", "progress"}
         What ``t`` counts. ``"progress"``: the run's progress in ``[0, 1]`` from ``clock``
-        (:class:`cryo3d.budget.TrainingClock`), set at every iteration; the schedule's
+        (:class:`cryo3d.workflows.budget.TrainingClock`), set at every iteration; the schedule's
         ``total`` and ``warmup`` are then fractions of the run (``total: 0.8`` reaches
         ``end`` at 80% of the time budget).
-    clock : cryo3d.budget.TrainingClock, optional
+    clock : cryo3d.workflows.budget.TrainingClock, optional
         Needed with ``unit="progress"``.
     summary_writer : torch.utils.tensorboard.SummaryWriter or str, optional
         Writer (anything with ``add_scalar``) or a log directory to create one in.
@@ -231,7 +231,8 @@ class BetaScheduleHandler:
         if unit not in UNITS:
             raise ValueError(f"BetaScheduleHandler: unit must be one of {UNITS}, got {unit!r}")
         if unit == "progress" and clock is None:
-            raise ValueError("BetaScheduleHandler: unit 'progress' needs the run's clock (cryo3d.budget.TrainingClock)")
+            raise ValueError("BetaScheduleHandler: unit 'progress' needs the run's clock "
+                             "(cryo3d.workflows.budget.TrainingClock)")
         self.clock = clock
         self.loss = loss
         self.schedule = as_schedule(schedule)
@@ -270,7 +271,7 @@ class ProgressCosineLR(torch.optim.lr_scheduler.LRScheduler):
 
     ``lr = eta_min + (base_lr - eta_min) (1 + cos(pi s)) / 2`` with
     ``s = (p - warmup) / (1 - warmup)`` and ``p`` the progress of a
-    :class:`cryo3d.budget.TrainingClock`; during warm-up the rate rises linearly from
+    :class:`cryo3d.workflows.budget.TrainingClock`; during warm-up the rate rises linearly from
     ``eta_min``. Step it every iteration (``LrScheduleHandler(epoch_level=False)``). Unlike
     ``CosineAnnealingLR`` its length is not a number of epochs, so a run of any budget decays
     fully by its end. The clock is not part of :meth:`state_dict` (it has its own).

@@ -35,7 +35,7 @@ from cryo3d.evaluation import evaluate_files
 from cryo3d.inference import load_checkpoint_model, predict
 from cryo3d.io.atomic import write_json_atomic, write_text_atomic
 from cryo3d.synth import SynthConfig, synthesize
-from cryo3d.training import run_training
+from cryo3d.workflows.run import run_training
 
 #: Per configuration: the simulator preset and the tomogram shape (z, y, x) in voxels.
 CONFIGS = {

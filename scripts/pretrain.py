@@ -22,7 +22,7 @@ import yaml
 from cryo3d.inference import load_checkpoint_model
 from cryo3d.particles import ParticleSet
 from cryo3d.pretrained import export_weights
-from cryo3d.training import run_training
+from cryo3d.workflows.run import run_training
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from cryo3d.budget import (AUTO_BUDGET_BUILTIN_MIN, AUTO_BUDGET_USER_MIN, ProgressValidationHandler,
-                           TrainingClock, resolve_budget)
 from cryo3d.schedules import BetaScheduleHandler, ProgressCosineLR
+from cryo3d.workflows.budget import (AUTO_BUDGET_BUILTIN_MIN, AUTO_BUDGET_USER_MIN, ProgressValidationHandler,
+                                     TrainingClock, resolve_budget)
 
 
 class FakeTime:
@@ -24,7 +24,7 @@ class FakeTime:
 @pytest.fixture
 def fake_time(monkeypatch):
     ft = FakeTime()
-    monkeypatch.setattr("cryo3d.budget.time.monotonic", ft)
+    monkeypatch.setattr("cryo3d.workflows.budget.time.monotonic", ft)
     return ft
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from cryo3d.checkpoints import SAVER_KEY, load_checkpoint
-from cryo3d.training import latest_checkpoint
+from cryo3d.workflows.run import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "bundles" / "cryo3d_picker" / "configs"

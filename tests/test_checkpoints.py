@@ -24,7 +24,7 @@ from cryo3d.checkpoints import (
 )
 from cryo3d.errors import Cryo3DError
 from cryo3d.inference import load_checkpoint_model
-from cryo3d.training import latest_checkpoint
+from cryo3d.workflows.run import latest_checkpoint
 
 
 class _Evil:

@@ -17,7 +17,8 @@ from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.peaks import max_particles
 from cryo3d.picks import Picks
-from cryo3d.training import CheckpointMeta, ParticleFBeta
+from cryo3d.metric_ignite import ParticleFBeta
+from cryo3d.workflows.checkpoint_meta import CheckpointMeta
 
 SPACING = 10.0
 TWO = ParticleSet((ParticleClass("seen", 60.0, 1.0), ParticleClass("unseen", 80.0, 1.0)))

@@ -279,7 +279,7 @@ def test_prepare_resamples_tomograms_of_several_spacings_to_the_finest(tmp_path,
 
 
 def test_crowded12_particle_set_flows_through_ensure_data(tmp_path):
-    from cryo3d.training import ensure_data
+    from cryo3d.workflows.data import ensure_data
 
     d = ensure_data(tmp_path, n_tomograms=2, n_val=1, synth_shape=(32, 64, 64), synth_preset="crowded12",
                     patch_size=32, stride=32, ds_factor=1, voxel_spacing=20.0, progress=False)
@@ -327,7 +327,7 @@ def test_crowders_are_no_look_alikes_of_a_labelled_class():
 def test_ensure_data_resamples_tomograms_of_several_spacings_to_the_finest(tmp_path):
     import json
 
-    from cryo3d.training import ensure_data
+    from cryo3d.workflows.data import ensure_data
 
     d = ensure_data(tmp_path, n_tomograms=3, n_val=1, synth_shape=(24, 48, 48), patch_size=16, stride=16,
                     ds_factor=1, voxel_spacing=None, progress=False)

@@ -6,7 +6,7 @@ Attached to the trainer (and, through it, to the validation evaluator) by the bu
 * records per epoch the mean training loss, the loss's beta and the learning rate in
   ``<output_dir>/train_metrics.jsonl`` (``val_metrics.jsonl`` holds the validation side),
 * after a validation with a new best score, keeps that validation's picks (from
-  :class:`cryo3d.training.ParticleFBeta`) and writes the report once the epoch's loss is
+  :class:`cryo3d.metric_ignite.ParticleFBeta`) and writes the report once the epoch's loss is
   recorded,
 * at the end of training writes the report of the best validation with all the curves.
 
@@ -35,9 +35,9 @@ class TrainingReportHandler:
     """Write ``<output_dir>/report/index.html`` at each new best validation and at the end of training.
 
     Args:
-        metric: the evaluator's :class:`cryo3d.training.ParticleFBeta` (``last``, ``last_picks``,
+        metric: the evaluator's :class:`cryo3d.metric_ignite.ParticleFBeta` (``last``, ``last_picks``,
             ``gt``, ``particles``, ``beta`` are read).
-        dataset: the :class:`cryo3d.training.ValidationTomograms` (names, volumes, spacings).
+        dataset: the :class:`cryo3d.workflows.validation.ValidationTomograms` (names, volumes, spacings).
         output_dir: the run folder.
         evaluator: the validation engine (its ``EPOCH_COMPLETED`` is watched), or None.
         loss: the training loss (its ``beta`` is recorded when it has one), or None.

@@ -20,7 +20,7 @@ history in a few numbers), ``handlers`` (per-epoch loss and checkpoint trainer h
 ``runs`` (one training run, the shared budget), ``arguments`` (the scripts' shared
 options), ``plots``, ``ablation``, ``crossval`` and ``epochs``.
 
-Every run trains through :func:`cryo3d.training.run_training` (the same ``train.yaml``
+Every run trains through :func:`cryo3d.workflows.run.run_training` (the same ``train.yaml``
 as ``python -m monai.bundle run training``) with two extra trainer handlers:
 ``EpochLossRecorder`` (mean training loss per epoch) and ``EpochCheckpointer`` (the
 network and its ``cryo3d`` settings after every epoch, for across-epoch evaluation).

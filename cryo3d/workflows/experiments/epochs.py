@@ -25,7 +25,7 @@ from cryo3d.io.tomogram import Tomogram, find_tomograms, read_tomogram, tomogram
 from cryo3d.particles import ParticleSet
 from cryo3d.resample import needs_resampling, resample_to_spacing
 from cryo3d.synth import SynthConfig, synthesize
-from cryo3d.training import ParticleFBeta
+from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.workflows.experiments.handlers import checkpoint_paths
 from cryo3d.workflows.experiments.plots import plot_epoch_curves
 from cryo3d.workflows.experiments.runs import bundle_values
@@ -136,7 +136,7 @@ def score_checkpoint(
 
     ``sets`` are ``(name, tomograms, gt Picks)``. Each tomogram's heatmap is computed once
     (:func:`cryo3d.inference.pick_tomogram`) and scored by the bundle's own validation
-    metric (:class:`cryo3d.training.ParticleFBeta`, same peaks, grid and matching) twice:
+    metric (:class:`cryo3d.metric_ignite.ParticleFBeta`, same peaks, grid and matching) twice:
     ``mode="checkpoint"`` with the per-class thresholds stored in the checkpoint (chosen on
     the validation tomograms at that epoch; 0.3 if it has none) -- the honest number on
     data they were not chosen on -- and ``mode="sweep"`` with each class at its best

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from ignite.engine import Events
 
 from cryo3d.checkpoints import save_checkpoint
-from cryo3d.training import CheckpointMeta
+from cryo3d.workflows.checkpoint_meta import CheckpointMeta
 from cryo3d.workflows.experiments.tables import read_jsonl
 
 
@@ -59,7 +59,7 @@ class EpochCheckpointer:
 
     The file is what ``cryo3d.inference.load_checkpoint_model`` and ``cryo3d predict``
     read: ``{"network": state dict, "cryo3d": settings}``, the settings made by
-    :class:`cryo3d.training.CheckpointMeta` like the bundle's own checkpoints. The bundle
+    :class:`cryo3d.workflows.checkpoint_meta.CheckpointMeta` like the bundle's own checkpoints. The bundle
     keeps only its last checkpoint, hence this handler.
 
     Where the settings come from: the geometry and classes from the trainer's patch store

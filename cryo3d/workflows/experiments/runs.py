@@ -1,6 +1,6 @@
 """One training run of an experiment: the bundle trained once into its own folder, resumable.
 
-Every run trains through :func:`cryo3d.training.run_training` (the same ``train.yaml``
+Every run trains through :func:`cryo3d.workflows.run.run_training` (the same ``train.yaml``
 as ``python -m monai.bundle run training``) with two extra trainer handlers:
 :class:`~cryo3d.workflows.experiments.handlers.EpochLossRecorder` and
 :class:`~cryo3d.workflows.experiments.handlers.EpochCheckpointer`.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from cryo3d.io.atomic import write_json_atomic
-from cryo3d.training import run_training
+from cryo3d.workflows.run import run_training
 from cryo3d.workflows.bundle import parse_bundle
 from cryo3d.workflows.experiments.handlers import EpochCheckpointer, EpochLossRecorder
 from cryo3d.workflows.experiments.tables import read_jsonl
@@ -54,7 +54,7 @@ def train_run(
         output_dir: The run's bundle output folder.
         epoch_checkpoints: Attach :class:`EpochCheckpointer` (``output_dir/epochs/epoch_<N>.pt``).
         train_fn: ``train_fn(overrides, trainer_handlers=[...]) -> {"history": [...], ...}``;
-            default :func:`cryo3d.training.run_training` (tests pass a stand-in).
+            default :func:`cryo3d.workflows.run.run_training` (tests pass a stand-in).
 
     Returns:
         ``history`` (validation records), ``best``, ``best_checkpoint``, ``output_dir``,

@@ -1,7 +1,7 @@
 """Optuna studies over the training bundle: ``cryo3d tune``.
 
 A study draws bundle overrides from a search space (``bundles/cryo3d_picker/configs/tune.yaml``),
-trains the bundle with them in this process (:func:`cryo3d.training.run_training`) and maximises
+trains the bundle with them in this process (:func:`cryo3d.workflows.run.run_training`) and maximises
 the best validation particle F-beta of the run. Its modules:
 
 * :mod:`.space`: :class:`~.space.ParamSpec`, :class:`~.space.TuneConfig`: the search space (one

@@ -15,7 +15,7 @@ import monai.bundle  # noqa: F401  (its loggers exist before _quiet_loggers quie
 import optuna
 
 from cryo3d.io.atomic import write_text_atomic
-from cryo3d.training import run_training
+from cryo3d.workflows.run import run_training
 from cryo3d.workflows.bundle import config_files, parse_bundle
 from cryo3d.workflows.tuning.pruning import OptunaPruningHandler, make_pruner
 from cryo3d.workflows.tuning.report import export_best, summary
@@ -57,7 +57,7 @@ def make_objective(
 ) -> Callable[[Any], float]:
     """The Optuna objective: draw overrides, train into ``run_dir/trial_<n>``, return the best F-beta.
 
-    ``train_fn`` (default :func:`cryo3d.training.run_training`) is called as
+    ``train_fn`` (default :func:`cryo3d.workflows.run.run_training`) is called as
     ``train_fn(overrides, config_file=..., evaluator_handlers=[...], trainer_handlers=[...],
     logging_file=...)`` and returns at least ``best`` and ``history``. Each trial records user
     attributes ``overrides`` (the export form), ``output_dir``, ``epochs``, ``best_epoch``,
@@ -182,7 +182,7 @@ def run_study(
         max_retry: Retries of a killed trial.
         quiet: Trials log warnings only (Optuna still reports each trial).
         prepare: Make the data and patch store once before the first trial.
-        train_fn: Replaces :func:`cryo3d.training.run_training` (tests).
+        train_fn: Replaces :func:`cryo3d.workflows.run.run_training` (tests).
         print_fn: Where the summary goes (None: nowhere).
 
     Returns:

@@ -28,6 +28,8 @@ import math
 import time
 from typing import Any
 
+from ignite.engine import Events
+
 from cryo3d.bundle_keys import NULL_WORDS, parse_positive_key
 
 logger = logging.getLogger("cryo3d")
@@ -85,8 +87,6 @@ class TrainingClock:
 
     # ------------------------------------------------------------------ ignite
     def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
         self._engine = engine
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.COMPLETED, self._stopped)
@@ -173,8 +173,6 @@ class ProgressValidationHandler:
         self._next_mark: float | None = None
 
     def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:

@@ -1,0 +1,151 @@
+"""The CZII particle F-beta as an ignite ``Metric``: the training bundle's validation key metric.
+
+:class:`ParticleFBeta` turns the stitched heatmaps of whole validation tomograms into
+peaks -> Angstrom picks (filtered like inference) and scores them with the challenge's
+F-beta (:mod:`cryo3d.metrics`), sweeping a threshold per class; the best thresholds are
+kept for the checkpoint and so for inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from ignite.metrics import Metric
+
+from cryo3d import coords
+from cryo3d.inference import select_peaks
+from cryo3d.io.picks import read_picks
+from cryo3d.metrics import score_picks, sweep_thresholds
+from cryo3d.particles import ParticleSet
+from cryo3d.peaks import CROSS_CLASS_FRACTION, find_peaks, peaks_to_picks
+from cryo3d.picks import Picks
+
+logger = logging.getLogger("cryo3d")
+
+
+class ParticleFBeta(Metric):
+    """CZII particle F-beta of whole-tomogram heatmaps, as an ignite metric.
+
+    ``update`` takes ``(y_pred, y)`` with ``y_pred`` the stitched sigmoid heatmaps
+    ``[B, C, z/f, y/f, x/f]`` and ``y`` the tomogram indices ``[B, 1]`` of
+    :class:`cryo3d.workflows.validation.ValidationTomograms`; peaks are found at
+    ``base_threshold`` and converted to Angstrom picks, filtered like inference does
+    (:func:`cryo3d.inference.select_peaks`:
+    cross-class suppression, at most as many picks per class as the tomogram can hold).
+    ``compute`` sweeps per-class thresholds (CZII matching) and returns the weighted F-beta
+    at each class's best threshold (``sweep=True``) or at ``thresholds``. A class without
+    any true positive keeps :data:`cryo3d.metrics.UNLEARNED_THRESHOLD` (never the lowest,
+    which floods unseen data) and is listed in ``last["unlearned"]`` (and so in the
+    checkpoint, for ``predict`` to warn). The per-class table and the best thresholds are
+    kept in :attr:`last` for logging and for the checkpoint.
+
+    Args:
+        gt: ground-truth picks (CSV path or :class:`Picks`).
+        names: tomogram name of each validation index.
+        particles: classes (radii, weights).
+        voxel_spacing: Angstrom per full-resolution voxel of the validation volumes.
+        ds_factor: the network's output stride.
+        beta: F-beta's beta (4 in the challenge).
+        sweep: pick the best threshold per class (else use ``thresholds``).
+        tie_break: which of equally good thresholds to keep (``metrics.sweep_thresholds``).
+        cross_class_fraction: cross-class suppression distance (0: off); default: inference's
+            (:data:`cryo3d.peaks.CROSS_CLASS_FRACTION`).
+        matching: ``"czii"`` (the challenge's rule) or ``"greedy"``.
+    """
+
+    def __init__(
+        self,
+        gt: str | Picks,
+        names: Sequence[str],
+        particles: ParticleSet,
+        voxel_spacing: float,
+        ds_factor: int,
+        beta: float = 4.0,
+        sweep: bool = True,
+        thresholds: float | Sequence[float] = 0.3,
+        base_threshold: float = 0.05,
+        min_distance_fraction: float = 0.6,
+        max_peaks: int = 5000,
+        tie_break: str = "low",
+        cross_class_fraction: float | None = None,
+        matching: str = "czii",
+        output_transform: Callable = lambda out: (out["pred"], out["label"]),
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.gt = read_picks(gt) if not isinstance(gt, Picks) else gt
+        self.names = list(names)
+        self.particles = particles
+        self.voxel_spacing = float(voxel_spacing)
+        self.ds_factor = int(ds_factor)
+        self.beta = float(beta)
+        self.sweep = sweep
+        self.thresholds = thresholds
+        self.base_threshold = float(base_threshold)
+        self.min_distance_fraction = float(min_distance_fraction)
+        self.max_peaks = max_peaks
+        self.tie_break = tie_break
+        if cross_class_fraction is None:  # the same as inference's default
+            cross_class_fraction = CROSS_CLASS_FRACTION
+        self.cross_class_fraction = float(cross_class_fraction)
+        self.matching = matching
+        # thresholds tried per class: coarse below 0.95, fine above (confident models pile up there)
+        self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
+                                                   np.linspace(0.95, 0.995, 10)], 4))
+        self.last: dict = {}
+        self.last_picks: Picks | None = None
+        super().__init__(output_transform=output_transform, device=device)
+
+    def reset(self) -> None:
+        self._picks: list[Picks] = []
+        self._seen: list[str] = []
+
+    def update(self, output: Any) -> None:
+        y_pred, y = output
+        min_dist = coords.length_to_voxels(self.min_distance_fraction * self.particles.radii,
+                                           self.voxel_spacing, self.ds_factor)
+        low = self.base_threshold if self.sweep else self.thresholds
+        for b in range(y_pred.shape[0]):
+            name = self.names[int(torch.as_tensor(y[b]).reshape(-1)[0])]
+            hm = y_pred[b].detach().float()
+            c, lab, sc = find_peaks(hm, low, min_dist)
+            keep = select_peaks(c, lab, sc, tuple(hm.shape[1:]), self.particles, self.voxel_spacing, self.ds_factor,
+                                self.cross_class_fraction, where=f"validation tomogram {name}",
+                                max_peaks=self.max_peaks)
+            c, lab, sc = c[keep], lab[keep], sc[keep]
+            self._picks.append(peaks_to_picks(c, lab, sc, name, self.particles, self.voxel_spacing, self.ds_factor))
+            self._seen.append(name)
+
+    def compute(self) -> float:
+        pred = Picks.concat(self._picks)
+        gt = self.gt.select(np.isin(self.gt.tomo, self._seen))
+        if self.sweep:
+            sw = sweep_thresholds(pred, gt, self.particles, thresholds=self.sweep_grid, beta=self.beta,
+                                  matching=self.matching, tomograms=self._seen, tie_break=self.tie_break)
+            thr = [sw["best_threshold"][n] for n in self.particles.names]
+            res = sw["result"]
+            unlearned = list(sw["unlearned"])
+        else:
+            thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
+            keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
+            res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
+                              tomograms=self._seen)
+            unlearned = [c.name for c in res.per_class if c.tp == 0]
+        self.last_picks = pred  # every peak of this validation (the training report draws them)
+        self.last = {
+            "score": float(res.score),
+            "thresholds": [float(t) for t in thr],
+            "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
+                                   "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
+            "table": res.table() + (f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
+                                    if unlearned else ""),
+            "unlearned": unlearned,
+        }
+        if unlearned:
+            logger.warning(
+                "validation: no true positive at any threshold for %s (not learned yet, or absent from the "
+                "validation tomograms); threshold kept at %s", ", ".join(unlearned),
+                ", ".join(f"{t:g}" for n, t in zip(self.particles.names, thr) if n in unlearned))
+        return float(res.score)

@@ -1,0 +1,178 @@
+"""The training bundle's data set-up: tomograms, ground truth and the patch store, made when missing.
+
+:func:`ensure_data` fills an empty dataset folder with the built-in simulator's tomograms,
+or reads a user's ``tomograms/`` + ``picks.csv`` or a copick project, holds out the
+validation tomograms, chooses the training geometry from the particle set
+(:func:`cryo3d.resolution.choose_geometry`) and cuts the patch store of the training
+tomograms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from cryo3d.dataset import split_tomograms
+from cryo3d.io.copick_project import training_inputs
+from cryo3d.io.picks import read_picks
+from cryo3d.io.tomogram import find_tomograms, read_tomogram
+from cryo3d.networks import build_network
+from cryo3d.particles import CZII_PARTICLES, ParticleSet, load_particles
+from cryo3d.resolution import choose_geometry, parse_spacing_key
+from cryo3d.store import StoreSettings, prepare_store
+from cryo3d.synth import SynthConfig, synthesize
+
+logger = logging.getLogger("cryo3d")
+
+
+def ensure_data(
+    dataset_dir: str | os.PathLike,
+    n_tomograms: int = 5,
+    n_val: int = 1,
+    synth_shape: Sequence[int] = (184, 256, 256),
+    synth_preset: str = "default",
+    seed: int = 0,
+    patch_size: int | Sequence[int] = 64,
+    stride: int | Sequence[int] = 48,
+    ds_factor: int = 2,
+    precompute_heatmaps: bool = False,
+    val_tomograms: Sequence[str] | None = None,
+    voxel_spacing: float | str | None = None,
+    progress: bool = True,
+    copick_config: str | None = None,
+    tomo_type: str | None = None,
+    copick_voxel_spacing: float | None = None,
+    gt_user: str | None = None,
+    gt_session: str | None = None,
+    runs: Sequence[str] | None = None,
+    batch_size: int | str = 8,
+    network: str | dict | None = None,
+) -> dict:
+    """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
+
+    Layout: ``dataset_dir/tomograms/*.mrc`` + ``dataset_dir/picks.csv`` (the synth layout, also
+    what a user puts there) and ``dataset_dir/store/<geometry and split tag>/``. An empty or missing folder is filled
+    with ``n_tomograms`` synthetic tomograms first. The last ``n_val`` tomograms by name (or
+    ``val_tomograms``) are held out: they are not in the store and are validated whole.
+    ``voxel_spacing`` resamples the store (and so the model) to that spacing; ``"auto"``
+    (and ``"auto"`` patch size, stride and batch size) follow the particle set
+    (:func:`cryo3d.resolution.choose_geometry`; the choice and its reason are logged).
+    ``network`` (name or config) gives the spatial divisor the patch must respect.
+
+    With ``copick_config`` the tomograms, ground truth and particle classes come from that
+    copick project instead (:func:`cryo3d.io.copick_project.training_inputs`): ``runs`` (all
+    by default) at ``copick_voxel_spacing`` and ``tomo_type`` (needed only when the project
+    has several), ground truth of ``gt_user``/``gt_session``; ``dataset_dir`` then holds only
+    the store and the ground truth as a picks CSV.
+
+    Returns:
+        ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files),
+        ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``,
+        ``patch_size``, ``stride``, ``batch_size`` (as chosen), ``geometry_reason``, and
+        ``builtin`` (whether the data is the built-in simulator's).
+    """
+    dist = torch.distributed
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed and dist.get_rank() != 0:
+        dist.barrier()  # rank 0 makes the data first; the others then find it ready
+    try:
+        copick = None if copick_config is None else dict(
+            config=copick_config, tomo_type=tomo_type, voxel_spacing=copick_voxel_spacing, gt_user=gt_user,
+            gt_session=gt_session, runs=runs)
+        return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
+                            ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
+                            progress and (not distributed or dist.get_rank() == 0), copick, batch_size, network)
+    finally:
+        if distributed and dist.get_rank() == 0:
+            dist.barrier()
+
+
+def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
+                 ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress, copick=None, batch_size=8,
+                 network=None) -> dict:
+    d = Path(dataset_dir)
+    if copick is not None:  # a copick project: tomograms, ground truth and classes from it
+        tomos, picks, particles, gt = training_inputs(dataset_dir=d, **copick)
+        builtin = False
+    else:
+        tomos, picks, particles, gt, builtin = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed,
+                                                              progress)
+    train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
+    geo = _choose_geometry(particles, [tomos[n] for n in train], voxel_spacing, patch_size, stride,
+                           batch_size, network, ds_factor)
+    voxel_spacing = geo.voxel_spacing
+    settings = StoreSettings(patch_size=geo.patch_size, stride=geo.stride, ds_factor=ds_factor,
+                             precompute_heatmaps=precompute_heatmaps, voxel_spacing=voxel_spacing)
+    tag = "p{}_s{}_f{}_v{}".format(
+        "x".join(map(str, settings.patch_size)), "x".join(map(str, settings.stride)), ds_factor,
+        f"{float(voxel_spacing):g}",
+    )
+    tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
+    store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
+    train_picks = picks.select(np.isin(picks.tomo, train))
+    prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress,
+                  source=str(gt))
+    return {
+        "store": str(store),
+        "train": train,
+        "val": val,
+        "val_paths": [tomos[n].path for n in val],
+        "gt": str(gt),
+        "particles": particles,
+        "voxel_spacing": float(voxel_spacing),
+        "patch_size": geo.patch_size,
+        "stride": geo.stride,
+        "batch_size": geo.batch_size,
+        "geometry_reason": geo.reason,
+        "builtin": builtin,
+    }
+
+
+def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progress) -> tuple:
+    """Tomograms, picks, particles, picks CSV and whether it is built-in data, of a dataset folder
+    (``tomograms/`` + ``picks.csv``), simulated first when the folder is empty."""
+    tdir = d / "tomograms"
+    has_tomos = tdir.is_dir() and any(tdir.iterdir())
+    if not has_tomos:
+        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed)
+        synthesize(d, n_tomograms, cfg, progress=progress)
+    gt = d / "picks.csv"
+    if not gt.exists():
+        raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
+    particles = CZII_PARTICLES
+    man = json.loads((d / "manifest.json").read_text()) if (d / "manifest.json").exists() else {}
+    builtin = man.get("kind") == "cryo3d-synth"  # the built-in simulator's data (time_budget: auto)
+    if (d / "particles.yaml").exists():
+        particles = load_particles(str(d / "particles.yaml"))
+    elif "particles" in man:
+        particles = ParticleSet.from_dict(man["particles"])
+    paths = find_tomograms([str(tdir)])
+    tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
+    return tomos, read_picks(gt), particles, str(gt), builtin
+
+
+def _choose_geometry(particles, tomograms, voxel_spacing, patch_size, stride, batch_size, network, ds_factor):
+    """:func:`cryo3d.resolution.choose_geometry` for these tomograms and network; logs the choice."""
+    spacings = sorted({round(float(t.voxel_spacing), 6) for t in tomograms})
+    native = max(spacings)
+    if len(spacings) > 1 and parse_spacing_key(voxel_spacing) is None:
+        voxel_spacing = native = spacings[0]
+        logger.warning(
+            "voxel_spacing null, but the tomograms have different voxel spacings (%s A): resampling all to the "
+            "finest, %g A", ", ".join(f"{x:g}" for x in spacings), native)
+    divisor = 1
+    if network is not None:
+        cfg = {"name": network} if isinstance(network, str) else dict(network)
+        cfg.update(in_channels=1, out_channels=1, ds_factor=ds_factor)
+        divisor = int(getattr(build_network(cfg), "spatial_divisor", 1))
+    geo = choose_geometry(particles, native, voxel_spacing, patch_size, stride, batch_size,
+                          divisor=divisor, ds_factor=ds_factor)
+    logger.info("training geometry: %s", geo.reason)
+    return geo
