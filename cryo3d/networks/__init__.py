@@ -15,7 +15,8 @@ Build one from a plain dict or a preset name::
 
 or from a MONAI bundle: ``_target_: cryo3d.networks.UNet3D`` (or ``SEFPN3D``) with the
 constructor's arguments, or ``_target_: cryo3d.networks.build_network`` with
-``name_or_config``.
+``name_or_config``. Every network compiles with ``torch.jit.script`` (for
+``python -m monai.bundle ckpt_export``) and gives the eager output.
 
 Presets (``PRESETS``) pick widths for the hardware: ``*-tiny`` for tests, ``*-small`` for
 CPU training on 64^3 patches (2 cores, minutes), ``*-base`` and ``*-large`` for a GPU.
@@ -29,6 +30,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from cryo3d.networks.heads import PriorHead, prior_logits
+from cryo3d.networks.pyramid import PyramidNetwork
 from cryo3d.networks.sefpn import SEFPN3D, SEResBlock
 from cryo3d.networks.unet import UNet3D
 
@@ -36,6 +38,7 @@ __all__ = [
     "NETWORKS",
     "PRESETS",
     "PriorHead",
+    "PyramidNetwork",
     "SEFPN3D",
     "SEResBlock",
     "UNet3D",
@@ -66,18 +69,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 def network_config(name_or_config: str | Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Resolve a preset or family name plus overrides into a full config dict.
 
-    Parameters
-    ----------
-    name_or_config : str or mapping
-        A family name (``"unet"``, ``"sefpn"``), a preset name (``"unet-small"``, ...),
-        or a dict with a ``"name"`` key (family or preset) and constructor arguments.
-    **kwargs
-        Overrides, applied last.
+    Args:
+        name_or_config: A family name (``"unet"``, ``"sefpn"``), a preset name
+            (``"unet-small"``, ...), or a dict with a ``"name"`` key (family or preset) and
+            constructor arguments.
+        **kwargs: Overrides, applied last.
 
-    Returns
-    -------
-    dict
+    Returns:
         ``{"name": family, **constructor arguments}``.
+
+    Raises:
+        ValueError: On a missing ``"name"`` or an unknown name.
     """
     if isinstance(name_or_config, str):
         given: dict[str, Any] = {"name": name_or_config}
@@ -103,11 +105,17 @@ def network_config(name_or_config: str | Mapping[str, Any], **kwargs: Any) -> di
 def build_network(name_or_config: str | Mapping[str, Any], **kwargs: Any) -> nn.Module:
     """Build a network from a family/preset name or a config dict (see :func:`network_config`).
 
-    Raises
-    ------
-    ValueError
-        On an unknown name or an argument the family does not take (the message lists
-        the valid ones).
+    Args:
+        name_or_config: A family or preset name, or a config dict with a ``"name"`` key.
+        **kwargs: Overrides, applied last.
+
+    Returns:
+        The network (a :class:`~cryo3d.networks.pyramid.PyramidNetwork`), scriptable with
+        ``torch.jit.script``.
+
+    Raises:
+        ValueError: On an unknown name or an argument the family does not take (the message
+            lists the valid ones).
     """
     cfg = network_config(name_or_config, **kwargs)
     cls = NETWORKS[cfg.pop("name")]
@@ -119,5 +127,13 @@ def build_network(name_or_config: str | Mapping[str, Any], **kwargs: Any) -> nn.
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``model``."""
+    """Number of (trainable) parameters of ``model``.
+
+    Args:
+        model: the network.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Returns:
+        The number of parameters.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -9,15 +9,12 @@ Decoder: a feature pyramid over the levels whose stride is at least the output s
 Each pyramid level gets a 1x1x1 lateral convolution to ``fpn_channels``, then one of three
 fusions brings the pyramid to the output stride:
 
-``parallel``
-    every level is upsampled (trilinear) straight to the output stride; the concatenation
-    is fused by one 1x1x1 convolution, all levels at once (a 3x3x3 fusion of
-    ``levels * fpn_channels`` inputs at the output stride cost more than the encoder).
-``cascade``
-    the classic top-down FPN path: from the coarsest level down, upsample by 2, add the
-    next lateral, smooth with a 3x3x3 convolution, level by level.
-``pc``
-    both paths on the same laterals, concatenated and fused by a 1x1x1 convolution.
+* ``parallel``: every level is upsampled (trilinear) straight to the output stride; the
+  concatenation is fused by one 1x1x1 convolution, all levels at once (a 3x3x3 fusion of
+  ``levels * fpn_channels`` inputs at the output stride cost more than the encoder).
+* ``cascade``: the classic top-down FPN path: from the coarsest level down, upsample by 2,
+  add the next lateral, smooth with a 3x3x3 convolution, level by level.
+* ``pc``: both paths on the same laterals, concatenated and fused by a 1x1x1 convolution.
 
 A 3x3x3 convolution and the prior-initialised 1x1x1 head give ``C`` logits.
 
@@ -30,43 +27,39 @@ norm. MONAI has no 3D FPN decoder for dense outputs at a chosen stride
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 from monai.networks.blocks import ChannelSELayer, Convolution, UpSample
 from monai.networks.layers.factories import Act, split_args
 from torch import nn
 
-from cryo3d.networks.heads import (
-    DEFAULT_HEAD_INIT_STD,
-    DEFAULT_PRIOR,
-    PriorHead,
-    check_divisible,
-    normalise_channels,
-    output_level,
-)
-from cryo3d.networks.unet import DEFAULT_ACT, DEFAULT_NORM
+from cryo3d.networks.heads import DEFAULT_HEAD_INIT_STD, DEFAULT_PRIOR, PriorHead
+from cryo3d.networks.pyramid import DEFAULT_ACT, DEFAULT_NORM, PyramidNetwork
 
 FUSIONS = ("parallel", "cascade", "pc")
+
+
+@torch.jit.interface
+class _TensorModule(nn.Module):
+    """What TorchScript needs to call a module picked from a ``ModuleList`` by a loop index."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - nn.Sequential's argument name
+        pass
 
 
 class SEResBlock(nn.Module):
     """Basic residual block ``act(SE(conv-norm-act-conv-norm(x)) + shortcut(x))``.
 
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Channels in and out.
-    stride : int
-        1, or 2 to halve every spatial size (first block of a level).
-    norm, act : str or (str, dict)
-        MONAI layer-factory specs.
-    dropout : float or None
-        Dropout after the first convolution.
-    se : bool
-        Whether the residual branch ends with a ``ChannelSELayer``.
-    se_reduction : int
-        SE reduction ratio ``r`` (hidden width ``out_channels // r``).
+    Args:
+        in_channels: Channels in.
+        out_channels: Channels out.
+        stride: 1, or 2 to halve every spatial size (first block of a level).
+        norm: MONAI layer-factory spec of the normalisation, str or (str, dict).
+        act: MONAI layer-factory spec of the activation, str or (str, dict).
+        dropout: Dropout after the first convolution (None: none).
+        se: Whether the residual branch ends with a ``ChannelSELayer``.
+        se_reduction: SE reduction ratio ``r`` (hidden width ``out_channels // r``).
     """
 
     def __init__(
@@ -105,37 +98,32 @@ def _upsample(channels: int, scale: int) -> nn.Module:
     )
 
 
-class SEFPN3D(nn.Module):
+class SEFPN3D(PyramidNetwork):
     """Residual SE encoder + feature-pyramid decoder, logits at output stride ``ds_factor``.
 
-    Parameters
-    ----------
-    in_channels : int
-        Input channels (1 for a tomogram).
-    out_channels : int
-        Number of classes ``C``; returns logits ``[B, C, Z/ds, Y/ds, X/ds]``.
-    ds_factor : int
-        Output stride, a power of two with ``log2(ds_factor) <= depth``.
-    channels : sequence of int, optional
-        Encoder width per level (stride ``2**i``); ``depth = len(channels) - 1``; inputs
-        must be divisible by ``2**depth``. Default ``(16, 32, 64, 128)``.
-    depth, base_channels : int, optional
-        Alternative to ``channels`` (``base_channels * 2**i``).
-    blocks_per_level : int or sequence of int
-        Residual blocks per level (the first of levels ``>= 1`` is strided). Level 0 may
-        have 0 blocks (stem only).
-    fpn_channels : int
-        Width of the pyramid (laterals, fusions, head).
-    fusion : {"parallel", "cascade", "pc"}
-        Pyramid fusion, see the module docstring.
-    se : bool
-        Squeeze-and-excitation in every encoder block (False for the ablation).
-    se_reduction : int
-        SE reduction ratio.
-    norm, act, dropout
-        As in :class:`~cryo3d.networks.unet.UNet3D`.
-    prior, head_init_std
-        Output-layer initialisation, see :class:`~cryo3d.networks.heads.PriorHead`.
+    Args:
+        in_channels: Input channels (1 for a tomogram).
+        out_channels: Number of classes ``C``; returns logits ``[B, C, Z/ds, Y/ds, X/ds]``.
+        ds_factor: Output stride, a power of two with ``log2(ds_factor) <= depth``.
+        channels: Encoder width per level (stride ``2**i``); ``depth = len(channels) - 1``;
+            inputs must be divisible by ``2**depth``. Default ``(16, 32, 64, 128)``.
+        depth: Alternative to ``channels``, with ``base_channels`` (``base_channels * 2**i``).
+        base_channels: See ``depth``.
+        blocks_per_level: Residual blocks per level, int or one per level (the first of
+            levels ``>= 1`` is strided). Level 0 may have 0 blocks (stem only).
+        fpn_channels: Width of the pyramid (laterals, fusions, head).
+        fusion: ``"parallel"``, ``"cascade"`` or ``"pc"``: the pyramid fusion, see the
+            module docstring.
+        se: Squeeze-and-excitation in every encoder block (False for the ablation).
+        se_reduction: SE reduction ratio.
+        norm: As in :class:`~cryo3d.networks.unet.UNet3D`.
+        act: As in :class:`~cryo3d.networks.unet.UNet3D`.
+        dropout: As in :class:`~cryo3d.networks.unet.UNet3D`.
+        prior: Output-layer initialisation, see :class:`~cryo3d.networks.heads.PriorHead`.
+        head_init_std: Output-layer initialisation, see :class:`~cryo3d.networks.heads.PriorHead`.
+
+    Raises:
+        ValueError: On bad channels, ``ds_factor``, ``fusion`` or ``blocks_per_level``.
     """
 
     def __init__(
@@ -157,12 +145,8 @@ class SEFPN3D(nn.Module):
         prior: float | Sequence[float] = DEFAULT_PRIOR,
         head_init_std: float = DEFAULT_HEAD_INIT_STD,
     ) -> None:
-        super().__init__()
-        chans = normalise_channels(channels, depth, base_channels, "SEFPN3D")
-        self.depth = len(chans) - 1
-        self.out_level = output_level(ds_factor)
-        if self.out_level > self.depth:
-            raise ValueError(f"SEFPN3D: ds_factor={ds_factor} needs depth >= {self.out_level}, got depth={self.depth}")
+        super().__init__("SEFPN3D", in_channels, out_channels, ds_factor, channels, depth, base_channels)
+        chans = self.channels
         if fusion not in FUSIONS:
             raise ValueError(f"SEFPN3D: fusion must be one of {FUSIONS}, got {fusion!r}")
         if isinstance(blocks_per_level, int):
@@ -173,12 +157,7 @@ class SEFPN3D(nn.Module):
             raise ValueError(
                 f"SEFPN3D: blocks_per_level needs {len(chans)} values (level 0 >= 0, others >= 1), got {blocks_per_level}"
             )
-        self.channels = chans
         self.blocks_per_level = tuple(blocks)
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.output_stride = int(ds_factor)
-        self.spatial_divisor = 2**self.depth
         self.fusion = fusion
         self.se = bool(se)
         drop = float(dropout) if dropout else None
@@ -211,30 +190,36 @@ class SEFPN3D(nn.Module):
         self.head_conv = Convolution(3, f, f, kernel_size=3, act=act, norm=norm, dropout=drop)
         self.head = PriorHead(f, self.out_channels, prior=prior, init_std=head_init_std)
 
-    def _cascade(self, lats: list[torch.Tensor]) -> torch.Tensor:
+    def _cascade(self, lats: List[torch.Tensor]) -> torch.Tensor:
         p = lats[-1]
         for k in range(len(lats) - 2, -1, -1):
-            p = self.smooth[k](lats[k] + self.up2(p))
+            smooth: _TensorModule = self.smooth[k]  # indexed by a loop variable: TorchScript needs the interface
+            p = smooth.forward(lats[k] + self.up2(p))
         return p
 
-    def _parallel(self, lats: list[torch.Tensor]) -> torch.Tensor:
-        return self.parallel_fuse(torch.cat([up(lat) for up, lat in zip(self.to_output, lats)], dim=1))
+    def _parallel(self, lats: List[torch.Tensor]) -> torch.Tensor:
+        ups: List[torch.Tensor] = []
+        for j, up in enumerate(self.to_output):
+            ups.append(up(lats[j]))
+        return self.parallel_fuse(torch.cat(ups, dim=1))
+
+    def _fuse(self, lats: List[torch.Tensor]) -> torch.Tensor:
+        # by the modules this fusion built (TorchScript resolves hasattr when compiling)
+        if hasattr(self, "pc_fuse"):
+            return self.pc_fuse(torch.cat([self._cascade(lats), self._parallel(lats)], dim=1))
+        if hasattr(self, "smooth"):
+            return self._cascade(lats)
+        return self._parallel(lats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C, Z/ds, Y/ds, X/ds]`` for an input ``[B, in_channels, Z, Y, X]``."""
-        if x.ndim != 5:
-            raise ValueError(f"SEFPN3D: expected input [B, C, Z, Y, X], got shape {tuple(x.shape)}")
-        check_divisible(x.shape[2:], self.spatial_divisor, "SEFPN3D")
-        feats = []
+        self.check_input(x)
+        feats: List[torch.Tensor] = []
         x = self.stem(x)
         for stage in self.encoder:
             x = stage(x)
             feats.append(x)
-        lats = [lat(feats[i]) for lat, i in zip(self.lateral, self.levels)]
-        if self.fusion == "cascade":
-            y = self._cascade(lats)
-        elif self.fusion == "parallel":
-            y = self._parallel(lats)
-        else:
-            y = self.pc_fuse(torch.cat([self._cascade(lats), self._parallel(lats)], dim=1))
-        return self.head(self.head_conv(y))
+        lats: List[torch.Tensor] = []
+        for j, lat in enumerate(self.lateral):
+            lats.append(lat(feats[self.levels[j]]))
+        return self.head(self.head_conv(self._fuse(lats)))

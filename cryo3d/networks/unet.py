@@ -10,65 +10,51 @@ through the strided convolutions.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit, UpSample
 from torch import nn
 
-from cryo3d.networks.heads import (
-    DEFAULT_HEAD_INIT_STD,
-    DEFAULT_PRIOR,
-    PriorHead,
-    check_divisible,
-    normalise_channels,
-    output_level,
-)
-
-DEFAULT_ACT = ("leakyrelu", {"negative_slope": 0.01, "inplace": True})
-DEFAULT_NORM = ("instance", {"affine": True})
+from cryo3d.networks.heads import DEFAULT_HEAD_INIT_STD, DEFAULT_PRIOR, PriorHead
+from cryo3d.networks.pyramid import DEFAULT_ACT, DEFAULT_NORM, PyramidNetwork
 
 
-class UNet3D(nn.Module):
+class UNet3D(PyramidNetwork):
     """3D residual U-Net whose decoder stops at output stride ``ds_factor``.
 
-    Parameters
-    ----------
-    in_channels : int
-        Input channels (1 for a tomogram).
-    out_channels : int
-        Number of classes ``C``; the network returns logits ``[B, C, Z/ds, Y/ds, X/ds]``.
-    ds_factor : int
-        Output stride, a power of two with ``log2(ds_factor) <= depth`` (1, 2 or 4 in use).
-    channels : sequence of int, optional
-        Width per level; level ``i`` has stride ``2**i``. ``depth = len(channels) - 1``
-        downsamplings, so input sizes must be divisible by ``2**depth``.
-        Default ``(16, 32, 64, 128)`` (the ``unet-small`` preset).
-    depth, base_channels : int, optional
-        Alternative to ``channels``: ``channels = base_channels * 2**i, i = 0..depth``
-        (missing one taken from the default). ``depth`` given together with ``channels``
-        must match it.
-    num_res_units : int
-        Convolutions per ``ResidualUnit`` (encoder and decoder stages).
-    norm, act : str or (str, dict)
-        MONAI layer-factory specs (e.g. ``"instance"``, ``("group", {"num_groups": 8})``,
-        ``"batch"``). Instance norm (default) keeps samples independent in training mode.
-    dropout : float
-        Dropout probability in every convolution block (0 disables it).
-    upsample : {"deconv", "trilinear"}
-        Transposed convolution (with norm and activation) or trilinear interpolation
-        preceded by a 1x1x1 convolution (MONAI ``UpSample``, ``nontrainable`` mode).
-    prior : float or sequence of float
-        Initial sigmoid output of every channel (see :class:`~cryo3d.networks.heads.PriorHead`).
-    head_init_std : float
-        Standard deviation of the output layer's initial weights.
+    Args:
+        in_channels: Input channels (1 for a tomogram).
+        out_channels: Number of classes ``C``; the network returns logits
+            ``[B, C, Z/ds, Y/ds, X/ds]``.
+        ds_factor: Output stride, a power of two with ``log2(ds_factor) <= depth`` (1, 2 or
+            4 in use).
+        channels: Width per level; level ``i`` has stride ``2**i``. ``depth = len(channels) - 1``
+            downsamplings, so input sizes must be divisible by ``2**depth``.
+            Default ``(16, 32, 64, 128)`` (the ``unet-small`` preset).
+        depth: Alternative to ``channels``, with ``base_channels``:
+            ``channels = base_channels * 2**i, i = 0..depth`` (missing one taken from the
+            default). ``depth`` given together with ``channels`` must match it.
+        base_channels: See ``depth``.
+        num_res_units: Convolutions per ``ResidualUnit`` (encoder and decoder stages).
+        norm: MONAI layer-factory spec, str or (str, dict) (e.g. ``"instance"``,
+            ``("group", {"num_groups": 8})``, ``"batch"``). Instance norm (default) keeps
+            samples independent in training mode.
+        act: MONAI layer-factory spec of the activation, str or (str, dict).
+        dropout: Dropout probability in every convolution block (0 disables it).
+        upsample: ``"deconv"`` or ``"trilinear"``: transposed convolution (with norm and
+            activation) or trilinear interpolation preceded by a 1x1x1 convolution (MONAI
+            ``UpSample``, ``nontrainable`` mode).
+        prior: Initial sigmoid output of every channel, float or one per channel (see
+            :class:`~cryo3d.networks.heads.PriorHead`).
+        head_init_std: Standard deviation of the output layer's initial weights.
 
-    Attributes
-    ----------
-    output_stride : int
-        ``ds_factor``.
-    spatial_divisor : int
-        ``2**depth``: input spatial sizes must be multiples of it.
+    Attributes:
+        output_stride: ``ds_factor``.
+        spatial_divisor: ``2**depth``: input spatial sizes must be multiples of it.
+
+    Raises:
+        ValueError: On bad channels, ``ds_factor`` or ``upsample``.
     """
 
     def __init__(
@@ -87,19 +73,10 @@ class UNet3D(nn.Module):
         prior: float | Sequence[float] = DEFAULT_PRIOR,
         head_init_std: float = DEFAULT_HEAD_INIT_STD,
     ) -> None:
-        super().__init__()
-        chans = normalise_channels(channels, depth, base_channels, "UNet3D")
-        self.depth = len(chans) - 1
-        self.out_level = output_level(ds_factor)
-        if self.out_level > self.depth:
-            raise ValueError(f"UNet3D: ds_factor={ds_factor} needs depth >= {self.out_level}, got depth={self.depth}")
+        super().__init__("UNet3D", in_channels, out_channels, ds_factor, channels, depth, base_channels)
+        chans = self.channels
         if upsample not in ("deconv", "trilinear"):
             raise ValueError(f"UNet3D: upsample must be 'deconv' or 'trilinear', got {upsample!r}")
-        self.channels = chans
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.output_stride = int(ds_factor)
-        self.spatial_divisor = 2**self.depth
         drop = float(dropout) if dropout else None
 
         def res_unit(cin: int, cout: int, stride: int) -> ResidualUnit:
@@ -132,14 +109,13 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C, Z/ds, Y/ds, X/ds]`` for an input ``[B, in_channels, Z, Y, X]``."""
-        if x.ndim != 5:
-            raise ValueError(f"UNet3D: expected input [B, C, Z, Y, X], got shape {tuple(x.shape)}")
-        check_divisible(x.shape[2:], self.spatial_divisor, "UNet3D")
-        skips = []
+        self.check_input(x)
+        skips: List[torch.Tensor] = []
         for block in self.encoder:
             x = block(x)
             skips.append(x)
-        for k, (up, dec) in enumerate(zip(self.up, self.decoder)):
-            level = self.depth - 1 - k
+        level = self.depth - 1
+        for up, dec in zip(self.up, self.decoder):
             x = dec(torch.cat([up(x), skips[level]], dim=1))
+            level -= 1
         return self.head(x)
