@@ -24,10 +24,10 @@ from cryo3d.io.copick_project import training_inputs
 from cryo3d.io.picks import read_picks
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
 from cryo3d.networks import build_network
-from cryo3d.particles import CZII_PARTICLES, ParticleSet, load_particles
 from cryo3d.resolution import choose_geometry, parse_spacing_key
 from cryo3d.store import StoreSettings, prepare_store
 from cryo3d.synth import SynthConfig, synthesize
+from cryo3d.workflows.network_spec import bundle_particles
 
 logger = logging.getLogger("cryo3d")
 
@@ -146,13 +146,9 @@ def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progre
     gt = d / "picks.csv"
     if not gt.exists():
         raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
-    particles = CZII_PARTICLES
     man = json.loads((d / "manifest.json").read_text()) if (d / "manifest.json").exists() else {}
     builtin = man.get("kind") == "cryo3d-synth"  # the built-in simulator's data (time_budget: auto)
-    if (d / "particles.yaml").exists():
-        particles = load_particles(str(d / "particles.yaml"))
-    elif "particles" in man:
-        particles = ParticleSet.from_dict(man["particles"])
+    particles = bundle_particles("auto", d, synth_preset)  # the rule network_def is built with
     paths = find_tomograms([str(tdir)])
     tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}
     return tomos, read_picks(gt), particles, str(gt), builtin
