@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from ignite.engine import Events
 
 from cryo3d.errors import Cryo3DError
 from cryo3d.io.atomic import atomic_path
@@ -96,9 +97,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc)
         if "Unsupported global" in text or "Unsupported class" in text:
-            import re as _re
-
-            name = _re.search(r"GLOBAL ([\w.]+)", text)
+            name = re.search(r"GLOBAL ([\w.]+)", text)
             raise Cryo3DError(
                 f"{p}: refused: the file asks to build Python objects"
                 f"{f' ({name.group(1)})' if name else ''} that a checkpoint does not need (it may run code); "
@@ -217,8 +216,6 @@ class AtomicCheckpointSaver:
     # ------------------------------------------------------------------ events
     def attach(self, engine: Any) -> None:
         """Attach to an ignite engine (the trainer for interval saves, the evaluator for the best)."""
-        from ignite.engine import Events
-
         self._engine = engine
         self._remove_stale_temporaries()
         if self.save_key_metric:
@@ -294,8 +291,6 @@ class CheckpointResumer:
         self.optional = tuple(optional)
 
     def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Any) -> None:

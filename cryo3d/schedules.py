@@ -35,6 +35,8 @@ import warnings
 from typing import Any, Callable, Mapping
 
 import torch
+from ignite.engine import Events
+from torch.utils.tensorboard import SummaryWriter
 
 KINDS = ("constant", "linear", "cosine", "step", "exponential")
 UNITS = ("epoch", "iteration", "progress")
@@ -238,16 +240,12 @@ class BetaScheduleHandler:
         self.schedule = as_schedule(schedule)
         self.unit = unit
         if isinstance(summary_writer, str):
-            from torch.utils.tensorboard import SummaryWriter
-
             summary_writer = SummaryWriter(log_dir=summary_writer)
         self.summary_writer = summary_writer
         self.tag = tag
 
     def attach(self, engine: Any) -> None:
         """Register on ``engine`` (ignite ``Engine`` / MONAI ``SupervisedTrainer``)."""
-        from ignite.engine import Events
-
         event = Events.EPOCH_STARTED if self.unit == "epoch" else Events.ITERATION_STARTED
         if not engine.has_event_handler(self, event):
             engine.add_event_handler(event, self)

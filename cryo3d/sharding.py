@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence, TypeVar
 
 import torch
+import torch.distributed as dist
 
 T = TypeVar("T")
 
@@ -69,8 +70,6 @@ class Ranks:
     def barrier(self) -> None:
         """Wait until every rank got here (nothing on a single rank)."""
         if self.distributed:
-            import torch.distributed as dist
-
             dist.barrier()
 
     @contextmanager
@@ -95,8 +94,6 @@ class Ranks:
     def close(self) -> None:
         """End the process group if :func:`init_ranks` started it."""
         if self.owns_group:
-            import torch.distributed as dist
-
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -111,8 +108,6 @@ def init_ranks(timeout_s: float | None = None) -> Ranks:
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     if world <= 1:
         return Ranks()
-    import torch.distributed as dist
-
     owns = False
     if not dist.is_initialized():
         if timeout_s is None:
