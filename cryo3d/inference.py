@@ -31,12 +31,12 @@ import torch
 
 from cryo3d import coords
 from cryo3d.io.atomic import write_json_atomic
+from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.peaks import CROSS_CLASS_FRACTION
 from cryo3d.picks import Picks
 from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
 from cryo3d.sharding import init_ranks, shard_tomograms
-from cryo3d.store import NORM_CLIP, normalize, robust_stats
 
 
 

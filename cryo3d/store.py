@@ -3,7 +3,7 @@
 Layout of a store folder (everything memory-mappable, no file per keypoint or patch):
 
 ``images.npy``
-    float32 ``[P, Z, Y, X]``, normalised patches (see :func:`robust_stats`).
+    float32 ``[P, Z, Y, X]``, normalised patches (see :func:`cryo3d.normalization.robust_stats`).
 ``origins.npy``
     int64 ``[P, 3]``, patch corner in tomogram voxels ``[z, y, x]``.
 ``patch_tomo.npy``
@@ -41,50 +41,13 @@ import numpy as np
 
 from cryo3d import coords
 from cryo3d.heatmap import render_heatmap
+from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 
 STORE_VERSION = 1
 #: Keypoints are kept if within this many sigma outside a patch border.
 MARGIN_SIGMAS = 3.0
-#: Normalised values are clipped to +/- this many robust standard deviations.
-NORM_CLIP = 5.0
-#: Robust statistics are estimated from at most this many voxels per tomogram.
-NORM_SAMPLE_VOXELS = 2_000_000
-#: MAD -> standard deviation for a Gaussian.
-MAD_TO_STD = 1.4826
-
-
-def robust_stats(data: np.ndarray, max_voxels: int = NORM_SAMPLE_VOXELS) -> tuple[float, float]:
-    """Median and robust standard deviation (1.4826 x MAD) of a tomogram.
-
-    Estimated on a regular strided subsample so that a memory-mapped tomogram is read
-    sparsely and the result is deterministic.
-
-    Raises
-    ------
-    ValueError
-        If the tomogram is constant (robust deviation 0).
-    """
-    n = int(np.prod(data.shape))
-    step = max(1, int(np.ceil((n / max_voxels) ** (1 / 3))))
-    sample = np.asarray(data[::step, ::step, ::step], dtype=np.float64).ravel()
-    med = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - med))) * MAD_TO_STD
-    if not np.isfinite(mad) or mad <= 0:
-        std = float(sample.std())
-        if std <= 0 or not np.isfinite(std):
-            raise ValueError("tomogram is constant: nothing to normalise or find")
-        mad = std
-    return med, mad
-
-
-def normalize(data: np.ndarray, median: float, scale: float, clip: float = NORM_CLIP) -> np.ndarray:
-    """Robust z-score ``clip((x - median) / scale, -clip, clip)`` as float32."""
-    out = (np.asarray(data, dtype=np.float32) - np.float32(median)) / np.float32(scale)
-    return np.clip(out, -clip, clip, out=out)
-
-
 def patch_starts(n: int, size: int, stride: int) -> np.ndarray:
     """Patch corners along one axis covering ``[0, n)``; the last patch ends at ``n``.
 

@@ -56,10 +56,10 @@ from cryo3d.inference import (
     use_channels_last,
 )
 from cryo3d.networks import build_network, count_parameters
+from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import CZII_PARTICLES
 from cryo3d.peaks import find_peaks, peaks_to_picks
 from cryo3d.resample import needs_resampling, resample_to_spacing
-from cryo3d.store import normalize, robust_stats
 
 FULL_SHAPE = (184, 630, 630)
 
