@@ -35,7 +35,7 @@ from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.peaks import CROSS_CLASS_FRACTION
 from cryo3d.picks import Picks
-from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
+from cryo3d.resample import to_spacing
 from cryo3d.sharding import init_ranks, shard_tomograms
 
 
@@ -391,11 +391,7 @@ def pick_tomogram(
     from cryo3d.peaks import find_peaks, peaks_to_picks
 
     spacing = coords.check_voxel_spacing(tomogram.voxel_spacing, f"{tomogram.path or tomogram.name}")
-    data = tomogram.data
-    target = settings.voxel_spacing
-    if needs_resampling(spacing, target):
-        data = resample_to_spacing(data, spacing, target)
-        spacing = float(target)
+    data, spacing = to_spacing(tomogram.data, spacing, settings.voxel_spacing)
     med, sc = robust_stats(data)
     vol = normalize(data, med, sc, settings.clip)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

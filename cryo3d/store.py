@@ -44,6 +44,7 @@ from cryo3d.heatmap import render_heatmap
 from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
+from cryo3d.resample import to_spacing
 
 STORE_VERSION = 1
 #: Keypoints are kept if within this many sigma outside a patch border.
@@ -302,12 +303,9 @@ class _Resampled:
     """A tomogram resampled to ``spacing`` (in memory), with the fields ``prepare_store`` reads."""
 
     def __init__(self, t, spacing: float) -> None:
-        from cryo3d.resample import needs_resampling, resample_to_spacing
-
         self.name, self.path = t.name, t.path
+        self.data, _ = to_spacing(t.data, float(t.voxel_spacing), spacing)
         self.voxel_spacing = float(spacing)
-        src = float(t.voxel_spacing)
-        self.data = resample_to_spacing(t.data, src, spacing) if needs_resampling(src, spacing) else t.data
         self.shape = tuple(self.data.shape)
 
 

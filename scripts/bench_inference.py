@@ -59,7 +59,7 @@ from cryo3d.networks import build_network, count_parameters
 from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import CZII_PARTICLES
 from cryo3d.peaks import find_peaks, peaks_to_picks
-from cryo3d.resample import needs_resampling, resample_to_spacing
+from cryo3d.resample import to_spacing
 
 FULL_SHAPE = (184, 630, 630)
 
@@ -268,9 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     target = info.get("voxel_spacing")  # a checkpoint trained at another spacing: resample, as predict does
     with _Timer(cuda) as t_norm:
-        if needs_resampling(spacing, target):
-            data = resample_to_spacing(data, spacing, target)
-            spacing = float(target)
+        data, spacing = to_spacing(data, spacing, target)
+        if tuple(data.shape) != shape:
             shape = tuple(data.shape)
             n_windows = count_windows(shape, settings)
         med, sc = robust_stats(data)

@@ -25,13 +25,13 @@ from cryo3d.inference import (
     pick_tomogram,
     predict,
     predict_heatmap,
-    resample_to_spacing,
 )
 from cryo3d.io.picks import read_copick, read_picks_csv
 from cryo3d.io.tomogram import Tomogram, write_mrc
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.peaks import find_peaks
+from cryo3d.resample import resample_to_spacing
 
 EPS = 1e-6
 
