@@ -33,7 +33,7 @@ from cryo3d import coords
 from cryo3d.io.atomic import write_json_atomic
 from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
-from cryo3d.peaks import CROSS_CLASS_FRACTION
+from cryo3d.peak_selection import CROSS_CLASS_FRACTION, heatmap_to_picks
 from cryo3d.picks import Picks
 from cryo3d.resample import to_spacing
 from cryo3d.sharding import init_ranks, shard_tomograms
@@ -57,7 +57,7 @@ class InferenceSettings:
     voxel_spacing : the model's voxel spacing in Angstrom; tomograms at another spacing are resampled.
     amp : bfloat16 autocast on CUDA.
     cross_class_fraction : drop a peak within this fraction of the smaller radius of a stronger
-        peak of another class (:func:`cryo3d.peaks.suppress_cross_class`); 0 turns it off.
+        peak of another class (:func:`cryo3d.peak_selection.suppress_cross_class`); 0 turns it off.
     clip : normalised intensities are clipped to ``[-clip, clip]`` (as in the patch store).
     channels_last : run windows and weights in ``torch.channels_last_3d``; None: on CUDA only
         (cuDNN's fast 3D convolutions want it; on the CPU oneDNN is as fast or faster without).
@@ -380,7 +380,7 @@ def pick_tomogram(
     The tomogram is resampled to ``settings.voxel_spacing`` when that differs, normalised
     like the patch store (robust z-score, clipped), run through :func:`predict_heatmap`,
     and peaks are extracted per class (threshold, NMS distance from the particle radius,
-    sub-voxel refinement), then filtered by :func:`select_peaks` (cross-class suppression,
+    sub-voxel refinement), then filtered by :func:`cryo3d.peak_selection.select_peaks` (cross-class suppression,
     at most as many picks per class as the volume can hold, with a warning naming the
     tomogram and class when that cap cuts). With ``return_heatmap`` also returns the
     heatmap (NumPy, host) and its voxel spacing at full resolution. On a GPU the heatmap is
@@ -388,8 +388,6 @@ def pick_tomogram(
     ``keep_on_device``). ``model`` may come from :func:`prepare_network` already (then it is
     used as is).
     """
-    from cryo3d.peaks import find_peaks, peaks_to_picks
-
     spacing = coords.check_voxel_spacing(tomogram.voxel_spacing, f"{tomogram.path or tomogram.name}")
     data, spacing = to_spacing(tomogram.data, spacing, settings.voxel_spacing)
     med, sc = robust_stats(data)
@@ -397,13 +395,9 @@ def pick_tomogram(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     hm = predict_heatmap(model, vol, settings, device=dev, progress=progress, keep_on_device=True,
                          prepared=_is_prepared(model, settings, dev))
-    f = int(settings.ds_factor)
-    min_dist = coords.length_to_voxels(settings.min_distance_fraction * particles.radii, spacing, f)
-    thr = settings.thresholds
-    c, lab, score = find_peaks(hm, thr, min_dist)
-    keep = select_peaks(c, lab, score, hm.shape[1:], particles, spacing, f, settings.cross_class_fraction,
-                        where=f"tomogram {tomogram.name}")
-    picks = peaks_to_picks(c[keep], lab[keep], score[keep], tomogram.name, particles, spacing, f)
+    picks = heatmap_to_picks(hm, settings.thresholds, tomogram.name, particles, spacing, int(settings.ds_factor),
+                             settings.min_distance_fraction, settings.cross_class_fraction,
+                             where=f"tomogram {tomogram.name}")
     if return_heatmap:
         return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
@@ -416,48 +410,6 @@ def _prepared_key(settings: InferenceSettings, device: torch.device) -> tuple:
 def _is_prepared(model: torch.nn.Module, settings: InferenceSettings, device: torch.device) -> bool:
     """``model`` came from :func:`prepare_network` for these settings and ``device``, and is still in eval mode."""
     return getattr(model, "_cryo3d_prepared", None) == _prepared_key(settings, device) and not model.training
-
-
-def select_peaks(
-    coords_ds: np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    ds_grid: Sequence[int],
-    particles: ParticleSet,
-    voxel_spacing: float,
-    ds_factor: int,
-    cross_class_fraction: float = 0.0,
-    where: str = "",
-    max_peaks: int | None = None,
-) -> np.ndarray:
-    """Which peaks of one tomogram to keep: cross-class suppression, then the physical cap.
-
-    Shared by :func:`pick_tomogram` and validation (:class:`cryo3d.training.ParticleFBeta`)
-    so that the thresholds chosen on validation apply to the same picks.
-
-    Args:
-        coords_ds: ``[N, 3]`` peaks ``[z, y, x]`` in downsampled voxels (from ``find_peaks``).
-        labels: ``[N]`` class ids; scores: ``[N]`` peak scores.
-        ds_grid: ``(z, y, x)`` shape of the heatmap grid the peaks were found on.
-        particles: class radii (Angstrom) and names.
-        voxel_spacing: Angstrom per full-resolution voxel; ds_factor: heatmap downsampling.
-        cross_class_fraction: :func:`cryo3d.peaks.suppress_cross_class` distance (0: off).
-        where: names the tomogram in the cap warning.
-        max_peaks: optional further limit per class.
-
-    Returns:
-        bool ``[N]`` mask of the peaks kept.
-    """
-    from cryo3d.peaks import cap_per_class, max_particles, suppress_cross_class
-
-    radii_ds = coords.length_to_voxels(particles.radii, voxel_spacing, ds_factor)
-    keep = suppress_cross_class(coords_ds, labels, scores, radii_ds, cross_class_fraction)
-    caps = max_particles(ds_grid, radii_ds)
-    if max_peaks is not None:
-        caps = np.minimum(caps, int(max_peaks))
-    rows = np.nonzero(keep)[0]
-    keep[rows] = cap_per_class(labels[rows], scores[rows], caps, where=where, names=particles.names)
-    return keep
 
 
 def warn_unlearned(meta: dict, checkpoint: Any = "") -> list[str]:

@@ -15,7 +15,7 @@ from cryo3d.io.tomogram import Tomogram
 from cryo3d.metrics import UNLEARNED_THRESHOLD
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
-from cryo3d.peaks import max_particles
+from cryo3d.peak_selection import max_particles
 from cryo3d.picks import Picks
 from cryo3d.training import CheckpointMeta, ParticleFBeta
 
