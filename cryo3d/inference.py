@@ -203,7 +203,7 @@ def stitch_bytes(shape: Sequence[int], channels: int, settings: InferenceSetting
     roi = settings.roi_size
     padded = _padded_shape(shape, roi, settings.ds_factor)
     n_in = math.prod(padded)
-    n_out = math.prod(p // settings.ds_factor for p in padded)
+    n_out = math.prod(coords.ds_shape(padded, settings.ds_factor))
     return 4 * (2 * n_in + (3 * channels + 1) * n_out)
 
 
@@ -230,7 +230,7 @@ def _tta_ops(kind: str) -> list[tuple[tuple[int, ...], int]]:
 
 def _padded_shape(shape: Sequence[int], roi: Sequence[int], f: int) -> list[int]:
     """Spatial size after padding at the far end: a multiple of ``f`` and at least one window."""
-    return [max(int(r), int(math.ceil(int(n) / f)) * f) for n, r in zip(shape, roi)]
+    return [max(int(r), n) for n, r in zip(coords.ds_padded_shape(shape, f), roi)]
 
 
 class DownsampledSlidingWindowInferer:
@@ -541,9 +541,9 @@ def predict(
         made: dict[str, list[Path]] = {"picks": [store.csv_path(name)]}
         if write_heatmaps:
             made["heatmaps"] = store.heatmap_paths(t.name, particles.names)
-            o = (settings.ds_factor - 1) / 2.0 * sp  # heatmap voxel 0 is centred there (Angstrom)
+            origin = tuple(coords.ds_origin(sp, settings.ds_factor).tolist())  # heatmap voxel 0's centre (Angstrom)
             for ci, hpath in enumerate(made["heatmaps"]):
-                write_mrc(hpath, hm[ci], sp * settings.ds_factor, origin=(o, o, o))
+                write_mrc(hpath, hm[ci], coords.ds_voxel_spacing(sp, settings.ds_factor), origin=origin)
         write_picks_csv(store.csv_path(name), p)
         store.record(name, path, made)
         results.append(p)

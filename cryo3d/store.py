@@ -21,7 +21,7 @@ Layout of a store folder (everything memory-mappable, no file per keypoint or pa
     ``ds_sigma``, ``voxel_spacing``, particle set, normalisation and its per-tomogram
     statistics, tomogram names and shapes, a fingerprint of the inputs.
 
-Keypoints outside a patch but within ``margin_sigmas`` (3) sigma of its border are kept,
+Keypoints outside a patch but within ``coords.KEYPOINT_MARGIN_SIGMAS`` (3) sigma of its border are kept,
 so that a shift or rotation brings them in correctly. The same inputs give the same store
 (no randomness), and the folder is written to a temporary sibling and renamed at the end,
 so an interrupted ``prepare`` never leaves a half store behind.
@@ -47,8 +47,6 @@ from cryo3d.picks import Picks
 from cryo3d.resample import to_spacing
 
 STORE_VERSION = 1
-#: Keypoints are kept if within this many sigma outside a patch border.
-MARGIN_SIGMAS = 3.0
 def patch_starts(n: int, size: int, stride: int) -> np.ndarray:
     """Patch corners along one axis covering ``[0, n)``; the last patch ends at ``n``.
 
@@ -241,8 +239,7 @@ def prepare_store(
         origins[pi] = o
         patch_tomo[pi] = ti
         local = coords.global_to_local(t_vox, o)
-        margin = MARGIN_SIGMAS * rs_sigma[t_cls][:, None]
-        keep = np.all((local >= -0.5 - margin) & (local <= psz - 0.5 + margin), axis=1)
+        keep = coords.in_voxel_extent(local, psz, coords.KEYPOINT_MARGIN_SIGMAS * rs_sigma[t_cls][:, None])
         k_local = local[keep]
         k_ds = coords.voxel_to_ds(k_local, f)
         kp_rows.append((t_cls[keep], t_xyz[keep], k_local, k_ds))
@@ -278,7 +275,7 @@ def prepare_store(
         "voxel_spacing": spacing,
         "angstrom_sigma": a_sigma.tolist(),
         "ds_sigma": d_sigma.tolist(),
-        "margin_sigmas": MARGIN_SIGMAS,
+        "margin_sigmas": coords.KEYPOINT_MARGIN_SIGMAS,
         "particles": particles.to_dict(),
         "normalization": {
             "method": settings.normalization,

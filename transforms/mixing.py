@@ -189,7 +189,7 @@ def render_batch_heatmap(
         lab = torch_to_xp(labels[b][valid].contiguous())
         cov = None
         if covariances is not None:
-            cov = torch_to_xp(covariances[b][valid].to(torch.float64).contiguous()) / float(ds_factor) ** 2
+            cov = coords.voxel_to_ds_covariance(torch_to_xp(covariances[b][valid].to(torch.float64).contiguous()), ds_factor)
         hm = render_heatmap(coords.voxel_to_ds(kp, ds_factor), lab, shape_ds, sig[b], cov, truncate=truncate)
         out.append(xp_to_torch(hm))
     return torch.stack(out).to(device=keypoints.device, dtype=dtype)
@@ -242,8 +242,7 @@ def box_mask(boxes: torch.Tensor, shape: Sequence[int], scale: int = 1) -> torch
 
 def keypoints_in_boxes(keypoints: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """``[B, K]``: the keypoint's centre lies in its sample's box (voxel extents ``[lo - 0.5, hi - 0.5)``)."""
-    lo = boxes[:, None, 0, :].to(keypoints.dtype) - 0.5
-    hi = boxes[:, None, 1, :].to(keypoints.dtype) - 0.5
+    lo, hi = coords.voxel_extent(boxes[:, None, 0, :].to(keypoints.dtype), boxes[:, None, 1, :].to(keypoints.dtype))
     return torch.all((keypoints >= lo) & (keypoints < hi), dim=-1)
 
 

@@ -30,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from cryo3d.coords import angstrom_to_voxel, check_voxel_spacing, voxel_to_angstrom
+from cryo3d.coords import (
+    angstrom_to_voxel,
+    angstrom_to_voxel_xyz,
+    check_voxel_spacing,
+    in_voxel_extent,
+    length_to_voxels,
+    voxel_extent,
+    voxel_xyz_to_angstrom,
+    voxels_to_length,
+)
 from cryo3d.errors import Cryo3DError
 from cryo3d.io.atomic import write_text_atomic
 from cryo3d.particles import ParticleSet
@@ -157,7 +166,7 @@ def _voxel_xyz_to_angstrom(xyz_vox: np.ndarray, tomo: np.ndarray, voxel_spacing,
     for t in dict.fromkeys(tomo.tolist()):
         sel = tomo == t
         s = _spacing_of(voxel_spacing, t, where)
-        out[sel] = voxel_to_angstrom(xyz_vox[sel][:, ::-1], s)  # coords wants [z, y, x]
+        out[sel] = voxel_xyz_to_angstrom(xyz_vox[sel], s)
     return out
 
 
@@ -167,7 +176,7 @@ def _angstrom_to_voxel_xyz(xyz: np.ndarray, tomo: np.ndarray, voxel_spacing, whe
     for t in dict.fromkeys(tomo.tolist()):
         sel = tomo == t
         s = _spacing_of(voxel_spacing, t, where)
-        out[sel] = angstrom_to_voxel(xyz[sel], s)[:, ::-1]  # coords gives [z, y, x]
+        out[sel] = angstrom_to_voxel_xyz(xyz[sel], s)
     return out
 
 
@@ -589,8 +598,7 @@ _AXES = ("x", "y", "z")
 
 def _inside(xyz: np.ndarray, shape_zyx: np.ndarray, spacing: float) -> np.ndarray:
     """Per pick: inside the tomogram, i.e. voxel coordinate in [-0.5, n - 0.5] on every axis."""
-    vox = angstrom_to_voxel(xyz, spacing)  # [z, y, x]
-    return ((vox >= -0.5) & (vox <= shape_zyx - 0.5)).all(axis=-1)
+    return in_voxel_extent(angstrom_to_voxel(xyz, spacing), shape_zyx)
 
 
 def _axis_hint(xyz_out: np.ndarray, shape_zyx: np.ndarray, spacing: float, n_total: int) -> str:
@@ -611,7 +619,7 @@ def _axis_hint(xyz_out: np.ndarray, shape_zyx: np.ndarray, spacing: float, n_tot
                 f" Axes swapped? Every pick outside would fit with {text}; picks must be "
                 "(x, y, z) in Angstrom."
             )
-    if 2 * len(xyz_out) >= n_total and _inside(xyz_out / spacing, shape_zyx, spacing).all():
+    if 2 * len(xyz_out) >= n_total and _inside(length_to_voxels(xyz_out, spacing), shape_zyx, spacing).all():
         return (
             f" Every pick outside would fit if divided by the voxel spacing ({spacing} Angstrom): "
             "were Angstrom coordinates read as voxels (units='voxel'), or converted twice?"
@@ -704,14 +712,15 @@ def validate_picks(
         if shape.shape != (3,):
             raise Cryo3DError(f"{source}: shape of tomogram {t!r} must be (Z, Y, X), got {shapes[t]!r}")
         xyz = picks.xyz[rows]
-        vox = angstrom_to_voxel(xyz, s)[:, ::-1]  # back to (x, y, z) order for reporting
+        vox = angstrom_to_voxel_xyz(xyz, s)  # (x, y, z) order for reporting
         n_xyz = shape[::-1]
-        out = (vox < -0.5) | (vox > n_xyz - 0.5)
+        lo_vox, hi_vox = voxel_extent(0.0, n_xyz)
+        out = (vox < lo_vox) | (vox > hi_vox)
         bad = out.any(axis=1)
         fits[t] = not bad.any()
         if not bad.any():
             # voxel indices written as Angstrom: every pick within [0, n) Angstrom, i.e. the first 1/spacing
-            if s >= 2.0 and len(rows) >= 3 and bool(((xyz >= -0.5) & (xyz <= n_xyz - 0.5)).all()):
+            if s >= 2.0 and len(rows) >= 3 and bool(in_voxel_extent(xyz, n_xyz).all()):
                 small.append((t, s, len(rows)))
             continue
         bad_tomos.append((t, rows, s, shape, xyz, vox, n_xyz, out, bad))
@@ -729,7 +738,7 @@ def validate_picks(
     t, rows, s, shape, xyz, vox, n_xyz, out, bad = bad_tomos[0]
     j = int(np.flatnonzero(bad)[0])
     a = int(np.flatnonzero(out[j])[0])
-    lo, hi = -0.5 * s, float(n_xyz[a] - 0.5) * s
+    lo, hi = (float(v) for v in voxels_to_length(voxel_extent(0.0, n_xyz[a]), s))
     row = int(rows[j])
     hint = _axis_hint(xyz[bad], shape, s, len(rows))
     files = dict(tomogram_files or {})
