@@ -31,7 +31,7 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
-    from cryo3d.io.picks import read_picks
+    from cryo3d.io.pick_formats import read_picks
     from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import ParticleSet, load_particles
     from cryo3d.store import StoreSettings, prepare_store

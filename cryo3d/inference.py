@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from cryo3d import coords
-from cryo3d.io.atomic import write_json_atomic
 from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import CROSS_CLASS_FRACTION, heatmap_to_picks
@@ -44,29 +43,28 @@ from cryo3d.sharding import init_ranks, shard_tomograms
 class InferenceSettings:
     """Settings of whole-tomogram inference (a bundle's ``inference.yaml`` fills these).
 
-    Attributes
-    ----------
-    roi_size : window size in full-resolution voxels (the training patch size).
-    ds_factor : the network's output stride.
-    overlap : fraction of window overlap; the stride ``roi*(1-overlap)`` must divide by ``ds_factor``.
-    blend : ``"gaussian"`` or ``"constant"`` blending of overlapping windows.
-    sw_batch_size : windows per forward pass.
-    tta : test-time augmentation: ``"none"``, ``"flips"`` (x, y, z flips) or ``"flips_rot90"``.
-    thresholds : per-class (or one) minimum peak score.
-    min_distance_fraction : NMS distance = this fraction of the particle radius.
-    voxel_spacing : the model's voxel spacing in Angstrom; tomograms at another spacing are resampled.
-    amp : bfloat16 autocast on CUDA.
-    cross_class_fraction : drop a peak within this fraction of the smaller radius of a stronger
-        peak of another class (:func:`cryo3d.peak_selection.suppress_cross_class`); 0 turns it off.
-    clip : normalised intensities are clipped to ``[-clip, clip]`` (as in the patch store).
-    channels_last : run windows and weights in ``torch.channels_last_3d``; None: on CUDA only
-        (cuDNN's fast 3D convolutions want it; on the CPU oneDNN is as fast or faster without).
-    compile : ``torch.compile`` the network: False, True (inductor) or a backend name
-        (``"inductor"``, ``"cudagraphs"``, ``"eager"``, ...). Compiling takes seconds to minutes
-        once per process; it pays off over many tomograms.
-
     ``sw_batch_size`` is an int or ``"auto"``: 4 on the CPU, and on CUDA as many windows as fit
     in half the free device memory (:func:`auto_sw_batch_size`, at most 64).
+
+    Attributes:
+        roi_size: window size in full-resolution voxels (the training patch size).
+        ds_factor: the network's output stride.
+        overlap: fraction of window overlap; the stride ``roi*(1-overlap)`` must divide by ``ds_factor``.
+        blend: ``"gaussian"`` or ``"constant"`` blending of overlapping windows.
+        sw_batch_size: windows per forward pass.
+        tta: test-time augmentation: ``"none"``, ``"flips"`` (x, y, z flips) or ``"flips_rot90"``.
+        thresholds: per-class (or one) minimum peak score.
+        min_distance_fraction: NMS distance = this fraction of the particle radius.
+        voxel_spacing: the model's voxel spacing in Angstrom; tomograms at another spacing are resampled.
+        amp: bfloat16 autocast on CUDA.
+        cross_class_fraction: drop a peak within this fraction of the smaller radius of a stronger
+            peak of another class (:func:`cryo3d.peak_selection.suppress_cross_class`); 0 turns it off.
+        clip: normalised intensities are clipped to ``[-clip, clip]`` (as in the patch store).
+        channels_last: run windows and weights in ``torch.channels_last_3d``; None: on CUDA only
+            (cuDNN's fast 3D convolutions want it; on the CPU oneDNN is as fast or faster without).
+        compile: ``torch.compile`` the network: False, True (inductor) or a backend name
+            (``"inductor"``, ``"cudagraphs"``, ``"eager"``, ...). Compiling takes seconds to minutes
+            once per process; it pays off over many tomograms.
     """
 
     roi_size: tuple[int, int, int] = (64, 64, 64)
@@ -497,7 +495,8 @@ def predict(
     from tqdm import tqdm
 
     from cryo3d.errors import Cryo3DError
-    from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
+    from cryo3d.io.copick_picks import write_copick
+    from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
     from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
     from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
 
@@ -573,7 +572,7 @@ def predict(
 def gather_per_tomogram(folder: str | os.PathLike, names: Sequence[str]) -> list[Picks]:
     """The per-tomogram picks files ``folder/<name>.csv``, in the order of ``names`` (what rank 0
     merges once every rank is done; the CSV round trip is exact, so the merge equals one process's)."""
-    from cryo3d.io.picks import read_picks_csv
+    from cryo3d.io.picks_csv import read_picks_csv
 
     folder = Path(folder)
     missing = [str(folder / f"{n}.csv") for n in names if not (folder / f"{n}.csv").is_file()]

@@ -75,17 +75,16 @@ def cut_patch(vol: np.ndarray, origin: Sequence[int], size: Sequence[int], fill:
 class StoreSettings:
     """Settings of ``prepare`` (all recorded in the manifest).
 
-    Attributes
-    ----------
-    patch_size : (Z, Y, X) voxels, each divisible by ``ds_factor``.
-    stride : (Z, Y, X) voxels between patch corners.
-    ds_factor : heatmap downsampling factor.
-    precompute_heatmaps : also store the downsampled heatmaps (cheap path).
-    normalization : ``"robust_zscore"`` (median / 1.4826 MAD per tomogram, clipped at
-        +/- ``NORM_CLIP``) or ``"none"``.
-    voxel_spacing : resample every tomogram to this many Angstrom per voxel first (e.g. 20 to
-        train at bin 2, or to bring tomograms of different spacings together); None keeps
-        the tomograms' own spacing, which must then be the same for all.
+    Attributes:
+        patch_size: (Z, Y, X) voxels, each divisible by ``ds_factor``.
+        stride: (Z, Y, X) voxels between patch corners.
+        ds_factor: heatmap downsampling factor.
+        precompute_heatmaps: also store the downsampled heatmaps (cheap path).
+        normalization: ``"robust_zscore"`` (median / 1.4826 MAD per tomogram, clipped at
+            +/- ``NORM_CLIP``) or ``"none"``.
+        voxel_spacing: resample every tomogram to this many Angstrom per voxel first (e.g. 20 to
+            train at bin 2, or to bring tomograms of different spacings together); None keeps
+            the tomograms' own spacing, which must then be the same for all.
     """
 
     patch_size: tuple[int, int, int] = (64, 64, 64)
@@ -125,24 +124,18 @@ def prepare_store(
 
     ``source`` names the picks (their file) in validation errors and warnings.
 
-    Parameters
-    ----------
-    tomograms : list of :class:`cryo3d.io.tomogram.Tomogram`
-        Loaded (memory-mapped) tomograms; their names key the picks.
-    picks : Picks
-        Ground truth in Angstrom for these tomograms (validated against their shapes).
-    particles : ParticleSet
-        Classes; class ids in the store follow its order.
-    out_dir : path
-        Store folder (created; an existing complete store with the same fingerprint is
-        reused unless ``overwrite``).
+    Args:
+        tomograms (list of :class:`cryo3d.io.tomogram.Tomogram`):
+            Loaded (memory-mapped) tomograms; their names key the picks.
+        picks (Picks): Ground truth in Angstrom for these tomograms (validated against their shapes).
+        particles (ParticleSet): Classes; class ids in the store follow its order.
+        out_dir (path): Store folder (created; an existing complete store with the same fingerprint is
+            reused unless ``overwrite``).
 
-    Returns
-    -------
-    dict
-        The manifest.
+    Returns:
+        dict: The manifest.
     """
-    from cryo3d.io.picks import validate_picks
+    from cryo3d.io.pick_validation import validate_picks
 
     settings = settings or StoreSettings()
     out = Path(out_dir)
@@ -327,12 +320,11 @@ def _fingerprint(tomograms, picks: Picks, particles: ParticleSet, settings: Stor
 class PatchStore:
     """Read access to a store folder: memory-mapped arrays, random access by patch index.
 
-    Examples
-    --------
-    >>> store = PatchStore("data/store")            # doctest: +SKIP
-    >>> rec = store.record(0)                       # doctest: +SKIP
-    >>> rec["image"].shape, rec["keypoints"].shape  # doctest: +SKIP
-    ((1, 64, 64, 64), (12, 3))
+    Example:
+        >>> store = PatchStore("data/store")            # doctest: +SKIP
+        >>> rec = store.record(0)                       # doctest: +SKIP
+        >>> rec["image"].shape, rec["keypoints"].shape  # doctest: +SKIP
+        ((1, 64, 64, 64), (12, 3))
     """
 
     def __init__(self, path: str | os.PathLike):

@@ -26,7 +26,8 @@ from cryo3d.inference import (
     predict,
     predict_heatmap,
 )
-from cryo3d.io.picks import read_copick, read_picks_csv
+from cryo3d.io.copick_picks import read_copick
+from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import Tomogram, write_mrc
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet

@@ -36,18 +36,16 @@ def synthesize(
     ``manifest.json`` (preset, config, particle set and each tomogram's drawn parameters;
     the training bundle reads its particle set from there).
 
-    Parameters
-    ----------
-    particles : ParticleSet, optional
-        Classes to simulate; default: the config's built-in ``particle_set`` (the 6 CZII
-        classes, or the preset's own set for ``ood`` and ``crowded12``).
+    Args:
+        particles (ParticleSet, optional):
+            Classes to simulate; default: the config's built-in ``particle_set`` (the 6 CZII
+            classes, or the preset's own set for ``ood`` and ``crowded12``).
 
-    Returns
-    -------
-    dict
-        The manifest.
+    Returns:
+        dict: The manifest.
     """
-    from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
+    from cryo3d.io.copick_picks import write_copick
+    from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
     from cryo3d.io.tomogram import write_mrc
 
     config = config or SynthConfig()
