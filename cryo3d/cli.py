@@ -110,7 +110,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _sw_batch_size(value: str) -> int | str:
     """``--sw-batch-size``: a positive int or ``auto``."""
-    from cryo3d.inference import parse_sw_batch_size
+    from cryo3d.sliding_window import parse_sw_batch_size
 
     try:
         return parse_sw_batch_size(value)

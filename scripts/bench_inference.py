@@ -44,12 +44,12 @@ import torch
 from torch import nn
 
 from cryo3d import coords
-from cryo3d.inference import (
-    DownsampledSlidingWindowInferer,
-    InferenceSettings,
+from cryo3d.sliding_window import (
     _padded_shape,
     _tta_ops,
     auto_sw_batch_size,
+    DownsampledSlidingWindowInferer,
+    InferenceSettings,
     parse_sw_batch_size,
     stitch_bytes,
     stitch_fits,

@@ -10,7 +10,8 @@ import torch
 
 from cryo3d import coords
 from cryo3d.heatmap import render_heatmap
-from cryo3d.inference import InferenceSettings, pick_tomogram, warn_unlearned
+from cryo3d.inference import pick_tomogram, warn_unlearned
+from cryo3d.sliding_window import InferenceSettings
 from cryo3d.io.tomogram import Tomogram
 from cryo3d.metrics import UNLEARNED_THRESHOLD
 from cryo3d.networks import build_network

@@ -18,14 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryo3d import coords
-from cryo3d.inference import (
-    DownsampledSlidingWindowInferer,
-    InferenceSettings,
-    load_checkpoint_model,
-    pick_tomogram,
-    predict,
-    predict_heatmap,
-)
+from cryo3d.inference import load_checkpoint_model, pick_tomogram, predict
+from cryo3d.sliding_window import DownsampledSlidingWindowInferer, InferenceSettings, predict_heatmap
 from cryo3d.io.copick_picks import read_copick
 from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import Tomogram, write_mrc
