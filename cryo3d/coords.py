@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cryo3d.backend import get_xp
+from cryo3d.array_module import get_xp
 
 __all__ = [
     "check_voxel_spacing",

@@ -26,7 +26,7 @@ class ParticleClass:
         name (str): Class name as written in picks files (copick ``pickable_object_name``).
         radius (float): Particle radius in Angstrom (sets the matching distance and NMS distance).
         weight (float): Weight of the class in the aggregated F-beta score.
-        shape (str): Shape used by the built-in simulator: one of :mod:`cryo3d.shapes` (``sphere``,
+        shape (str): Shape used by the built-in simulator: one of :mod:`cryo3d.synth.shapes` (``sphere``,
             ``shell``, ``thick_shell``, ``two_lobes``, ``two_lobes_large``, ``four_lobes``,
             ``ring``, ``dumbbell``, ``cylinder``) or a family of :mod:`cryo3d.synth.families`
             (e.g. ``capsomer_shell``, ``rod``); whether it is hollow also sets which shape

@@ -62,7 +62,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from cryo3d.backend import is_cupy_array
+from cryo3d.array_module import is_cupy_array
 
 __all__ = ["find_peaks", "greedy_keep", "nms_radius"]
 

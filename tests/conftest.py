@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 
 BACKENDS = ["numpy"] + (["cupy"] if cupy_available() else [])
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 from cryo3d.coords import angstrom_to_ds, ds_shape, ds_sigma
 from cryo3d.heatmap import render_heatmap
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet

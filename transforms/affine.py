@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cryo3d.backend import get_ndimage, get_xp
+from cryo3d.array_module import get_ndimage, get_xp
 
 __all__ = [
     "compose_affine",

@@ -23,7 +23,7 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import RandomizableTransform, Transform
 
-from cryo3d.backend import get_xp
+from cryo3d.array_module import get_xp
 from cryo3d_transforms.arrays import host_array, image_to_xp
 from cryo3d_transforms.keypoints import DEFAULT_MARGIN_SIGMAS
 from cryo3d_transforms.motion import KeypointMapTransform

@@ -40,7 +40,7 @@ from monai.engines.utils import PrepareBatch
 from monai.transforms import Randomizable
 
 from cryo3d import coords
-from cryo3d.backend import to_numpy, torch_to_xp, xp_to_torch
+from cryo3d.array_module import to_numpy, torch_to_xp, xp_to_torch
 from cryo3d.heatmap import DEFAULT_TRUNCATE, render_heatmap
 from cryo3d_transforms.arrays import host_array
 
