@@ -8,9 +8,11 @@ an error wherever it appears.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Iterable, Sequence
 
 import numpy as np
+import yaml
 
 from cryo3d.coords import angstrom_sigma_from_radius
 
@@ -141,8 +143,6 @@ BUILTIN_PARTICLE_SETS = ("czii", "czii-ood", "crowded12")
 
 def builtin_particle_file(name: str) -> str:
     """Path of a built-in particle-set file shipped in the package (``crowded12``)."""
-    from importlib.resources import files
-
     if name != "crowded12":
         raise ValueError(f"no built-in particle file {name!r}; the shipped file is 'crowded12'")
     return str(files("cryo3d.data") / "crowded12_particles.yaml")
@@ -168,8 +168,6 @@ def load_particles(path: str | None) -> ParticleSet:
     """
     if path is None:
         return CZII_PARTICLES
-    import yaml
-
     with open(path) as fh:
         d = yaml.safe_load(fh)
     if not isinstance(d, dict) or "classes" not in d:

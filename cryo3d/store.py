@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from cryo3d import coords
 from cryo3d.heatmap import render_heatmap
+from cryo3d.io.pick_validation import validate_picks
 from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
@@ -135,8 +137,6 @@ def prepare_store(
     Returns:
         dict: The manifest.
     """
-    from cryo3d.io.pick_validation import validate_picks
-
     settings = settings or StoreSettings()
     out = Path(out_dir)
     if not tomograms:
@@ -206,8 +206,6 @@ def prepare_store(
 
     it = range(P)
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(it, desc="prepare", unit="patch")
     cur_t = -1
     for pi in it:
