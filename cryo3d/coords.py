@@ -37,6 +37,7 @@ __all__ = [
     "ds_shape",
     "ds_padded_shape",
     "ds_voxel_spacing",
+    "ds_factor_between",
     "ds_origin",
     "ds_to_voxel_length",
     "voxel_to_ds_covariance",
@@ -188,6 +189,15 @@ def ds_padded_shape(shape: Sequence[int], ds_factor: int) -> tuple[int, ...]:
 def ds_voxel_spacing(voxel_spacing: float, ds_factor: int) -> float:
     """Angstrom per downsampled (heatmap) voxel: ``voxel_spacing * ds_factor``."""
     return float(voxels_to_length(1.0, voxel_spacing, ds_factor))
+
+
+def ds_factor_between(ds_voxel_spacing: float, voxel_spacing: float) -> float:
+    """How many full-resolution voxels of ``voxel_spacing`` one voxel of ``ds_voxel_spacing`` spans.
+
+    The inverse of :func:`ds_voxel_spacing` (e.g. the factor of a heatmap read back from its
+    MRC file); not rounded, so a caller can check it is a whole number.
+    """
+    return check_voxel_spacing(ds_voxel_spacing, "downsampled voxel spacing") / check_voxel_spacing(voxel_spacing)
 
 
 def ds_origin(voxel_spacing: float, ds_factor: int) -> np.ndarray:

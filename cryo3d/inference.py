@@ -1,7 +1,7 @@
 """Whole-tomogram picking: resample, normalise, heatmap, peaks, picks; and ``cryo3d predict``.
 
-:func:`pick_tomogram` runs one tomogram through :mod:`cryo3d.sliding_window` (the heatmap at
-1/ds_factor) and :func:`cryo3d.peak_selection.heatmap_to_picks`; :func:`predict` does it for
+:func:`pick_tomogram` runs one tomogram through :mod:`cryo3d.sliding_window` (the heatmap at the
+output stride) and :func:`cryo3d.peak_selection.heatmap_to_picks`; :func:`predict` does it for
 every tomogram of a call (sharded across ``torchrun`` ranks), reusing results made from the
 same inputs, and writes ``picks.csv``, copick JSON and optionally the heatmaps as MRC.
 """

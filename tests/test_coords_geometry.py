@@ -40,6 +40,7 @@ def test_ds_padded_shape_counts_the_voxels_the_heatmap_blocks_cover(f):
 def test_ds_grid_spacing_and_origin_put_heatmap_voxels_on_their_blocks(s, f):
     # heatmap voxel j sits at the mean position of the full-res voxel centres it covers
     assert coords.ds_voxel_spacing(s, f) == pytest.approx(s * f)
+    assert coords.ds_factor_between(coords.ds_voxel_spacing(s, f), s) == pytest.approx(f, rel=1e-12)
     origin = coords.ds_origin(s, f)
     for j in range(3):
         block = np.arange(j * f, j * f + f) * s  # full-res centres in Angstrom along one axis
