@@ -31,7 +31,7 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
-    from cryo3d.io.picks import read_picks
+    from cryo3d.io.pick_formats import read_picks
     from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import ParticleSet, load_particles
     from cryo3d.store import StoreSettings, prepare_store
@@ -110,7 +110,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _sw_batch_size(value: str) -> int | str:
     """``--sw-batch-size``: a positive int or ``auto``."""
-    from cryo3d.inference import parse_sw_batch_size
+    from cryo3d.sliding_window import parse_sw_batch_size
 
     try:
         return parse_sw_batch_size(value)

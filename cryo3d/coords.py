@@ -15,11 +15,11 @@ All functions are pure, vectorised over leading axes, and accept NumPy or CuPy a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from cryo3d.backend import get_xp
+from cryo3d.array_module import get_xp
 
 __all__ = [
     "check_voxel_spacing",
@@ -33,20 +33,37 @@ __all__ = [
     "local_to_global",
     "ds_sigma",
     "length_to_voxels",
+    "voxels_to_length",
     "ds_shape",
+    "ds_padded_shape",
+    "ds_voxel_spacing",
+    "ds_factor_between",
+    "ds_origin",
+    "ds_to_voxel_length",
+    "voxel_to_ds_covariance",
+    "voxel_extent",
+    "in_voxel_extent",
+    "voxel_xyz_to_angstrom",
+    "angstrom_to_voxel_xyz",
     "angstrom_sigma_from_radius",
+    "KEYPOINT_MARGIN_SIGMAS",
 ]
+
+#: Keypoints within this many standard deviations of their Gaussian outside a patch's
+#: :func:`voxel_extent` are kept (so that a shift or rotation brings them in correctly);
+#: the patch store and every spatial transform share the rule.
+KEYPOINT_MARGIN_SIGMAS = 3.0
 
 
 def check_voxel_spacing(voxel_spacing: Any, where: str = "voxel_spacing") -> float:
     """Return ``voxel_spacing`` as a positive finite float or raise ``ValueError``.
 
-    Parameters
-    ----------
-    voxel_spacing : float
-        Angstrom per voxel.
-    where : str
-        Names the file / field in the error message.
+    Args:
+        voxel_spacing: Angstrom per voxel.
+        where: names the file / field in the error message.
+
+    Raises:
+        ValueError: if it is not a number, not finite or not positive.
     """
     try:
         s = float(voxel_spacing)
@@ -69,17 +86,12 @@ def _check_factor(ds_factor: int) -> int:
 def angstrom_to_voxel(xyz: Any, voxel_spacing: float) -> Any:
     """Angstrom ``(x, y, z)`` -> full-resolution voxel indices ``[z, y, x]`` (float).
 
-    Parameters
-    ----------
-    xyz : array ``[..., 3]``
-        Physical coordinates in Angstrom, x first.
-    voxel_spacing : float
-        Angstrom per voxel.
+    Args:
+        xyz: array ``[..., 3]``, physical coordinates in Angstrom, x first.
+        voxel_spacing: Angstrom per voxel.
 
-    Returns
-    -------
-    array ``[..., 3]``
-        Float voxel indices, z first.
+    Returns:
+        array ``[..., 3]``: float voxel indices, z first.
     """
     xp = get_xp(xyz)
     s = check_voxel_spacing(voxel_spacing)
@@ -162,3 +174,101 @@ def ds_shape(shape: tuple[int, ...], ds_factor: int) -> tuple[int, ...]:
 def angstrom_sigma_from_radius(radius: Any, fraction: float) -> Any:
     """Default per-class sigma in Angstrom: a fixed ``fraction`` of the particle radius."""
     return np.asarray(radius, dtype=np.float64) * float(fraction)
+
+
+def ds_padded_shape(shape: Sequence[int], ds_factor: int) -> tuple[int, ...]:
+    """Full-resolution voxels that the heatmap grid of ``shape`` covers: each axis ``ceil(n / f) * f``.
+
+    The smallest multiple of ``f`` at least ``n``: a volume padded at the far end to this
+    shape has exactly :func:`ds_shape` heatmap voxels, each covering ``f`` voxels.
+    """
+    f = _check_factor(ds_factor)
+    return tuple(n * f for n in ds_shape(tuple(shape), f))
+
+
+def ds_voxel_spacing(voxel_spacing: float, ds_factor: int) -> float:
+    """Angstrom per downsampled (heatmap) voxel: ``voxel_spacing * ds_factor``."""
+    return float(voxels_to_length(1.0, voxel_spacing, ds_factor))
+
+
+def ds_factor_between(ds_voxel_spacing: float, voxel_spacing: float) -> float:
+    """How many full-resolution voxels of ``voxel_spacing`` one voxel of ``ds_voxel_spacing`` spans.
+
+    The inverse of :func:`ds_voxel_spacing` (e.g. the factor of a heatmap read back from its
+    MRC file); not rounded, so a caller can check it is a whole number.
+    """
+    return check_voxel_spacing(ds_voxel_spacing, "downsampled voxel spacing") / check_voxel_spacing(voxel_spacing)
+
+
+def ds_origin(voxel_spacing: float, ds_factor: int) -> np.ndarray:
+    """Angstrom ``(x, y, z)`` of the centre of heatmap voxel ``(0, 0, 0)``: ``(f-1)/2 * voxel_spacing`` per axis.
+
+    A heatmap written as a volume of its own (spacing :func:`ds_voxel_spacing`) with this
+    origin overlays its tomogram exactly.
+    """
+    return ds_to_angstrom(np.zeros(3), voxel_spacing, ds_factor)
+
+
+def ds_to_voxel_length(length_ds: Any, ds_factor: int) -> Any:
+    """A length (sigma, radius) in downsampled voxels as full-resolution voxels: ``length * f``.
+
+    Lengths scale without the half-voxel offset of positions (:func:`ds_to_voxel`). NumPy,
+    CuPy and torch arrays keep their type.
+    """
+    return length_ds * float(_check_factor(ds_factor))
+
+
+def voxel_to_ds_covariance(cov: Any, ds_factor: int) -> Any:
+    """A covariance ``[..., 3, 3]`` in full-resolution voxels^2 as downsampled voxels^2: ``cov / f^2``.
+
+    The inverse of scaling by :func:`ds_to_voxel_length` twice. NumPy, CuPy and torch
+    arrays keep their type.
+    """
+    f = float(_check_factor(ds_factor))
+    return cov / (f * f)
+
+
+def voxel_extent(start: Any, stop: Any, margin: Any = 0.0) -> tuple[Any, Any]:
+    """Continuous extent ``[start - 0.5 - margin, stop - 0.5 + margin]`` of voxels ``start ... stop - 1``.
+
+    Voxel ``i`` is centred at ``i`` and spans ``[i - 0.5, i + 0.5]``; so a volume of ``n``
+    voxels along an axis spans ``[-0.5, n - 0.5]`` (``start=0, stop=n``). Works
+    element-wise on numbers, NumPy, CuPy and torch arrays (any units of voxels).
+
+    Args:
+        start: first voxel index (per axis).
+        stop: one past the last voxel index (per axis).
+        margin: widens the extent on both sides, in voxels.
+
+    Returns:
+        ``(lo, hi)`` bounds of the extent.
+    """
+    return start - 0.5 - margin, stop - 0.5 + margin
+
+
+def in_voxel_extent(zyx: Any, shape: Sequence[int] | Any, margin: Any = 0.0) -> Any:
+    """Whether points lie in a volume's :func:`voxel_extent` (borders included), on every axis.
+
+    Args:
+        zyx: ``[..., 3]`` voxel coordinates ``[z, y, x]`` (NumPy or CuPy; any axis order
+            works when ``shape`` is given in the same order).
+        shape: ``(Z, Y, X)`` of the volume, in the same voxels.
+        margin: scalar, ``[..., 1]`` or ``[..., 3]`` widening in voxels (e.g. 3 sigma of
+            each keypoint's Gaussian).
+
+    Returns:
+        bool ``[...]``: ``-0.5 - margin <= zyx <= n - 0.5 + margin`` on all three axes.
+    """
+    xp = get_xp(zyx)
+    lo, hi = voxel_extent(0.0, xp.asarray(shape, dtype=xp.float64), xp.asarray(margin, dtype=xp.float64))
+    return xp.all((zyx >= lo) & (zyx <= hi), axis=-1)
+
+
+def voxel_xyz_to_angstrom(xyz_vox: Any, voxel_spacing: float) -> Any:
+    """Voxel coordinates written x first ``(x, y, z)`` (as voxel-unit files hold them) -> Angstrom ``(x, y, z)``."""
+    return voxel_to_angstrom(get_xp(xyz_vox).asarray(xyz_vox)[..., ::-1], voxel_spacing)
+
+
+def angstrom_to_voxel_xyz(xyz: Any, voxel_spacing: float) -> Any:
+    """Angstrom ``(x, y, z)`` -> voxel coordinates written x first ``(x, y, z)``: :func:`voxel_xyz_to_angstrom` inverted."""
+    return angstrom_to_voxel(xyz, voxel_spacing)[..., ::-1]

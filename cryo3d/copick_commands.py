@@ -34,7 +34,7 @@ def prepare_inputs(a: argparse.Namespace) -> tuple[list, Any, Any]:
     ``--tomograms``, ``--picks`` and ``--particles``, when given, replace the project's.
     """
     from cryo3d.io.copick_project import project_particles, project_picks, project_tomograms, tomogram_sizes
-    from cryo3d.io.picks import read_picks
+    from cryo3d.io.pick_formats import read_picks
     from cryo3d.io.tomogram import find_tomograms, read_tomogram
     from cryo3d.particles import load_particles
 
@@ -89,7 +89,7 @@ def evaluate_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | N
     ``--user``/``--session``, a missing ground-truth file those of ``--gt-user``/``--gt-session``;
     RELION 5 STAR files get their tomogram sizes from the project.
     """
-    from cryo3d.io.picks import read_picks
+    from cryo3d.io.pick_formats import read_picks
     from cryo3d.particles import load_particles
 
     cfg = getattr(a, "copick_config", None)

@@ -75,37 +75,30 @@ def evaluate_files(
 ) -> dict:
     """Score a predicted picks file against a ground-truth one.
 
-    Parameters
-    ----------
-    pred, gt : path or Picks
-        Picks tables (CSV ``tomo,class,x,y,z[,score]`` in Angstrom, copick, STAR), or picks
-        already read (e.g. from a copick project by user and session).
-    particles : ParticleSet or path or None
-        Classes with radii and weights (default: the CZII set).
-    beta, distance_multiplier, matching
-        As in :func:`cryo3d.metrics.score_picks` (default: the CZII challenge's rule). The
-        score under the other matching is computed too and printed beside it.
-    sweep : bool
-        Also report the score with each class at its best threshold.
-    tomograms : names, optional
-        Score only these tomograms.
-    output_json : path, optional
-        Where to write the result (atomically).
-    labels : (str or None, str or None), optional
-        Names of ``pred`` and ``gt`` in the report and warnings when they are given as
-        picks read from files (default: the path, or ``copick user/session``).
-    voxel_spacing : float, optional
-        Angstrom per pixel of RELION 4 STAR coordinates (default: the file's optics table).
+    Args:
+        pred, gt (path or Picks):
+            Picks tables (CSV ``tomo,class,x,y,z[,score]`` in Angstrom, copick, STAR), or picks
+            already read (e.g. from a copick project by user and session).
+        particles (ParticleSet or path or None): Classes with radii and weights (default: the CZII set).
+        beta, distance_multiplier, matching:
+            As in :func:`cryo3d.metrics.score_picks` (default: the CZII challenge's rule). The
+            score under the other matching is computed too and printed beside it.
+        sweep (bool): Also report the score with each class at its best threshold.
+        tomograms (names, optional): Score only these tomograms.
+        output_json (path, optional): Where to write the result (atomically).
+        labels ((str or None, str or None), optional):
+            Names of ``pred`` and ``gt`` in the report and warnings when they are given as
+            picks read from files (default: the path, or ``copick user/session``).
+        voxel_spacing (float, optional):
+            Angstrom per pixel of RELION 4 STAR coordinates (default: the file's optics table).
 
-    Returns
-    -------
-    dict
-        ``score``, ``per_class`` rows, ``scores`` (``{matching: score}`` for both
-        matchings), ``text`` (the printed table), ``warnings`` (see :func:`check_inputs`;
-        also issued as ``UserWarning``) and, with ``sweep``, ``best_thresholds`` and
-        ``best_score``.
+    Returns:
+        dict: ``score``, ``per_class`` rows, ``scores`` (``{matching: score}`` for both
+            matchings), ``text`` (the printed table), ``warnings`` (see :func:`check_inputs`;
+            also issued as ``UserWarning``) and, with ``sweep``, ``best_thresholds`` and
+            ``best_score``.
     """
-    from cryo3d.io.picks import read_picks
+    from cryo3d.io.pick_formats import read_picks
     from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
     from cryo3d.picks import Picks
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cryo3d.backend import get_xp, scatter_max
+from cryo3d.array_module import get_xp, scatter_max
 
 #: Half-width of the rendered box in standard deviations; exp(-TRUNCATE^2/2) < 1e-6.
 DEFAULT_TRUNCATE = 5.3
@@ -43,37 +43,27 @@ def render_heatmap(
 ) -> Any:
     """Render a ``[C, z, y, x]`` heatmap from keypoints in downsampled voxels.
 
-    Parameters
-    ----------
-    keypoints : array ``[K, 3]``
-        Keypoint positions ``[z, y, x]`` in **downsampled voxels** of the output grid
-        (float; may lie outside the grid, their tails are still drawn).
-    labels : int array ``[K]``
-        Class id of each keypoint, ``0 <= label < C``.
-    shape : (Z, Y, X)
-        Spatial shape of the heatmap (downsampled voxels).
-    sigmas : ``[C]`` floats
-        Per-class isotropic sigma in downsampled voxels (``coords.ds_sigma``).
-    covariances : array ``[K, 3, 3]``, optional
-        Per-keypoint covariance in downsampled voxels (z-y-x order), e.g. after an
-        anisotropic affine; replaces ``sigmas`` for those keypoints.
-    truncate : float
-        Box half-width in standard deviations along each axis.
-    dtype : dtype
-        Output dtype (float32 by default).
-    xp : module, optional
-        ``numpy`` or ``cupy``; by default the module of ``keypoints``.
+    Args:
+        keypoints (array ``[K, 3]``):
+            Keypoint positions ``[z, y, x]`` in **downsampled voxels** of the output grid
+            (float; may lie outside the grid, their tails are still drawn).
+        labels (int array ``[K]``): Class id of each keypoint, ``0 <= label < C``.
+        shape ((Z, Y, X)): Spatial shape of the heatmap (downsampled voxels).
+        sigmas (``[C]`` floats): Per-class isotropic sigma in downsampled voxels (``coords.ds_sigma``).
+        covariances (array ``[K, 3, 3]``, optional):
+            Per-keypoint covariance in downsampled voxels (z-y-x order), e.g. after an
+            anisotropic affine; replaces ``sigmas`` for those keypoints.
+        truncate (float): Box half-width in standard deviations along each axis.
+        dtype (dtype): Output dtype (float32 by default).
+        xp (module, optional): ``numpy`` or ``cupy``; by default the module of ``keypoints``.
 
-    Returns
-    -------
-    array ``[C, Z, Y, X]``
-        Values in ``[0, 1]``, 1 exactly at a keypoint lying on a voxel centre.
+    Returns:
+        array ``[C, Z, Y, X]``: Values in ``[0, 1]``, 1 exactly at a keypoint lying on a voxel centre.
 
-    Examples
-    --------
-    >>> hm = render_heatmap(np.array([[4.0, 5.0, 6.0]]), np.array([0]), (10, 10, 10), [1.5])
-    >>> np.unravel_index(hm[0].argmax(), hm[0].shape)
-    (4, 5, 6)
+    Example:
+        >>> hm = render_heatmap(np.array([[4.0, 5.0, 6.0]]), np.array([0]), (10, 10, 10), [1.5])
+        >>> np.unravel_index(hm[0].argmax(), hm[0].shape)
+        (4, 5, 6)
     """
     xp = xp or get_xp(keypoints)
     shape = tuple(int(s) for s in shape)

@@ -1,369 +1,36 @@
-"""Whole-tomogram inference: normalise, sliding window, optional TTA, peaks, picks.
+"""Whole-tomogram picking: resample, normalise, heatmap, peaks, picks; and ``cryo3d predict``.
 
-MONAI's ``sliding_window_inference`` sends windows to the model's device (``sw_device``)
-and stitches the 1/ds heatmap on the host, or, on a GPU where it fits
-(:func:`stitch_fits`), on the GPU with the tomogram, so that windows never cross the bus
-and peaks are found there too (:func:`pick_tomogram`). On a GPU the network runs under
-bfloat16 autocast in ``channels_last_3d`` layout with as many windows per batch as fill
-the free memory (:func:`auto_sw_batch_size`); ``torch.compile`` is optional. On the CPU
-the defaults are the measured fastest: float32, contiguous layout, 4 windows per batch.
-
-Geometry at a downsampled output: MONAI maps an input window starting at voxel ``s``
-to the output voxel ``s / f``. That is exact only when every window start is a multiple
-of ``f``, and MONAI pads small inputs *symmetrically*, which would shift the output.
-So :func:`predict_heatmap` pads the tomogram itself, at the far end only, to a multiple
-of ``f`` and at least one window, and checks that the window stride is a multiple of
-``f``; the output is cropped back to ``coords.ds_shape(shape, f)``. Then heatmap voxel
-``j`` is centred at full-resolution ``j*f + (f-1)/2`` as everywhere else.
+:func:`pick_tomogram` runs one tomogram through :mod:`cryo3d.sliding_window` (the heatmap at the
+output stride) and :func:`cryo3d.peak_selection.heatmap_to_picks`; :func:`predict` does it for
+every tomogram of a call (sharded across ``torchrun`` ranks), reusing results made from the
+same inputs, and writes ``picks.csv``, copick JSON and optionally the heatmaps as MRC.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from cryo3d import coords
-from cryo3d.io.atomic import write_json_atomic
+from cryo3d.checkpoints import load_checkpoint
+from cryo3d.errors import Cryo3DError
+from cryo3d.io.copick_picks import write_copick
+from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
+from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
+from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import ParticleSet
-from cryo3d.peaks import CROSS_CLASS_FRACTION
+from cryo3d.peak_selection import heatmap_to_picks
 from cryo3d.picks import Picks
-from cryo3d.resample import needs_resampling, resample_to_spacing  # noqa: F401  (re-exported)
+from cryo3d.resample import to_spacing
+from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
 from cryo3d.sharding import init_ranks, shard_tomograms
-from cryo3d.store import NORM_CLIP, normalize, robust_stats
-
-
-
-@dataclass
-class InferenceSettings:
-    """Settings of whole-tomogram inference (a bundle's ``inference.yaml`` fills these).
-
-    Attributes
-    ----------
-    roi_size : window size in full-resolution voxels (the training patch size).
-    ds_factor : the network's output stride.
-    overlap : fraction of window overlap; the stride ``roi*(1-overlap)`` must divide by ``ds_factor``.
-    blend : ``"gaussian"`` or ``"constant"`` blending of overlapping windows.
-    sw_batch_size : windows per forward pass.
-    tta : test-time augmentation: ``"none"``, ``"flips"`` (x, y, z flips) or ``"flips_rot90"``.
-    thresholds : per-class (or one) minimum peak score.
-    min_distance_fraction : NMS distance = this fraction of the particle radius.
-    voxel_spacing : the model's voxel spacing in Angstrom; tomograms at another spacing are resampled.
-    amp : bfloat16 autocast on CUDA.
-    cross_class_fraction : drop a peak within this fraction of the smaller radius of a stronger
-        peak of another class (:func:`cryo3d.peaks.suppress_cross_class`); 0 turns it off.
-    clip : normalised intensities are clipped to ``[-clip, clip]`` (as in the patch store).
-    channels_last : run windows and weights in ``torch.channels_last_3d``; None: on CUDA only
-        (cuDNN's fast 3D convolutions want it; on the CPU oneDNN is as fast or faster without).
-    compile : ``torch.compile`` the network: False, True (inductor) or a backend name
-        (``"inductor"``, ``"cudagraphs"``, ``"eager"``, ...). Compiling takes seconds to minutes
-        once per process; it pays off over many tomograms.
-
-    ``sw_batch_size`` is an int or ``"auto"``: 4 on the CPU, and on CUDA as many windows as fit
-    in half the free device memory (:func:`auto_sw_batch_size`, at most 64).
-    """
-
-    roi_size: tuple[int, int, int] = (64, 64, 64)
-    ds_factor: int = 2
-    overlap: float = 0.25
-    blend: str = "gaussian"
-    sw_batch_size: int | str = "auto"
-    tta: str = "none"
-    thresholds: float | Sequence[float] = 0.3
-    min_distance_fraction: float = 0.6
-    voxel_spacing: float | None = None
-    amp: bool = True
-    clip: float = NORM_CLIP
-    channels_last: bool | None = None
-    compile: bool | str = False
-    cross_class_fraction: float = CROSS_CLASS_FRACTION
-
-    def __post_init__(self) -> None:
-        self.roi_size = tuple(int(r) for r in (self.roi_size if not np.isscalar(self.roi_size) else (self.roi_size,) * 3))
-        f = int(self.ds_factor)
-        for r in self.roi_size:
-            if r % f:
-                raise ValueError(f"roi_size {self.roi_size} must be divisible by ds_factor {f}")
-            step = int(r * (1 - self.overlap))
-            if step <= 0 or step % f:
-                raise ValueError(
-                    f"window stride int({r} * (1 - overlap {self.overlap})) = {step} must be a positive multiple of "
-                    f"ds_factor {f} so windows map onto whole heatmap voxels; change overlap"
-                )
-        if self.tta not in ("none", "flips", "flips_rot90"):
-            raise ValueError(f"tta must be 'none', 'flips' or 'flips_rot90', got {self.tta!r}")
-        self.sw_batch_size = parse_sw_batch_size(self.sw_batch_size)
-        if not isinstance(self.compile, (bool, str)):
-            raise ValueError(f"compile must be True, False or a torch.compile backend name, got {self.compile!r}")
-
-
-#: Windows per batch on the CPU (measured: more only adds memory), and the most on a GPU.
-CPU_SW_BATCH_SIZE = 4
-MAX_SW_BATCH_SIZE = 64
-
-
-def parse_sw_batch_size(value: Any) -> int | str:
-    """``"auto"`` or a positive int (also from a command-line or YAML string); else a ValueError."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if isinstance(value, bool) or n < 1 or (not isinstance(value, str) and n != value):
-        raise ValueError(f"sw_batch_size: expected a positive integer or 'auto', got {value!r}")
-    return n
-
-
-def use_channels_last(settings: InferenceSettings, device: torch.device) -> bool:
-    """Whether windows and weights run in ``channels_last_3d`` on ``device`` (None: on CUDA only)."""
-    return device.type == "cuda" if settings.channels_last is None else bool(settings.channels_last)
-
-
-def prepare_network(network: torch.nn.Module, settings: InferenceSettings,
-                    device: str | torch.device) -> torch.nn.Module:
-    """The network as inference runs it: on ``device``, eval mode, ``channels_last_3d`` weights
-    where :func:`use_channels_last` says so, compiled when ``settings.compile`` asks.
-
-    Moves and converts ``network`` in place (as ``Module.to`` does); returns the module to call
-    (the compiled wrapper when compiling). Call it once per process and reuse the result: each
-    ``torch.compile`` compiles anew.
-    """
-    device = torch.device(device)
-    network = network.to(device).eval()
-    if use_channels_last(settings, device):
-        network = network.to(memory_format=torch.channels_last_3d)
-    if settings.compile:
-        backend = "inductor" if settings.compile is True else str(settings.compile)
-        network = torch.compile(network, backend=backend)
-    network._cryo3d_prepared = _prepared_key(settings, device)
-    return network
-
-
-def _window_predictor(network: torch.nn.Module, settings: InferenceSettings, device: torch.device):
-    """``windows [B, 1, z, y, x] -> sigmoid [B, C, z/f, y/f, x/f]`` float32, as the inferer runs it."""
-    use_amp = settings.amp and device.type == "cuda"
-    channels_last = use_channels_last(settings, device)
-
-    def predictor(w: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            w = w.contiguous(memory_format=torch.channels_last_3d)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return torch.sigmoid(network(w).float())
-
-    return predictor
-
-
-def _cuda_free_bytes(device: torch.device) -> int:
-    free, _ = torch.cuda.mem_get_info(device)
-    # memory torch has cached but not handed out is free to us too
-    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-
-
-@torch.no_grad()
-def auto_sw_batch_size(network: torch.nn.Module, settings: InferenceSettings, device: str | torch.device,
-                       reserve_bytes: int = 0, fraction: float = 0.5) -> int:
-    """Windows per forward pass that fill the device.
-
-    On the CPU :data:`CPU_SW_BATCH_SIZE`. On CUDA: run one and two windows and read the
-    peak memory each needs (``torch.cuda.max_memory_allocated``); the slope is the memory
-    per window. The batch fills ``fraction`` of the free memory after ``reserve_bytes``
-    (the stitched heatmap, when it stays on the device), at least 1, at most
-    :data:`MAX_SW_BATCH_SIZE`.
-    """
-    device = torch.device(device)
-    if device.type != "cuda":
-        return CPU_SW_BATCH_SIZE
-    predictor = _window_predictor(network, settings, device)
-    peaks = []
-    for b in (1, 2):
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        predictor(torch.zeros((b, 1, *settings.roi_size), device=device))
-        torch.cuda.synchronize(device)
-        peaks.append(torch.cuda.max_memory_allocated(device) - base)
-    per_window = max(peaks[1] - peaks[0], peaks[0] // 2, 1)
-    budget = fraction * (_cuda_free_bytes(device) - reserve_bytes)
-    return int(min(MAX_SW_BATCH_SIZE, max(1, budget // per_window)))
-
-
-def stitch_bytes(shape: Sequence[int], channels: int, settings: InferenceSettings) -> int:
-    """Device bytes to keep a ``[z, y, x]`` tomogram and its stitched heatmap on the window device.
-
-    float32 throughout: the padded input and one flipped copy, MONAI's stitched output and
-    count map, the test-time-augmentation sum and one un-flipped copy of a pass's output.
-    """
-    roi = settings.roi_size
-    padded = _padded_shape(shape, roi, settings.ds_factor)
-    n_in = math.prod(padded)
-    n_out = math.prod(p // settings.ds_factor for p in padded)
-    return 4 * (2 * n_in + (3 * channels + 1) * n_out)
-
-
-def stitch_fits(shape: Sequence[int], channels: int, settings: InferenceSettings, device: str | torch.device,
-                fraction: float = 0.5, batch: int = 1) -> bool:
-    """Whether ``batch`` tomograms' :func:`stitch_bytes` take at most ``fraction`` of the free memory
-    of ``device`` (always False off CUDA: on the CPU the host is where the output is anyway)."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return False
-    return batch * stitch_bytes(shape, channels, settings) <= fraction * _cuda_free_bytes(device)
-
-
-def _tta_ops(kind: str) -> list[tuple[tuple[int, ...], int]]:
-    """(flip dims, rot90 count in the y-x plane) pairs; applied to [B, C, z, y, x] tensors."""
-    if kind == "none":
-        return [((), 0)]
-    flips = [(), (2,), (3,), (4,)]
-    ops = [(f, 0) for f in flips]
-    if kind == "flips_rot90":
-        ops += [((), 1), ((), 3)]
-    return ops
-
-
-def _padded_shape(shape: Sequence[int], roi: Sequence[int], f: int) -> list[int]:
-    """Spatial size after padding at the far end: a multiple of ``f`` and at least one window."""
-    return [max(int(r), int(math.ceil(int(n) / f)) * f) for n, r in zip(shape, roi)]
-
-
-class DownsampledSlidingWindowInferer:
-    """MONAI sliding-window inference for a network whose output stride is ``ds_factor``.
-
-    A MONAI ``Inferer`` (callable as ``inferer(inputs, network)``, so ``SupervisedEvaluator``
-    takes it): pads ``[B, 1, z, y, x]`` inputs at the far end (see the module docstring),
-    runs ``monai.inferers.sliding_window_inference`` with windows on ``sw_device`` and the
-    stitched result on ``device`` (host by default), applies the sigmoid, averages optional
-    test-time flips / rot90 and crops to ``coords.ds_shape``.
-
-    Args:
-        settings: an :class:`InferenceSettings` (roi, ds_factor, overlap, blend, tta, ...).
-        sw_device: device for the windows (default: the network's device).
-        device: device for the stitched output (default CPU: the tomogram stays in host memory);
-            ``"auto"``: the window device when the tomogram and heatmap fit there
-            (:func:`stitch_fits`; the input is then moved there too), else the host, and the
-            host again if the device runs out of memory while stitching.
-        progress: show MONAI's per-window progress bar.
-
-    The network is called as given: :func:`prepare_network` converts its weights to
-    ``channels_last_3d`` (and compiles it) once; the windows follow ``settings.channels_last``.
-
-    Example:
-        >>> inferer = DownsampledSlidingWindowInferer(InferenceSettings(roi_size=64, ds_factor=2))  # doctest: +SKIP
-        >>> heat = inferer(volume[None, None], model)   # [1, C, z/2, y/2, x/2] probabilities  # doctest: +SKIP
-    """
-
-    def __init__(self, settings: InferenceSettings, sw_device: Any = None, device: Any = "cpu",
-                 progress: bool = False) -> None:
-        self.settings = settings
-        self.sw_device = sw_device
-        self.device = device if device == "auto" else (torch.device(device) if device is not None else None)
-        self.progress = progress
-
-    @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
-        st = self.settings
-        f = int(st.ds_factor)
-        if inputs.ndim != 5:
-            raise ValueError(f"inference input must be [B, 1, z, y, x], got shape {tuple(inputs.shape)}")
-        shape = tuple(inputs.shape[2:])
-        ops = _tta_ops(st.tta)
-        roi = list(st.roi_size)
-        if any(k for _, k in ops):  # a quarter turn swaps y and x: both must hold either window side
-            roi[1] = roi[2] = max(roi[1], roi[2])
-        padded = _padded_shape(shape, roi, f)
-        try:
-            net_device = next(network.parameters()).device
-        except StopIteration:
-            net_device = inputs.device
-        sw_device = torch.device(self.sw_device) if self.sw_device is not None else net_device
-        predictor = _window_predictor(network, st, sw_device)
-        auto_out = isinstance(self.device, str)  # "auto"
-        out_device = inputs.device if self.device is None else self.device
-        channels = None
-        if (auto_out or st.sw_batch_size == "auto") and sw_device.type == "cuda":
-            channels = int(predictor(torch.zeros((1, 1, *st.roi_size), device=sw_device)).shape[1])  # from one window
-        need = stitch_bytes(shape, channels, st) * int(inputs.shape[0]) if channels else 0
-        if auto_out:
-            fits = channels is not None and stitch_fits(shape, channels, st, sw_device, batch=int(inputs.shape[0]))
-            out_device = sw_device if fits else torch.device("cpu")
-        sw_batch = st.sw_batch_size
-        if sw_batch == "auto":
-            reserve = need if out_device.type == "cuda" else 0
-            sw_batch = auto_sw_batch_size(network, st, sw_device, reserve_bytes=reserve)
-        try:
-            return self._run(inputs, network, predictor, ops, padded, shape, sw_device, out_device, sw_batch)
-        except torch.cuda.OutOfMemoryError:
-            if not auto_out or out_device.type != "cuda":
-                raise
-            torch.cuda.empty_cache()  # stitching on the GPU did not fit after all: on the host
-            return self._run(inputs, network, predictor, ops, padded, shape, sw_device, torch.device("cpu"), sw_batch)
-
-    def _run(self, inputs, network, predictor, ops, padded, shape, sw_device, out_device, sw_batch) -> torch.Tensor:
-        from monai.inferers import sliding_window_inference
-
-        st = self.settings
-        f = int(st.ds_factor)
-        # the padded input lives where the output is stitched: on a GPU, windows are cut there
-        in_device = out_device if out_device.type == "cuda" else inputs.device
-        x = torch.zeros((*inputs.shape[:2], *padded), dtype=torch.float32, device=in_device)
-        x[:, :, : shape[0], : shape[1], : shape[2]] = torch.as_tensor(inputs, dtype=torch.float32).to(
-            in_device, non_blocking=True)
-        acc = None
-        for dims, k in ops:
-            xi = torch.flip(x, dims) if dims else x
-            if k:
-                xi = torch.rot90(xi, k, dims=(3, 4))
-            out = sliding_window_inference(
-                xi, st.roi_size, sw_batch, predictor, overlap=st.overlap, mode=st.blend,
-                sw_device=sw_device, device=out_device, progress=self.progress,
-            )
-            if k:
-                out = torch.rot90(out, -k, dims=(3, 4))
-            if dims:
-                out = torch.flip(out, dims)
-            acc = out if acc is None else acc + out
-        ds = coords.ds_shape(shape, f)
-        return (acc / len(ops))[:, :, : ds[0], : ds[1], : ds[2]]
-
-
-def predict_heatmap(
-    model: torch.nn.Module,
-    volume: np.ndarray,
-    settings: InferenceSettings,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-    keep_on_device: bool = False,
-    prepared: bool = False,
-) -> np.ndarray | torch.Tensor:
-    """Sigmoid heatmap ``[C, z/f, y/f, x/f]`` (float32) of a normalised ``[z, y, x]`` volume.
-
-    Args:
-        model: the network (moved to ``device`` and prepared by :func:`prepare_network`
-            unless ``prepared``).
-        volume: normalised tomogram ``[z, y, x]``.
-        settings: the :class:`InferenceSettings`.
-        device: where windows run (default: CUDA when available).
-        progress: MONAI's per-window progress bar.
-        keep_on_device: return a torch tensor, stitched on ``device`` when it fits there
-            (a GPU), else on the host; default: a NumPy array on the host.
-        prepared: ``model`` already went through :func:`prepare_network` for ``device``.
-    """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if not prepared:
-        model = prepare_network(model, settings, device)
-    x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
-    inferer = DownsampledSlidingWindowInferer(settings, sw_device=device, device="auto", progress=progress)
-    hm = inferer(x, model)[0]
-    if keep_on_device:
-        return hm
-    return hm.cpu().numpy().astype(np.float32, copy=False)
+from cryo3d.sliding_window import InferenceSettings, is_prepared, predict_heatmap, prepare_network
 
 
 def pick_tomogram(
@@ -380,7 +47,7 @@ def pick_tomogram(
     The tomogram is resampled to ``settings.voxel_spacing`` when that differs, normalised
     like the patch store (robust z-score, clipped), run through :func:`predict_heatmap`,
     and peaks are extracted per class (threshold, NMS distance from the particle radius,
-    sub-voxel refinement), then filtered by :func:`select_peaks` (cross-class suppression,
+    sub-voxel refinement), then filtered by :func:`cryo3d.peak_selection.select_peaks` (cross-class suppression,
     at most as many picks per class as the volume can hold, with a warning naming the
     tomogram and class when that cap cuts). With ``return_heatmap`` also returns the
     heatmap (NumPy, host) and its voxel spacing at full resolution. On a GPU the heatmap is
@@ -388,80 +55,20 @@ def pick_tomogram(
     ``keep_on_device``). ``model`` may come from :func:`prepare_network` already (then it is
     used as is).
     """
-    from cryo3d.peaks import find_peaks, peaks_to_picks
-
     spacing = coords.check_voxel_spacing(tomogram.voxel_spacing, f"{tomogram.path or tomogram.name}")
-    data = tomogram.data
-    target = settings.voxel_spacing
-    if needs_resampling(spacing, target):
-        data = resample_to_spacing(data, spacing, target)
-        spacing = float(target)
+    data, spacing = to_spacing(tomogram.data, spacing, settings.voxel_spacing)
     med, sc = robust_stats(data)
     vol = normalize(data, med, sc, settings.clip)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    hm = predict_heatmap(model, vol, settings, device=dev, progress=progress, keep_on_device=True,
-                         prepared=_is_prepared(model, settings, dev))
-    f = int(settings.ds_factor)
-    min_dist = coords.length_to_voxels(settings.min_distance_fraction * particles.radii, spacing, f)
-    thr = settings.thresholds
-    c, lab, score = find_peaks(hm, thr, min_dist)
-    keep = select_peaks(c, lab, score, hm.shape[1:], particles, spacing, f, settings.cross_class_fraction,
-                        where=f"tomogram {tomogram.name}")
-    picks = peaks_to_picks(c[keep], lab[keep], score[keep], tomogram.name, particles, spacing, f)
+    if not is_prepared(model, settings, dev):
+        model = prepare_network(model, settings, dev)
+    hm = predict_heatmap(model, vol, settings, device=dev, progress=progress, keep_on_device=True, prepared=True)
+    picks = heatmap_to_picks(hm, settings.thresholds, tomogram.name, particles, spacing, int(settings.ds_factor),
+                             settings.min_distance_fraction, settings.cross_class_fraction,
+                             where=f"tomogram {tomogram.name}")
     if return_heatmap:
         return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
-
-
-def _prepared_key(settings: InferenceSettings, device: torch.device) -> tuple:
-    return (str(device), use_channels_last(settings, device), settings.compile)
-
-
-def _is_prepared(model: torch.nn.Module, settings: InferenceSettings, device: torch.device) -> bool:
-    """``model`` came from :func:`prepare_network` for these settings and ``device``, and is still in eval mode."""
-    return getattr(model, "_cryo3d_prepared", None) == _prepared_key(settings, device) and not model.training
-
-
-def select_peaks(
-    coords_ds: np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    ds_grid: Sequence[int],
-    particles: ParticleSet,
-    voxel_spacing: float,
-    ds_factor: int,
-    cross_class_fraction: float = 0.0,
-    where: str = "",
-    max_peaks: int | None = None,
-) -> np.ndarray:
-    """Which peaks of one tomogram to keep: cross-class suppression, then the physical cap.
-
-    Shared by :func:`pick_tomogram` and validation (:class:`cryo3d.metric_ignite.ParticleFBeta`)
-    so that the thresholds chosen on validation apply to the same picks.
-
-    Args:
-        coords_ds: ``[N, 3]`` peaks ``[z, y, x]`` in downsampled voxels (from ``find_peaks``).
-        labels: ``[N]`` class ids; scores: ``[N]`` peak scores.
-        ds_grid: ``(z, y, x)`` shape of the heatmap grid the peaks were found on.
-        particles: class radii (Angstrom) and names.
-        voxel_spacing: Angstrom per full-resolution voxel; ds_factor: heatmap downsampling.
-        cross_class_fraction: :func:`cryo3d.peaks.suppress_cross_class` distance (0: off).
-        where: names the tomogram in the cap warning.
-        max_peaks: optional further limit per class.
-
-    Returns:
-        bool ``[N]`` mask of the peaks kept.
-    """
-    from cryo3d.peaks import cap_per_class, max_particles, suppress_cross_class
-
-    radii_ds = coords.length_to_voxels(particles.radii, voxel_spacing, ds_factor)
-    keep = suppress_cross_class(coords_ds, labels, scores, radii_ds, cross_class_fraction)
-    caps = max_particles(ds_grid, radii_ds)
-    if max_peaks is not None:
-        caps = np.minimum(caps, int(max_peaks))
-    rows = np.nonzero(keep)[0]
-    keep[rows] = cap_per_class(labels[rows], scores[rows], caps, where=where, names=particles.names)
-    return keep
 
 
 def warn_unlearned(meta: dict, checkpoint: Any = "") -> list[str]:
@@ -470,8 +77,6 @@ def warn_unlearned(meta: dict, checkpoint: Any = "") -> list[str]:
     Training records them as ``unlearned_classes`` (their threshold is then
     :data:`cryo3d.metrics.UNLEARNED_THRESHOLD`, not the sweep's lowest). Returns their names.
     """
-    import warnings
-
     names = [str(n) for n in meta.get("unlearned_classes") or []]
     if names:
         warnings.warn(
@@ -491,9 +96,7 @@ def load_checkpoint_model(checkpoint: str | os.PathLike, device: str | torch.dev
     training bundle's :class:`cryo3d.checkpoints.AtomicCheckpointSaver`. It is loaded as data
     (``weights_only=True``); anything else gets one :class:`~cryo3d.errors.Cryo3DError`.
     """
-    from cryo3d.checkpoints import load_checkpoint
-    from cryo3d.errors import Cryo3DError
-    from cryo3d.networks import build_network
+    from cryo3d.networks import build_network  # heavy (MONAI's networks, seconds): only to load a checkpoint
 
     ck = load_checkpoint(checkpoint, map_location=device)
     if "cryo3d" not in ck or "network" not in ck:
@@ -536,7 +139,7 @@ def predict(
     without losing results and nothing stale is reused. Outputs of tomograms not in this
     call are removed. An output folder holding files predict did not write (ground truth,
     a copick project, tomograms) is refused unless ``force``. ``sw_batch_size="auto"`` fills
-    the device (:func:`auto_sw_batch_size`); ``compile`` runs the network through
+    the device (:func:`cryo3d.sliding_window.auto_sw_batch_size`); ``compile`` runs the network through
     ``torch.compile`` (see :class:`InferenceSettings`).
 
     Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
@@ -546,13 +149,6 @@ def predict(
     process writes). A rerun after a killed rank redoes that rank's unfinished tomograms. Rank 0
     returns all picks, the others their own.
     """
-    from tqdm import tqdm
-
-    from cryo3d.errors import Cryo3DError
-    from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
-    from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
-    from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
-
     out = Path(out_dir)
     names = [tomogram_name(p) for p in tomogram_paths]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -593,9 +189,9 @@ def predict(
         made: dict[str, list[Path]] = {"picks": [store.csv_path(name)]}
         if write_heatmaps:
             made["heatmaps"] = store.heatmap_paths(t.name, particles.names)
-            o = (settings.ds_factor - 1) / 2.0 * sp  # heatmap voxel 0 is centred there (Angstrom)
+            origin = tuple(coords.ds_origin(sp, settings.ds_factor).tolist())  # heatmap voxel 0's centre (Angstrom)
             for ci, hpath in enumerate(made["heatmaps"]):
-                write_mrc(hpath, hm[ci], sp * settings.ds_factor, origin=(o, o, o))
+                write_mrc(hpath, hm[ci], coords.ds_voxel_spacing(sp, settings.ds_factor), origin=origin)
         write_picks_csv(store.csv_path(name), p)
         store.record(name, path, made)
         results.append(p)
@@ -625,8 +221,6 @@ def predict(
 def gather_per_tomogram(folder: str | os.PathLike, names: Sequence[str]) -> list[Picks]:
     """The per-tomogram picks files ``folder/<name>.csv``, in the order of ``names`` (what rank 0
     merges once every rank is done; the CSV round trip is exact, so the merge equals one process's)."""
-    from cryo3d.io.picks import read_picks_csv
-
     folder = Path(folder)
     missing = [str(folder / f"{n}.csv") for n in names if not (folder / f"{n}.csv").is_file()]
     if missing:

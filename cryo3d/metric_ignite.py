@@ -15,12 +15,10 @@ import numpy as np
 import torch
 from ignite.metrics import Metric
 
-from cryo3d import coords
-from cryo3d.inference import select_peaks
-from cryo3d.io.picks import read_picks
+from cryo3d.io.pick_formats import read_picks
 from cryo3d.metrics import score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet
-from cryo3d.peaks import CROSS_CLASS_FRACTION, find_peaks, peaks_to_picks
+from cryo3d.peak_selection import CROSS_CLASS_FRACTION, heatmap_to_picks
 from cryo3d.picks import Picks
 
 logger = logging.getLogger("cryo3d")
@@ -33,7 +31,7 @@ class ParticleFBeta(Metric):
     ``[B, C, z/f, y/f, x/f]`` and ``y`` the tomogram indices ``[B, 1]`` of
     :class:`cryo3d.workflows.validation.ValidationTomograms`; peaks are found at
     ``base_threshold`` and converted to Angstrom picks, filtered like inference does
-    (:func:`cryo3d.inference.select_peaks`:
+    (:func:`cryo3d.peak_selection.select_peaks`:
     cross-class suppression, at most as many picks per class as the tomogram can hold).
     ``compute`` sweeps per-class thresholds (CZII matching) and returns the weighted F-beta
     at each class's best threshold (``sweep=True``) or at ``thresholds``. A class without
@@ -52,7 +50,7 @@ class ParticleFBeta(Metric):
         sweep: pick the best threshold per class (else use ``thresholds``).
         tie_break: which of equally good thresholds to keep (``metrics.sweep_thresholds``).
         cross_class_fraction: cross-class suppression distance (0: off); default: inference's
-            (:data:`cryo3d.peaks.CROSS_CLASS_FRACTION`).
+            (:data:`cryo3d.peak_selection.CROSS_CLASS_FRACTION`).
         matching: ``"czii"`` (the challenge's rule) or ``"greedy"``.
     """
 
@@ -104,18 +102,13 @@ class ParticleFBeta(Metric):
 
     def update(self, output: Any) -> None:
         y_pred, y = output
-        min_dist = coords.length_to_voxels(self.min_distance_fraction * self.particles.radii,
-                                           self.voxel_spacing, self.ds_factor)
         low = self.base_threshold if self.sweep else self.thresholds
         for b in range(y_pred.shape[0]):
             name = self.names[int(torch.as_tensor(y[b]).reshape(-1)[0])]
             hm = y_pred[b].detach().float()
-            c, lab, sc = find_peaks(hm, low, min_dist)
-            keep = select_peaks(c, lab, sc, tuple(hm.shape[1:]), self.particles, self.voxel_spacing, self.ds_factor,
-                                self.cross_class_fraction, where=f"validation tomogram {name}",
-                                max_peaks=self.max_peaks)
-            c, lab, sc = c[keep], lab[keep], sc[keep]
-            self._picks.append(peaks_to_picks(c, lab, sc, name, self.particles, self.voxel_spacing, self.ds_factor))
+            self._picks.append(heatmap_to_picks(hm, low, name, self.particles, self.voxel_spacing, self.ds_factor,
+                                                self.min_distance_fraction, self.cross_class_fraction,
+                                                where=f"validation tomogram {name}", max_peaks=self.max_peaks))
             self._seen.append(name)
 
     def compute(self) -> float:

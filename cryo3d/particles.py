@@ -8,9 +8,11 @@ an error wherever it appears.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Iterable, Sequence
 
 import numpy as np
+import yaml
 
 from cryo3d.coords import angstrom_sigma_from_radius
 
@@ -22,20 +24,15 @@ DEFAULT_SIGMA_FRACTION = 1.0 / 3.0
 class ParticleClass:
     """One kind of particle.
 
-    Parameters
-    ----------
-    name : str
-        Class name as written in picks files (copick ``pickable_object_name``).
-    radius : float
-        Particle radius in Angstrom (sets the matching distance and NMS distance).
-    weight : float
-        Weight of the class in the aggregated F-beta score.
-    shape : str
-        Shape used by the built-in simulator: one of :mod:`cryo3d.shapes` (``sphere``,
-        ``shell``, ``thick_shell``, ``two_lobes``, ``two_lobes_large``, ``four_lobes``,
-        ``ring``, ``dumbbell``, ``cylinder``) or a family of :mod:`cryo3d.synth.families`
-        (e.g. ``capsomer_shell``, ``rod``); whether it is hollow also sets which shape
-        variants the randomised ``default`` preset draws for the class.
+    Args:
+        name (str): Class name as written in picks files (copick ``pickable_object_name``).
+        radius (float): Particle radius in Angstrom (sets the matching distance and NMS distance).
+        weight (float): Weight of the class in the aggregated F-beta score.
+        shape (str): Shape used by the built-in simulator: one of :mod:`cryo3d.synth.shapes` (``sphere``,
+            ``shell``, ``thick_shell``, ``two_lobes``, ``two_lobes_large``, ``four_lobes``,
+            ``ring``, ``dumbbell``, ``cylinder``) or a family of :mod:`cryo3d.synth.families`
+            (e.g. ``capsomer_shell``, ``rod``); whether it is hollow also sets which shape
+            variants the randomised ``default`` preset draws for the class.
     """
 
     name: str
@@ -113,33 +110,32 @@ class ParticleSet:
         )
 
 
-#: The six scored classes of the CZII CryoET Object Identification challenge
-#: (radius in Angstrom, challenge weight; beta-amylase has weight 0).
-CZII_PARTICLES = ParticleSet(
-    (
-        ParticleClass("apo-ferritin", 60.0, 1.0, "shell"),
-        ParticleClass("beta-amylase", 65.0, 0.0, "two_lobes"),
-        ParticleClass("beta-galactosidase", 90.0, 2.0, "four_lobes"),
-        ParticleClass("ribosome", 150.0, 1.0, "two_lobes_large"),
-        ParticleClass("thyroglobulin", 130.0, 2.0, "ring"),
-        ParticleClass("virus-like-particle", 135.0, 1.0, "thick_shell"),
-    )
+#: Name, radius (Angstrom) and challenge weight of the six scored classes of the CZII CryoET
+#: Object Identification challenge (beta-amylase has weight 0).
+_CZII_CLASSES = (
+    ("apo-ferritin", 60.0, 1.0),
+    ("beta-amylase", 65.0, 0.0),
+    ("beta-galactosidase", 90.0, 2.0),
+    ("ribosome", 150.0, 1.0),
+    ("thyroglobulin", 130.0, 2.0),
+    ("virus-like-particle", 135.0, 1.0),
 )
+
+
+def _czii_with_shapes(*shapes: str) -> ParticleSet:
+    """The CZII classes, each with its simulator shape (one per class, in class order)."""
+    return ParticleSet(tuple(ParticleClass(n, r, w, s) for (n, r, w), s in zip(_CZII_CLASSES, shapes, strict=True)))
+
+
+#: The CZII classes with the simulator's training shapes.
+CZII_PARTICLES = _czii_with_shapes("shell", "two_lobes", "four_lobes", "two_lobes_large", "ring", "thick_shell")
 
 
 #: The CZII classes (names, radii, weights) with held-out shapes: the ``ood`` simulator preset's set.
 #: A thin capsomer-shelled virus-like particle, a subunit cage, rod-like thyroglobulin and
 #: other lobe arrangements than the training shapes (see :mod:`cryo3d.synth.families`).
-CZII_OOD_PARTICLES = ParticleSet(
-    (
-        ParticleClass("apo-ferritin", 60.0, 1.0, "subunit_cage"),
-        ParticleClass("beta-amylase", 65.0, 0.0, "tetrahedral"),
-        ParticleClass("beta-galactosidase", 90.0, 2.0, "stacked_discs"),
-        ParticleClass("ribosome", 150.0, 1.0, "three_lobes"),
-        ParticleClass("thyroglobulin", 130.0, 2.0, "rod"),
-        ParticleClass("virus-like-particle", 135.0, 1.0, "capsomer_shell"),
-    )
-)
+CZII_OOD_PARTICLES = _czii_with_shapes(
+    "subunit_cage", "tetrahedral", "stacked_discs", "three_lobes", "rod", "capsomer_shell")
 
 #: Built-in particle sets by name (``crowded12`` is package data, read on demand).
 BUILTIN_PARTICLE_SETS = ("czii", "czii-ood", "crowded12")
@@ -147,8 +143,6 @@ BUILTIN_PARTICLE_SETS = ("czii", "czii-ood", "crowded12")
 
 def builtin_particle_file(name: str) -> str:
     """Path of a built-in particle-set file shipped in the package (``crowded12``)."""
-    from importlib.resources import files
-
     if name != "crowded12":
         raise ValueError(f"no built-in particle file {name!r}; the shipped file is 'crowded12'")
     return str(files("cryo3d.data") / "crowded12_particles.yaml")
@@ -174,8 +168,6 @@ def load_particles(path: str | None) -> ParticleSet:
     """
     if path is None:
         return CZII_PARTICLES
-    import yaml
-
     with open(path) as fh:
         d = yaml.safe_load(fh)
     if not isinstance(d, dict) or "classes" not in d:

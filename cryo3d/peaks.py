@@ -39,21 +39,11 @@ Pipeline of :func:`find_peaks` (one class = one heatmap channel):
    the sequential greedy rule, computed by a vectorised priority pass over the
    neighbour pairs (a peak is decided once it outranks all its undecided neighbours).
 
-After :func:`find_peaks`, two passes act across classes or on counts:
-
-* :func:`suppress_cross_class`: one particle, one class. A peak is dropped when a
-  stronger peak of ANOTHER class lies within ``fraction`` x (the smaller of the two
-  classes' radii), greedily by descending score (a dropped peak suppresses nothing).
-  A network that reports one particle in several class channels gives such pairs;
-  two real particles cannot be that close (their centres are at least the sum of the
-  radii apart).
-* :func:`cap_per_class`: no class gets more peaks than the volume can physically hold,
-  ``PACKING_FRACTION x volume / (4/3 pi r^3)`` (:func:`max_particles`); the highest
-  scores are kept and a warning names the tomogram and the classes that were capped.
+Across classes and on counts, and into Angstrom picks: :mod:`cryo3d.peak_selection`.
 
 Scores are the heatmap values at the peak voxels. Coordinates are ``[z, y, x]`` in
-downsampled voxels of the heatmap grid; :func:`peaks_to_picks` turns them into
-Angstrom picks through :mod:`cryo3d.coords`.
+downsampled voxels of the heatmap grid; :func:`cryo3d.peak_selection.peaks_to_picks`
+turns them into Angstrom picks through :mod:`cryo3d.coords`.
 
 Why by hand: MONAI has no 3D peak finder with per-class distances and sub-voxel
 refinement; ``skimage.feature.peak_local_max`` is CPU-only, integer-only and not a
@@ -63,7 +53,6 @@ dependency.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -73,34 +62,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from cryo3d.backend import is_cupy_array
-from cryo3d.coords import ds_to_voxel, local_to_global, voxel_to_angstrom
-from cryo3d.particles import ParticleSet
-from cryo3d.picks import Picks
+from cryo3d.array_module import is_cupy_array
 
-__all__ = [
-    "CROSS_CLASS_RULES",
-    "PACKING_FRACTION",
-    "cap_per_class",
-    "find_peaks",
-    "max_particles",
-    "nms_radius",
-    "peaks_to_picks",
-    "suppress_cross_class",
-]
-
-#: Densest packing of equal spheres (Kepler: pi / sqrt(18) ~ 0.7405). No volume holds more
-#: particles of one class than this fraction of it filled with the class's spheres.
-PACKING_FRACTION = math.pi / math.sqrt(18.0)
-
-#: Which radius sets the cross-class distance of two peaks (see :func:`suppress_cross_class`).
-CROSS_CLASS_RULES = ("smaller", "stronger", "larger")
-
-#: Default distance of :func:`suppress_cross_class`, as a fraction of the smaller radius
-#: (inference and validation); 0 turns cross-class suppression off. Off by default: on
-#: held-out tomograms it lowered the score (the measurements are in the docstring of
-#: :func:`suppress_cross_class`).
-CROSS_CLASS_FRACTION = 0.0
+__all__ = ["find_peaks", "greedy_keep", "nms_radius"]
 
 
 def nms_radius(min_distance: float | Sequence[float] | np.ndarray) -> np.ndarray:
@@ -110,14 +74,11 @@ def nms_radius(min_distance: float | Sequence[float] | np.ndarray) -> np.ndarray
     radius ``d`` (so max-pool NMS never removes a peak farther than ``d`` from every
     higher voxel), and at least the 26-neighbourhood. The kernel is ``2r + 1``.
 
-    Parameters
-    ----------
-    min_distance : float or ``[C]``
-        Minimum peak distance in downsampled voxels.
+    Args:
+        min_distance: float or ``[C]`` minimum peak distance in downsampled voxels.
 
-    Returns
-    -------
-    int64 array, same shape as ``min_distance``
+    Returns:
+        int64 array, same shape as ``min_distance``.
     """
     d = np.asarray(min_distance, dtype=np.float64)
     # tiny slack so that d = k*sqrt(3) exactly gives k despite rounding
@@ -222,7 +183,7 @@ def _refine_offsets(hm: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return off
 
 
-def _greedy_keep(rank: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def greedy_keep(rank: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Sequential greedy suppression by ``rank`` (0 = best), computed in parallel rounds.
 
     Equivalent to: visit nodes by increasing rank, keep a node unless a kept node is
@@ -252,22 +213,17 @@ def _merge_plateaus(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One peak per plateau of one class.
 
-    Parameters
-    ----------
-    vox : int ``[m, 3]``
-        Candidate voxels ``[z, y, x]`` (candidates within one NMS window are ties).
-    flat : ``[m]``
-        Their voxel order (tie-break).
-    pos : float ``[m, 3]``
-        Their refined positions (voxel + parabola offset).
-    r : int
-        NMS half-width.
+    Args:
+        vox: int ``[m, 3]`` candidate voxels ``[z, y, x]`` (candidates within one NMS
+            window are ties).
+        flat: ``[m]`` their voxel order (tie-break).
+        pos: float ``[m, 3]`` their refined positions (voxel + parabola offset).
+        r: NMS half-width.
 
-    Returns
-    -------
-    rows : ``[p]`` indices into ``vox`` of the representatives (member nearest the
-        plateau's centroid, then lowest voxel order),
-    mean_pos : float64 ``[p, 3]`` mean of ``pos`` over each representative's plateau.
+    Returns:
+        ``(rows, mean_pos)``: ``rows`` ``[p]`` indices into ``vox`` of the representatives
+        (member nearest the plateau's centroid, then lowest voxel order); ``mean_pos``
+        float64 ``[p, 3]`` mean of ``pos`` over each representative's plateau.
     """
     m = vox.shape[0]
     if m < 2:
@@ -301,43 +257,32 @@ def find_peaks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Find particle centres in a downsampled heatmap.
 
-    Parameters
-    ----------
-    heatmap : array ``[C, Z, Y, X]``
-        Per-class heatmap (probabilities, background ~0) on the downsampled grid. NumPy,
-        CuPy or a torch tensor on any device; the voxel work runs in torch on that
-        device (NumPy input on the CPU).
-    thresholds : float or ``[C]``
-        Minimum heatmap value of a peak (``value >= threshold``). A threshold at or
-        below the background value makes every background voxel a candidate: slow.
-    min_distance : float or ``[C]``
-        Minimum distance between two peaks of one class, in downsampled voxels (two
-        peaks closer than this never both survive; the higher score wins). Also sets
-        the NMS cube, see :func:`nms_radius`.
-    refine : bool
-        Sub-voxel refinement (log-parabola per axis, averaged over a plateau). ``False``
-        returns integer voxel positions.
-    max_peaks : int, optional
-        Keep at most this many peaks **per class** (the highest scores).
+    Args:
+        heatmap: array ``[C, Z, Y, X]``, per-class heatmap (probabilities, background ~0)
+            on the downsampled grid. NumPy, CuPy or a torch tensor on any device; the
+            voxel work runs in torch on that device (NumPy input on the CPU).
+        thresholds: float or ``[C]``, minimum heatmap value of a peak
+            (``value >= threshold``). A threshold at or below the background value makes
+            every background voxel a candidate: slow.
+        min_distance: float or ``[C]``, minimum distance between two peaks of one class,
+            in downsampled voxels (two peaks closer than this never both survive; the
+            higher score wins). Also sets the NMS cube, see :func:`nms_radius`.
+        refine: sub-voxel refinement (log-parabola per axis, averaged over a plateau).
+            ``False`` returns integer voxel positions.
+        max_peaks: keep at most this many peaks **per class** (the highest scores).
 
-    Returns
-    -------
-    coords : float64 ``[N, 3]``
-        Peak positions ``[z, y, x]`` in downsampled voxels.
-    labels : int64 ``[N]``
-        Class id (channel) of each peak.
-    scores : float64 ``[N]``
-        Heatmap value at the peak voxel.
+    Returns:
+        ``(coords, labels, scores)``: ``coords`` float64 ``[N, 3]`` peak positions
+        ``[z, y, x]`` in downsampled voxels; ``labels`` int64 ``[N]`` class id (channel) of
+        each peak; ``scores`` float64 ``[N]`` heatmap value at the peak voxel. Rows are
+        sorted by class, then by descending score (ties by voxel order).
 
-    Rows are sorted by class, then by descending score (ties by voxel order).
-
-    Examples
-    --------
-    >>> from cryo3d.heatmap import render_heatmap
-    >>> hm = render_heatmap(np.array([[4.2, 5.0, 6.3]]), np.array([0]), (10, 12, 12), [1.5])
-    >>> coords, labels, scores = find_peaks(hm, 0.5, 2.0)
-    >>> np.round(coords, 3).tolist(), labels.tolist()
-    ([[4.2, 5.0, 6.3]], [0])
+    Example:
+        >>> from cryo3d.heatmap import render_heatmap
+        >>> hm = render_heatmap(np.array([[4.2, 5.0, 6.3]]), np.array([0]), (10, 12, 12), [1.5])
+        >>> coords, labels, scores = find_peaks(hm, 0.5, 2.0)
+        >>> np.round(coords, 3).tolist(), labels.tolist()
+        ([[4.2, 5.0, 6.3]], [0])
     """
     hm = _as_tensor(heatmap)
     if hm.ndim != 4:
@@ -386,7 +331,7 @@ def find_peaks(
             if pairs.shape[0]:
                 dd = np.linalg.norm(coords[pairs[:, 0]] - coords[pairs[:, 1]], axis=1)
                 pairs = pairs[dd < d]
-            keep = _greedy_keep(np.arange(sel.shape[0]), pairs[:, 0], pairs[:, 1])
+            keep = greedy_keep(np.arange(sel.shape[0]), pairs[:, 0], pairs[:, 1])
             coords, score = coords[keep], score[keep]
         if max_peaks is not None:
             coords, score = coords[: int(max_peaks)], score[: int(max_peaks)]
@@ -402,239 +347,9 @@ def find_peaks(
     )
 
 
-def peaks_to_picks(
-    coords_ds: np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    tomo: str,
-    particles: ParticleSet,
-    voxel_spacing: float,
-    ds_factor: int,
-    origin: Sequence[float] | np.ndarray | None = None,
-) -> Picks:
-    """Peaks in downsampled voxels -> a :class:`~cryo3d.picks.Picks` table in Angstrom.
-
-    Parameters
-    ----------
-    coords_ds : ``[N, 3]``
-        Peak positions ``[z, y, x]`` in downsampled voxels (from :func:`find_peaks`).
-    labels : int ``[N]``
-        Class ids, positions in ``particles``.
-    scores : ``[N]``
-        Peak scores.
-    tomo : str
-        Tomogram name written in every row.
-    particles : ParticleSet
-        Maps class ids to names.
-    voxel_spacing : float
-        Angstrom per full-resolution voxel.
-    ds_factor : int
-        Downsampling factor of the heatmap grid.
-    origin : ``[3]``, optional
-        Corner ``[z, y, x]`` of the heatmap's region in full-resolution tomogram voxels
-        (for a heatmap of a patch); ``None`` = the whole tomogram.
-
-    Returns
-    -------
-    Picks
-        ``xyz`` in Angstrom, ``cls`` class names, ``score`` the peak scores.
-    """
-    coords_ds = np.asarray(coords_ds, dtype=np.float64).reshape(-1, 3)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    n = coords_ds.shape[0]
-    if labels.shape[0] != n or scores.shape[0] != n:
-        raise ValueError(f"{n} peak coordinates but {labels.shape[0]} labels and {scores.shape[0]} scores")
-    if n and (labels.min() < 0 or labels.max() >= len(particles)):
-        raise ValueError(
-            f"peak labels must lie in [0, {len(particles)}) for classes {particles.names}, "
-            f"got {np.unique(labels).tolist()}"
-        )
-    vox = ds_to_voxel(coords_ds, ds_factor)
-    if origin is not None:
-        origin = np.asarray(origin, dtype=np.float64).reshape(-1)
-        if origin.shape != (3,):
-            raise ValueError(f"origin must be [z, y, x] in full-resolution voxels, got {origin.tolist()}")
-        vox = local_to_global(vox, origin)
-    xyz = voxel_to_angstrom(vox, voxel_spacing)
-    names = np.asarray(particles.names, dtype=object)
-    return Picks(np.full(n, tomo, dtype=object), names[labels], xyz, scores)
 
 
-def max_particles(
-    shape: Sequence[int], radius_voxels: float | Sequence[float] | np.ndarray, packing: float = PACKING_FRACTION
-) -> np.ndarray:
-    """Most particles of each class that a volume can physically hold.
-
-    ``floor(packing * prod(shape) / (4/3 pi r^3))``, at least 1: spheres of radius ``r``
-    fill at most :data:`PACKING_FRACTION` of space.
-
-    Parameters
-    ----------
-    shape : ``(z, y, x)``
-        The volume's size in voxels (any grid: full resolution or downsampled).
-    radius_voxels : float or ``[C]``
-        Particle radius of each class, in voxels of that same grid.
-    packing : float
-        Fraction of the volume the particles may fill, in ``(0, 1]``.
-
-    Returns
-    -------
-    int64 ``[C]``
-    """
-    r = np.asarray(radius_voxels, dtype=np.float64).reshape(-1)
-    if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r <= 0):
-        raise ValueError(f"particle radii must be positive voxel lengths, got {r.tolist()}")
-    if not 0 < packing <= 1:
-        raise ValueError(f"packing fraction must lie in (0, 1], got {packing!r}")
-    volume = float(np.prod(np.asarray(shape, dtype=np.float64)))
-    cap = np.floor(packing * volume / (4.0 / 3.0 * math.pi * r**3))
-    return np.maximum(cap, 1).astype(np.int64)
 
 
-def cap_per_class(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    caps: Sequence[int] | np.ndarray,
-    where: str = "",
-    names: Sequence[str] | None = None,
-    warn: bool = True,
-) -> np.ndarray:
-    """Keep at most ``caps[c]`` peaks of each class ``c``, those of highest score.
-
-    Parameters
-    ----------
-    labels : int ``[N]``
-        Class id of each peak.
-    scores : ``[N]``
-        Peak scores (ties: the earlier row is kept).
-    caps : int ``[C]``
-        Most peaks per class (e.g. :func:`max_particles`).
-    where : str
-        What the peaks come from (a tomogram name), for the warning.
-    names : ``[C]``, optional
-        Class names, for the warning.
-    warn : bool
-        Warn (``UserWarning``) naming ``where`` and every class that had more peaks
-        than its cap: such a class is usually one the model has not learned.
-
-    Returns
-    -------
-    bool ``[N]``
-        Which rows to keep.
-    """
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    caps = np.asarray(caps, dtype=np.int64).reshape(-1)
-    n = labels.shape[0]
-    if scores.shape[0] != n:
-        raise ValueError(f"{n} peak labels but {scores.shape[0]} scores")
-    keep = np.ones(n, dtype=bool)
-    if n == 0:
-        return keep
-    if labels.min() < 0 or labels.max() >= caps.shape[0]:
-        raise ValueError(f"peak labels must lie in [0, {caps.shape[0]}), got {np.unique(labels).tolist()}")
-    order = np.lexsort((np.arange(n), -scores, labels))  # by class, then descending score
-    lab_sorted = labels[order]
-    start = np.searchsorted(lab_sorted, lab_sorted, side="left")  # first row of each row's class
-    rank = np.arange(n) - start
-    keep[order] = rank < caps[lab_sorted]
-    count = np.bincount(labels, minlength=caps.shape[0])
-    over = np.nonzero(count > caps)[0]
-    if warn and over.size:
-        label = (lambda c: names[c]) if names is not None else (lambda c: f"class {c}")
-        listed = "; ".join(f"{label(c)}: {count[c]} picks, kept the {caps[c]} highest" for c in over)
-        warnings.warn(
-            f"{where or 'volume'}: more picks than the volume can hold (packing fraction "
-            f"{PACKING_FRACTION:.3f} of its volume in particle spheres) for {listed}. "
-            "A class that floods like this is usually one the model has not learned.",
-            stacklevel=2,
-        )
-    return keep
 
 
-def suppress_cross_class(
-    coords: np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    radii: Sequence[float] | np.ndarray,
-    fraction: float = 0.5,
-    rule: str = "smaller",
-) -> np.ndarray:
-    """One particle, one class: drop a peak near a stronger peak of another class.
-
-    Peaks are visited by descending score (ties: row order); a peak is dropped when a
-    kept peak of another class lies closer than ``fraction * R`` (strictly), where
-    ``R`` is the radius of the smaller of the two classes (``rule="smaller"``), of the
-    stronger peak's class (``"stronger"``) or of the larger class (``"larger"``). Peaks
-    of one class never suppress each other here (that is :func:`find_peaks`'
-    ``min_distance``). Vectorised: ``cKDTree.query_pairs`` at the largest possible
-    distance, the pairs filtered by their own distance, then the parallel greedy pass.
-
-    Why ``"smaller"`` by default: two real particles of different classes cannot sit
-    closer than the sum of their radii, so a pair within a fraction of the SMALLER
-    radius is one particle reported twice, whichever class is stronger; a larger
-    distance would start removing true neighbours in crowded tomograms.
-
-    Off by default (:data:`CROSS_CLASS_FRACTION` = 0), because on held-out tomograms it
-    lowered the score. Measured (issue 10; the bundle's default model after 3 epochs,
-    2 held-out synthetic tomograms, seed 1000, same thresholds): CZII score 0.544 without,
-    0.300 / 0.229 / 0.163 with ``fraction`` 0.1 / 0.25 / 0.5 (``"smaller"``); on 2 more
-    (seed 2000) 0.600 without, 0.303 / 0.245 with 0.25 / 0.5; after 4 epochs 0.563 / 0.568
-    without, 0.440 / 0.427 with 0.25 (0.472 / 0.431 with thresholds re-validated under
-    suppression). ``"stronger"`` and
-    ``"larger"`` lower it as much, and so does ranking by the margin over each class's
-    threshold or by class size. It removes many false picks (at 0.25: 168), but
-    also true ones (52; ribosomes above all): where several channels fire on one
-    particle the wrong class is often the stronger, and F-beta with beta 4 weighs a lost
-    true pick far above a removed false one. A tiny model (3 short epochs) showed the
-    same (0.321 without, 0.158 with 0.25).
-
-    Parameters
-    ----------
-    coords : ``[N, 3]``
-        Peak positions, in the same unit as ``radii`` (voxels of one grid, or Angstrom).
-    labels : int ``[N]``
-        Class id of each peak (index into ``radii``).
-    scores : ``[N]``
-        Peak scores.
-    radii : ``[C]``
-        Particle radius per class.
-    fraction : float
-        Distance as a fraction of the rule's radius; ``0`` turns the pass off.
-    rule : ``"smaller"``, ``"stronger"`` or ``"larger"``
-
-    Returns
-    -------
-    bool ``[N]``
-        Which peaks to keep.
-    """
-    if rule not in CROSS_CLASS_RULES:
-        raise ValueError(f"cross-class rule must be one of {CROSS_CLASS_RULES}, got {rule!r}")
-    if not np.isfinite(fraction) or fraction < 0:
-        raise ValueError(f"cross-class fraction must be a number >= 0, got {fraction!r}")
-    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    radii = np.asarray(radii, dtype=np.float64).reshape(-1)
-    n = coords.shape[0]
-    if labels.shape[0] != n or scores.shape[0] != n:
-        raise ValueError(f"{n} peak coordinates but {labels.shape[0]} labels and {scores.shape[0]} scores")
-    if n < 2 or fraction == 0:
-        return np.ones(n, dtype=bool)
-    if labels.min() < 0 or labels.max() >= radii.shape[0]:
-        raise ValueError(f"peak labels must lie in [0, {radii.shape[0]}), got {np.unique(labels).tolist()}")
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((np.arange(n), -scores))] = np.arange(n)
-    pairs = cKDTree(coords).query_pairs(fraction * float(radii[np.unique(labels)].max()), output_type="ndarray")
-    i, j = pairs[:, 0], pairs[:, 1]
-    ri, rj = radii[labels[i]], radii[labels[j]]
-    if rule == "smaller":
-        reach = np.minimum(ri, rj)
-    elif rule == "larger":
-        reach = np.maximum(ri, rj)
-    else:
-        reach = np.where(rank[i] < rank[j], ri, rj)
-    d = np.linalg.norm(coords[i] - coords[j], axis=1)
-    link = (labels[i] != labels[j]) & (d < fraction * reach)
-    return _greedy_keep(rank, i[link], j[link])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.ndimage as ndi
 
 from cryo3d.coords import check_voxel_spacing
 
@@ -35,12 +36,14 @@ def resample_to_spacing(data: np.ndarray, spacing: float, target: float) -> np.n
     coarsening by more than 1.5x the input is first smoothed with a Gaussian of
     ``sigma = 0.5 * (scale^2 - 1)^0.5`` input voxels, so that noise does not alias.
 
-    Returns
-    -------
-    float32 array of :func:`resampled_shape`.
-    """
-    import scipy.ndimage as ndi
+    Args:
+        data: volume ``[z, y, x]``.
+        spacing: its voxel spacing (Angstrom per voxel).
+        target: the wanted voxel spacing (Angstrom per voxel).
 
+    Returns:
+        float32 array of :func:`resampled_shape`.
+    """
     spacing = check_voxel_spacing(spacing, "source voxel spacing")
     target = check_voxel_spacing(target, "target voxel spacing")
     scale = target / spacing
@@ -49,3 +52,20 @@ def resample_to_spacing(data: np.ndarray, spacing: float, target: float) -> np.n
         src = ndi.gaussian_filter(src, 0.5 * math.sqrt(scale**2 - 1), mode="nearest")
     shape = resampled_shape(src.shape, spacing, target)
     return ndi.affine_transform(src, np.full(3, scale), output_shape=shape, order=1, mode="nearest")
+
+
+def to_spacing(data: np.ndarray, spacing: float, target: float | None) -> tuple[np.ndarray, float]:
+    """A ``[z, y, x]`` volume at ``target`` Angstrom per voxel, as every reader of tomograms wants it.
+
+    Args:
+        data: volume ``[z, y, x]`` (memory-mapped or not).
+        spacing: its voxel spacing (Angstrom per voxel).
+        target: the wanted voxel spacing; ``None`` keeps ``spacing``.
+
+    Returns:
+        ``(data, spacing)``: ``data`` itself and ``float(spacing)`` when :func:`needs_resampling`
+        says no, else the float32 :func:`resample_to_spacing` result and ``float(target)``.
+    """
+    if not needs_resampling(spacing, target):
+        return data, float(spacing)
+    return resample_to_spacing(data, spacing, target), float(target)

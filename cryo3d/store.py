@@ -3,7 +3,7 @@
 Layout of a store folder (everything memory-mappable, no file per keypoint or patch):
 
 ``images.npy``
-    float32 ``[P, Z, Y, X]``, normalised patches (see :func:`robust_stats`).
+    float32 ``[P, Z, Y, X]``, normalised patches (see :func:`cryo3d.normalization.robust_stats`).
 ``origins.npy``
     int64 ``[P, 3]``, patch corner in tomogram voxels ``[z, y, x]``.
 ``patch_tomo.npy``
@@ -21,7 +21,7 @@ Layout of a store folder (everything memory-mappable, no file per keypoint or pa
     ``ds_sigma``, ``voxel_spacing``, particle set, normalisation and its per-tomogram
     statistics, tomogram names and shapes, a fingerprint of the inputs.
 
-Keypoints outside a patch but within ``margin_sigmas`` (3) sigma of its border are kept,
+Keypoints outside a patch but within ``coords.KEYPOINT_MARGIN_SIGMAS`` (3) sigma of its border are kept,
 so that a shift or rotation brings them in correctly. The same inputs give the same store
 (no randomness), and the folder is written to a temporary sibling and renamed at the end,
 so an interrupted ``prepare`` never leaves a half store behind.
@@ -38,53 +38,17 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from cryo3d import coords
 from cryo3d.heatmap import render_heatmap
+from cryo3d.io.pick_validation import validate_picks
+from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
+from cryo3d.resample import to_spacing
 
 STORE_VERSION = 1
-#: Keypoints are kept if within this many sigma outside a patch border.
-MARGIN_SIGMAS = 3.0
-#: Normalised values are clipped to +/- this many robust standard deviations.
-NORM_CLIP = 5.0
-#: Robust statistics are estimated from at most this many voxels per tomogram.
-NORM_SAMPLE_VOXELS = 2_000_000
-#: MAD -> standard deviation for a Gaussian.
-MAD_TO_STD = 1.4826
-
-
-def robust_stats(data: np.ndarray, max_voxels: int = NORM_SAMPLE_VOXELS) -> tuple[float, float]:
-    """Median and robust standard deviation (1.4826 x MAD) of a tomogram.
-
-    Estimated on a regular strided subsample so that a memory-mapped tomogram is read
-    sparsely and the result is deterministic.
-
-    Raises
-    ------
-    ValueError
-        If the tomogram is constant (robust deviation 0).
-    """
-    n = int(np.prod(data.shape))
-    step = max(1, int(np.ceil((n / max_voxels) ** (1 / 3))))
-    sample = np.asarray(data[::step, ::step, ::step], dtype=np.float64).ravel()
-    med = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - med))) * MAD_TO_STD
-    if not np.isfinite(mad) or mad <= 0:
-        std = float(sample.std())
-        if std <= 0 or not np.isfinite(std):
-            raise ValueError("tomogram is constant: nothing to normalise or find")
-        mad = std
-    return med, mad
-
-
-def normalize(data: np.ndarray, median: float, scale: float, clip: float = NORM_CLIP) -> np.ndarray:
-    """Robust z-score ``clip((x - median) / scale, -clip, clip)`` as float32."""
-    out = (np.asarray(data, dtype=np.float32) - np.float32(median)) / np.float32(scale)
-    return np.clip(out, -clip, clip, out=out)
-
-
 def patch_starts(n: int, size: int, stride: int) -> np.ndarray:
     """Patch corners along one axis covering ``[0, n)``; the last patch ends at ``n``.
 
@@ -113,17 +77,16 @@ def cut_patch(vol: np.ndarray, origin: Sequence[int], size: Sequence[int], fill:
 class StoreSettings:
     """Settings of ``prepare`` (all recorded in the manifest).
 
-    Attributes
-    ----------
-    patch_size : (Z, Y, X) voxels, each divisible by ``ds_factor``.
-    stride : (Z, Y, X) voxels between patch corners.
-    ds_factor : heatmap downsampling factor.
-    precompute_heatmaps : also store the downsampled heatmaps (cheap path).
-    normalization : ``"robust_zscore"`` (median / 1.4826 MAD per tomogram, clipped at
-        +/- ``NORM_CLIP``) or ``"none"``.
-    voxel_spacing : resample every tomogram to this many Angstrom per voxel first (e.g. 20 to
-        train at bin 2, or to bring tomograms of different spacings together); None keeps
-        the tomograms' own spacing, which must then be the same for all.
+    Attributes:
+        patch_size: (Z, Y, X) voxels, each divisible by ``ds_factor``.
+        stride: (Z, Y, X) voxels between patch corners.
+        ds_factor: heatmap downsampling factor.
+        precompute_heatmaps: also store the downsampled heatmaps (cheap path).
+        normalization: ``"robust_zscore"`` (median / 1.4826 MAD per tomogram, clipped at
+            +/- ``NORM_CLIP``) or ``"none"``.
+        voxel_spacing: resample every tomogram to this many Angstrom per voxel first (e.g. 20 to
+            train at bin 2, or to bring tomograms of different spacings together); None keeps
+            the tomograms' own spacing, which must then be the same for all.
     """
 
     patch_size: tuple[int, int, int] = (64, 64, 64)
@@ -163,25 +126,17 @@ def prepare_store(
 
     ``source`` names the picks (their file) in validation errors and warnings.
 
-    Parameters
-    ----------
-    tomograms : list of :class:`cryo3d.io.tomogram.Tomogram`
-        Loaded (memory-mapped) tomograms; their names key the picks.
-    picks : Picks
-        Ground truth in Angstrom for these tomograms (validated against their shapes).
-    particles : ParticleSet
-        Classes; class ids in the store follow its order.
-    out_dir : path
-        Store folder (created; an existing complete store with the same fingerprint is
-        reused unless ``overwrite``).
+    Args:
+        tomograms (list of :class:`cryo3d.io.tomogram.Tomogram`):
+            Loaded (memory-mapped) tomograms; their names key the picks.
+        picks (Picks): Ground truth in Angstrom for these tomograms (validated against their shapes).
+        particles (ParticleSet): Classes; class ids in the store follow its order.
+        out_dir (path): Store folder (created; an existing complete store with the same fingerprint is
+            reused unless ``overwrite``).
 
-    Returns
-    -------
-    dict
-        The manifest.
+    Returns:
+        dict: The manifest.
     """
-    from cryo3d.io.picks import validate_picks
-
     settings = settings or StoreSettings()
     out = Path(out_dir)
     if not tomograms:
@@ -251,8 +206,6 @@ def prepare_store(
 
     it = range(P)
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(it, desc="prepare", unit="patch")
     cur_t = -1
     for pi in it:
@@ -277,8 +230,7 @@ def prepare_store(
         origins[pi] = o
         patch_tomo[pi] = ti
         local = coords.global_to_local(t_vox, o)
-        margin = MARGIN_SIGMAS * rs_sigma[t_cls][:, None]
-        keep = np.all((local >= -0.5 - margin) & (local <= psz - 0.5 + margin), axis=1)
+        keep = coords.in_voxel_extent(local, psz, coords.KEYPOINT_MARGIN_SIGMAS * rs_sigma[t_cls][:, None])
         k_local = local[keep]
         k_ds = coords.voxel_to_ds(k_local, f)
         kp_rows.append((t_cls[keep], t_xyz[keep], k_local, k_ds))
@@ -314,7 +266,7 @@ def prepare_store(
         "voxel_spacing": spacing,
         "angstrom_sigma": a_sigma.tolist(),
         "ds_sigma": d_sigma.tolist(),
-        "margin_sigmas": MARGIN_SIGMAS,
+        "margin_sigmas": coords.KEYPOINT_MARGIN_SIGMAS,
         "particles": particles.to_dict(),
         "normalization": {
             "method": settings.normalization,
@@ -339,12 +291,9 @@ class _Resampled:
     """A tomogram resampled to ``spacing`` (in memory), with the fields ``prepare_store`` reads."""
 
     def __init__(self, t, spacing: float) -> None:
-        from cryo3d.resample import needs_resampling, resample_to_spacing
-
         self.name, self.path = t.name, t.path
+        self.data, _ = to_spacing(t.data, float(t.voxel_spacing), spacing)
         self.voxel_spacing = float(spacing)
-        src = float(t.voxel_spacing)
-        self.data = resample_to_spacing(t.data, src, spacing) if needs_resampling(src, spacing) else t.data
         self.shape = tuple(self.data.shape)
 
 
@@ -369,12 +318,11 @@ def _fingerprint(tomograms, picks: Picks, particles: ParticleSet, settings: Stor
 class PatchStore:
     """Read access to a store folder: memory-mapped arrays, random access by patch index.
 
-    Examples
-    --------
-    >>> store = PatchStore("data/store")            # doctest: +SKIP
-    >>> rec = store.record(0)                       # doctest: +SKIP
-    >>> rec["image"].shape, rec["keypoints"].shape  # doctest: +SKIP
-    ((1, 64, 64, 64), (12, 3))
+    Example:
+        >>> store = PatchStore("data/store")            # doctest: +SKIP
+        >>> rec = store.record(0)                       # doctest: +SKIP
+        >>> rec["image"].shape, rec["keypoints"].shape  # doctest: +SKIP
+        ((1, 64, 64, 64), (12, 3))
     """
 
     def __init__(self, path: str | os.PathLike):

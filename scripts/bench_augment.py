@@ -32,7 +32,7 @@ from monai.transforms import RandAffined
 from scipy.ndimage import shift as nd_shift
 
 from cryo3d import coords
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 from cryo3d.heatmap import render_heatmap
 from cryo3d.particles import CZII_PARTICLES
 from cryo3d_transforms import RandKeypointAffined, RenderHeatmapd

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 from cryo3d.coords import ds_sigma
 from cryo3d.heatmap import render_heatmap
 from cryo3d.particles import CZII_PARTICLES

@@ -9,7 +9,7 @@ untrained network of a preset (``--network``, default ``unet-small``).
 
 The timed path is the library's own: ``robust_stats`` + ``normalize``, then
 ``DownsampledSlidingWindowInferer`` (MONAI ``sliding_window_inference``), then
-``find_peaks`` + ``peaks_to_picks``, as in ``cryo3d.inference.pick_tomogram``. An
+``heatmap_to_picks`` (find, select, to Angstrom), as in ``cryo3d.inference.pick_tomogram``. An
 untrained network's heatmap is about its prior (0.01) everywhere, so it has no peaks above
 the threshold; the peak step is therefore also timed on a heatmap rendered from the
 simulator's true particles (what a good model gives), reported on its own line.
@@ -44,22 +44,22 @@ import torch
 from torch import nn
 
 from cryo3d import coords
-from cryo3d.inference import (
-    DownsampledSlidingWindowInferer,
-    InferenceSettings,
+from cryo3d.sliding_window import (
     _padded_shape,
     _tta_ops,
     auto_sw_batch_size,
+    DownsampledSlidingWindowInferer,
+    InferenceSettings,
     parse_sw_batch_size,
     stitch_bytes,
     stitch_fits,
     use_channels_last,
 )
 from cryo3d.networks import build_network, count_parameters
+from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import CZII_PARTICLES
-from cryo3d.peaks import find_peaks, peaks_to_picks
-from cryo3d.resample import needs_resampling, resample_to_spacing
-from cryo3d.store import normalize, robust_stats
+from cryo3d.peak_selection import heatmap_to_picks
+from cryo3d.resample import to_spacing
 
 FULL_SHAPE = (184, 630, 630)
 
@@ -163,11 +163,11 @@ def load_model(a: argparse.Namespace) -> tuple[nn.Module, dict]:
                         "voxel_spacing": a.voxel_spacing}
 
 
-def time_peaks(hm: np.ndarray | torch.Tensor, thr: float, min_dist: np.ndarray, name: str, spacing: float,
-               f: int, cuda: bool) -> tuple[_Timer, int]:
+def time_peaks(hm: np.ndarray | torch.Tensor, thr: float, settings: InferenceSettings, name: str, spacing: float,
+               cuda: bool) -> tuple[_Timer, int]:
     with _Timer(cuda) as t:
-        c, lab, score = find_peaks(hm, thr, min_dist)
-        picks = peaks_to_picks(c, lab, score, name, CZII_PARTICLES, spacing, f)
+        picks = heatmap_to_picks(hm, thr, name, CZII_PARTICLES, spacing, settings.ds_factor,
+                                 settings.min_distance_fraction, settings.cross_class_fraction, where=name)
     return t, len(picks)
 
 
@@ -268,9 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     target = info.get("voxel_spacing")  # a checkpoint trained at another spacing: resample, as predict does
     with _Timer(cuda) as t_norm:
-        if needs_resampling(spacing, target):
-            data = resample_to_spacing(data, spacing, target)
-            spacing = float(target)
+        data, spacing = to_spacing(data, spacing, target)
+        if tuple(data.shape) != shape:
             shape = tuple(data.shape)
             n_windows = count_windows(shape, settings)
         med, sc = robust_stats(data)
@@ -284,8 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not stitch_on_device:
             hm = hm.numpy()
     assert tuple(hm.shape) == (len(CZII_PARTICLES), *coords.ds_shape(shape, f)), hm.shape
-    min_dist = settings.min_distance_fraction * CZII_PARTICLES.radii / (spacing * f)
-    t_pk, n_picks = time_peaks(hm, a.threshold, min_dist, "bench", spacing, f, cuda)
+    t_pk, n_picks = time_peaks(hm, a.threshold, settings, "bench", spacing, cuda)
 
     total = t_norm.wall + t_sw.wall + t_pk.wall
     wps = model.windows / t_sw.wall
@@ -313,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
         gt = render_heatmap(kp, lab, tuple(hm.shape[1:]), sig)
         if stitch_on_device:
             gt = torch.from_numpy(gt).to(device)
-        t_gt, n_gt = time_peaks(gt, a.threshold, min_dist, "bench", spacing, f, cuda)
+        t_gt, n_gt = time_peaks(gt, a.threshold, settings, "bench", spacing, cuda)
         print(f"  (peaks on a heatmap of the {len(truth)} true particles: {t_gt.wall:.2f} s, {n_gt} picks)")
         result["peaks_true_heatmap_s"] = t_gt.wall
     print(f"total:              {total:8.2f} s")

@@ -29,7 +29,8 @@ def main() -> None:
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[k] = str(a.threads)
 
-    from cryo3d.io.picks import read_picks, write_picks_csv
+    from cryo3d.io.pick_formats import read_picks
+    from cryo3d.io.picks_csv import write_picks_csv
     from cryo3d.io.tomogram import read_tomogram, write_mrc
     from cryo3d.particles import CZII_PARTICLES
     from cryo3d.picks import Picks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 
 BACKENDS = ["numpy"] + (["cupy"] if cupy_available() else [])
 
@@ -40,7 +40,7 @@ def copick_project(tmp_path_factory):
     import copick
     from copick.models import PickableObject
 
-    from cryo3d.io.picks import read_picks_csv
+    from cryo3d.io.picks_csv import read_picks_csv
     from cryo3d.io.tomogram import read_tomogram
     from cryo3d.particles import CZII_PARTICLES
     from cryo3d.synth import SynthConfig, synthesize

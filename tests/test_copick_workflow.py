@@ -41,7 +41,7 @@ def test_bundle_trains_from_the_project_with_its_classes_and_ground_truth(predic
 def test_predictions_read_back_with_copick_match_picks_csv(predicted):
     import copick
 
-    from cryo3d.io.picks import read_picks_csv
+    from cryo3d.io.picks_csv import read_picks_csv
 
     config, _, _, pred = predicted
     csv = read_picks_csv(pred / "picks.csv")

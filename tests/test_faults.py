@@ -14,7 +14,8 @@ import pytest
 from cryo3d.cli import main
 from cryo3d.errors import Cryo3DError
 from cryo3d.evaluation import evaluate_files
-from cryo3d.io.picks import validate_picks, write_picks_csv
+from cryo3d.io.pick_validation import validate_picks
+from cryo3d.io.picks_csv import write_picks_csv
 from cryo3d.io.tomogram import read_tomogram, write_mrc
 from cryo3d.particles import CZII_PARTICLES
 from cryo3d.picks import Picks
@@ -83,13 +84,13 @@ def test_a_non_utf8_csv_names_the_file(tmp_path):
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("tomo,class,x,y,z\nTS_\xe9,ribosome,1,2,3\n".encode("latin-1"))
     with pytest.raises(Cryo3DError, match=f"{bad}: not UTF-8"):
-        from cryo3d.io.picks import read_picks_csv
+        from cryo3d.io.picks_csv import read_picks_csv
 
         read_picks_csv(bad)
 
 
 def test_row_numbers_read_the_same_in_the_reader_and_in_validation(tmp_path):
-    from cryo3d.io.picks import read_picks_csv
+    from cryo3d.io.picks_csv import read_picks_csv
 
     path = _csv(tmp_path / "p.csv", "tomo,class,x,y,z\nTS_1,ribosome,1,2,3\n\nTS_1,ribosome,1,x,3\n")
     with pytest.raises(Cryo3DError, match=r"row 2 \(line 4\)"):

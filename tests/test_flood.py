@@ -10,12 +10,13 @@ import torch
 
 from cryo3d import coords
 from cryo3d.heatmap import render_heatmap
-from cryo3d.inference import InferenceSettings, pick_tomogram, warn_unlearned
+from cryo3d.inference import pick_tomogram, warn_unlearned
+from cryo3d.sliding_window import InferenceSettings
 from cryo3d.io.tomogram import Tomogram
 from cryo3d.metrics import UNLEARNED_THRESHOLD
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
-from cryo3d.peaks import max_particles
+from cryo3d.peak_selection import max_particles
 from cryo3d.picks import Picks
 from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.workflows.checkpoint_meta import CheckpointMeta

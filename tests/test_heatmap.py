@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cryo3d.backend import to_numpy
+from cryo3d.array_module import to_numpy
 from cryo3d.heatmap import render_dense_reference, render_heatmap
 
 SIGMAS = np.array([1.0, 1.08, 1.5, 2.5, 2.17, 2.25])

@@ -18,20 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryo3d import coords
-from cryo3d.inference import (
-    DownsampledSlidingWindowInferer,
-    InferenceSettings,
-    load_checkpoint_model,
-    pick_tomogram,
-    predict,
-    predict_heatmap,
-    resample_to_spacing,
-)
-from cryo3d.io.picks import read_copick, read_picks_csv
+from cryo3d.inference import load_checkpoint_model, pick_tomogram, predict
+from cryo3d.sliding_window import DownsampledSlidingWindowInferer, InferenceSettings, predict_heatmap
+from cryo3d.io.copick_picks import read_copick
+from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import Tomogram, write_mrc
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.peaks import find_peaks
+from cryo3d.resample import resample_to_spacing
 
 EPS = 1e-6
 

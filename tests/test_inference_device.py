@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from cryo3d.inference import (
+from cryo3d.inference import pick_tomogram
+from cryo3d.sliding_window import (
+    auto_sw_batch_size,
     CPU_SW_BATCH_SIZE,
-    MAX_SW_BATCH_SIZE,
     DownsampledSlidingWindowInferer,
     InferenceSettings,
-    auto_sw_batch_size,
+    MAX_SW_BATCH_SIZE,
     parse_sw_batch_size,
-    pick_tomogram,
     predict_heatmap,
     prepare_network,
     stitch_bytes,

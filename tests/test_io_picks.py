@@ -8,18 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryo3d.io.picks import (
-    read_copick,
-    read_copick_json,
-    read_picks,
-    read_picks_csv,
-    read_star,
-    validate_picks,
-    write_copick,
-    write_picks,
-    write_picks_csv,
-    write_star,
-)
+from cryo3d.io.copick_picks import read_copick, read_copick_json, write_copick
+from cryo3d.io.pick_formats import read_picks, write_picks
+from cryo3d.io.pick_validation import validate_picks
+from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
+from cryo3d.io.star import read_star, write_star
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.picks import Picks
 

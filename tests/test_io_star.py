@@ -8,7 +8,8 @@ import pytest
 import starfile
 
 from cryo3d.cli import main
-from cryo3d.io.picks import read_picks, read_picks_csv, write_picks_csv
+from cryo3d.io.pick_formats import read_picks
+from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.star import write_star
 from cryo3d.picks import Picks
 

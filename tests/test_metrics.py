@@ -431,7 +431,7 @@ def test_an_unknown_tie_break_raises():
 
 def test_evaluate_scores_by_the_challenge_rule_and_prints_greedy_beside_it(tmp_path):
     from cryo3d.evaluation import evaluate_files
-    from cryo3d.io.picks import write_picks_csv
+    from cryo3d.io.picks_csv import write_picks_csv
 
     gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 80, 0, 0)])
     pred = picks([("t1", "a", 40, 0, 0)], [0.9])

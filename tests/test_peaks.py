@@ -7,20 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 from cryo3d.coords import angstrom_to_ds, ds_shape, ds_sigma
 from cryo3d.heatmap import render_heatmap
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
-from cryo3d.peaks import (
+from cryo3d.peak_selection import (
     PACKING_FRACTION,
-    _box_max,
     cap_per_class,
-    find_peaks,
     max_particles,
-    nms_radius,
     peaks_to_picks,
     suppress_cross_class,
 )
+from cryo3d.peaks import _box_max, find_peaks, nms_radius
 
 SHAPE = (20, 22, 24)
 SIGMAS = [1.0, 1.5, 1.2]

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cryo3d.errors import Cryo3DError
-from cryo3d.io.picks import read_picks_csv
+from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import read_tomogram, write_mrc, write_nifti
 
 EXAMPLES = settings(max_examples=500, deadline=None, database=None, suppress_health_check=list(HealthCheck))

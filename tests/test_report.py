@@ -275,7 +275,7 @@ def test_cli_predict_report_shows_the_picks_and_heatmaps(tmp_path, capsys):
     import torch
 
     from cryo3d.cli import main
-    from cryo3d.io.picks import write_picks_csv
+    from cryo3d.io.picks_csv import write_picks_csv
     from cryo3d.io.tomogram import write_mrc
     from cryo3d.networks import build_network
     from cryo3d.particles import CZII_PARTICLES

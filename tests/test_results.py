@@ -16,7 +16,8 @@ import torch
 
 from cryo3d.errors import Cryo3DError
 from cryo3d.inference import predict
-from cryo3d.io.picks import read_copick, read_picks_csv, write_copick
+from cryo3d.io.copick_picks import read_copick, write_copick
+from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import write_mrc
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES

@@ -11,7 +11,7 @@ PATCH = 32
 
 
 def _load(out):
-    from cryo3d.io.picks import read_picks_csv
+    from cryo3d.io.picks_csv import read_picks_csv
     from cryo3d.io.tomogram import read_tomogram
 
     tomos = [read_tomogram(out / "tomograms" / f"synth_00{i}.mrc") for i in range(2)]

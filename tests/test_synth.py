@@ -78,7 +78,8 @@ def test_ranges_are_drawn_per_tomogram():
 
 def test_synthesize_writes_tomograms_picks_and_copick(small_synth):
     out, man = small_synth
-    from cryo3d.io.picks import read_copick, read_picks_csv
+    from cryo3d.io.copick_picks import read_copick
+    from cryo3d.io.picks_csv import read_picks_csv
     from cryo3d.io.tomogram import read_tomogram
 
     assert len(man["tomograms"]) == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryo3d.backend import cupy_available
+from cryo3d.array_module import cupy_available
 
 pytestmark = pytest.mark.skipif(
     not (cupy_available() and torch.cuda.is_available()), reason="needs CuPy and a CUDA device"

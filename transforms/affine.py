@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from monai.transforms.utils import create_rotate, create_scale, create_shear, create_translate
 
-from cryo3d.backend import get_ndimage, get_xp
+from cryo3d.array_module import get_ndimage, get_xp
 
 __all__ = [
     "compose_affine",

@@ -3,7 +3,7 @@
 A sample's ``image`` may be a NumPy array, a CuPy array, a torch tensor (CPU or CUDA) or
 a MONAI ``MetaTensor``. Every transform in this package works on the array module of
 the data (NumPy/SciPy on the host, CuPy/cupyx on the GPU) and hands back the type it was
-given: torch tensors cross to and from CuPy by DLPack (``cryo3d.backend``), without
+given: torch tensors cross to and from CuPy by DLPack (``cryo3d.array_module``), without
 copies and without a round trip through the host.
 
 Keypoint fields (``keypoints``, ``labels``, ``covariances``) are small and always kept on
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from cryo3d.backend import get_xp, is_cupy_array, to_numpy, torch_to_xp, xp_to_torch
+from cryo3d.array_module import get_xp, is_cupy_array, to_numpy, torch_to_xp, xp_to_torch
 
 __all__ = [
     "image_to_xp",

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from monai.config import KeysCollection
 
-from cryo3d.backend import get_xp
+from cryo3d.array_module import get_xp
 from cryo3d_transforms.arrays import image_to_xp
 from cryo3d_transforms.keypoint_transform import (
     KeypointMapTransform,

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cryo3d import coords
 from cryo3d_transforms.arrays import host_array
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Default border margin in standard deviations of each keypoint's Gaussian.
-DEFAULT_MARGIN_SIGMAS = 3.0
+DEFAULT_MARGIN_SIGMAS = coords.KEYPOINT_MARGIN_SIGMAS
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def isotropic_covariances(labels: np.ndarray, ds_sigma: np.ndarray, ds_factor: i
     Returns:
         float64 ``[K, 3, 3]`` in full-resolution voxels squared.
     """
-    s = np.asarray(ds_sigma, np.float64)[np.asarray(labels, np.int64)] * float(ds_factor)
+    s = coords.ds_to_voxel_length(np.asarray(ds_sigma, np.float64)[np.asarray(labels, np.int64)], ds_factor)
     return (s**2)[:, None, None] * np.eye(3)[None]
 
 
@@ -223,7 +224,7 @@ def keypoint_margins(
     if fields.covariances is not None:
         sd = np.sqrt(np.clip(np.diagonal(fields.covariances, axis1=1, axis2=2), 0.0, None))
     else:
-        sd = np.repeat((np.asarray(ds_sigma)[lab] * ds_factor)[:, None], 3, axis=1)
+        sd = np.repeat(coords.ds_to_voxel_length(np.asarray(ds_sigma)[lab], ds_factor)[:, None], 3, axis=1)
     return float(margin_sigmas) * sd
 
 
@@ -235,6 +236,4 @@ def inside_with_margin(points: np.ndarray, shape: Sequence[int], margins: np.nda
         shape: (Z, Y, X) of the patch.
         margins: ``[K, 3]``, ``[K, 1]`` or a float, full-resolution voxels.
     """
-    n = np.asarray(shape, np.float64)[None, :]
-    m = np.asarray(margins, np.float64)
-    return np.all((points >= -0.5 - m) & (points <= n - 0.5 + m), axis=1)
+    return coords.in_voxel_extent(np.asarray(points), shape, margins)

@@ -43,7 +43,7 @@ import torch
 from monai.data import list_data_collate
 
 from cryo3d import coords
-from cryo3d.backend import to_numpy, torch_to_xp, xp_to_torch
+from cryo3d.array_module import to_numpy, torch_to_xp, xp_to_torch
 from cryo3d.heatmap import DEFAULT_TRUNCATE, render_heatmap
 from cryo3d_transforms.arrays import host_array
 from cryo3d_transforms.keypoints import KeypointKeys, read_keypoints
@@ -212,7 +212,7 @@ def render_batch_heatmap(
         lab = torch_to_xp(labels[b][valid].contiguous())
         cov = None
         if covariances is not None:
-            cov = torch_to_xp(covariances[b][valid].to(torch.float64).contiguous()) / float(ds_factor) ** 2
+            cov = coords.voxel_to_ds_covariance(torch_to_xp(covariances[b][valid].to(torch.float64).contiguous()), ds_factor)
         hm = render_heatmap(coords.voxel_to_ds(kp, ds_factor), lab, shape_ds, sig[b], cov, truncate=truncate)
         out.append(xp_to_torch(hm))
     return torch.stack(out).to(device=keypoints.device, dtype=dtype)
@@ -271,8 +271,7 @@ def box_mask(boxes: torch.Tensor, shape: Sequence[int], scale: int = 1) -> torch
 
 def keypoints_in_boxes(keypoints: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """``[B, K]``: the keypoint's centre lies in its sample's box (voxel extents ``[lo - 0.5, hi - 0.5)``)."""
-    lo = boxes[:, None, 0, :].to(keypoints.dtype) - 0.5
-    hi = boxes[:, None, 1, :].to(keypoints.dtype) - 0.5
+    lo, hi = coords.voxel_extent(boxes[:, None, 0, :].to(keypoints.dtype), boxes[:, None, 1, :].to(keypoints.dtype))
     return torch.all((keypoints >= lo) & (keypoints < hi), dim=-1)
 
 

@@ -57,7 +57,7 @@ def render_sample_heatmap(
     lab_x = keypoints_to_xp(lab, ref)
     cov_x = None
     if covariances is not None:
-        cov_x = keypoints_to_xp(host_array(covariances, np.float64, "covariances", (3, 3)) / float(ds_factor) ** 2, ref)
+        cov_x = keypoints_to_xp(coords.voxel_to_ds_covariance(host_array(covariances, np.float64, "covariances", (3, 3)), ds_factor), ref)
     shape_ds = coords.ds_shape(tuple(spatial_shape), ds_factor)
     hm = render_heatmap(kp_x, lab_x, shape_ds, ds_sigma, cov_x, truncate=truncate)
     return hm if like is None else like_image(hm, like)

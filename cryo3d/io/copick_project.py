@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from cryo3d.io.copick_files import check_one_source, load_copick_file
+from cryo3d.io.omezarr import copick_run_of, read_ome_zarr
+from cryo3d.io.picks_csv import write_picks_csv
 from cryo3d.particles import ParticleClass, ParticleSet
 from cryo3d.picks import Picks
 
@@ -50,12 +53,9 @@ __all__ = [
 def open_project(config: str | os.PathLike | Any) -> Any:
     """The copick root of a config file (``copick.from_file``); a root object passes through.
 
-    Raises
-    ------
-    FileNotFoundError
-        The config file does not exist.
-    ValueError
-        It is not a copick config (naming the file and copick's complaint).
+    Raises:
+        FileNotFoundError: The config file does not exist.
+        ValueError: It is not a copick config (naming the file and copick's complaint).
     """
     if not isinstance(config, (str, os.PathLike)):
         return config
@@ -74,6 +74,13 @@ def open_project(config: str | os.PathLike | Any) -> Any:
 
 def _where(root: Any) -> str:
     return getattr(root, "_cryo3d_config", "copick project")
+
+
+def _the_one(have: list, several: str, none: str) -> Any:
+    """The single element of ``have``; else a ``ValueError``: ``several`` when it holds more, ``none`` when empty."""
+    if len(have) != 1:
+        raise ValueError(several if have else none)
+    return have[0]
 
 
 def project_particles(config: Any) -> ParticleSet:
@@ -131,45 +138,31 @@ def project_tomogram_paths(
 ) -> list[str]:
     """OME-Zarr folders of the chosen runs' tomograms at one spacing and type (run order).
 
-    Parameters
-    ----------
-    config : path or copick root
-    tomo_type : str, optional
-        e.g. ``wbp``, ``denoised``; needed when the runs hold several types.
-    voxel_spacing : float, optional
-        Angstrom per voxel of the tomograms to read (a copick ``VoxelSpacing``); needed when
-        the runs hold several.
-    runs : names, optional
-        Default: every run.
+    Args:
+        config (path or copick root): the project.
+        tomo_type (str, optional): e.g. ``wbp``, ``denoised``; needed when the runs hold several types.
+        voxel_spacing (float, optional): Angstrom per voxel of the tomograms to read (a copick
+            ``VoxelSpacing``); needed when the runs hold several.
+        runs (names, optional): Default: every run.
 
-    Raises
-    ------
-    ValueError
-        Several spacings or types without a choice (listing them), or a run without the
-        chosen tomogram (listing what it has).
+    Raises:
+        ValueError: Several spacings or types without a choice (listing them), or a run without the
+            chosen tomogram (listing what it has).
     """
     root = open_project(config)
     where = _where(root)
     chosen = select_runs(root, runs)
     if voxel_spacing is None:
         have = sorted({vs.voxel_size for r in chosen for vs in r.voxel_spacings if vs.tomograms})
-        if len(have) != 1:
-            raise ValueError(
-                f"{where}: tomograms at {len(have)} voxel spacings {have} Angstrom; choose one "
-                "(--copick-voxel-spacing / copick_voxel_spacing)"
-                if have else f"{where}: no run holds a tomogram"
-            )
-        voxel_spacing = have[0]
+        voxel_spacing = _the_one(
+            have, f"{where}: tomograms at {len(have)} voxel spacings {have} Angstrom; choose one "
+            "(--copick-voxel-spacing / copick_voxel_spacing)", f"{where}: no run holds a tomogram")
     if tomo_type is None:
         have_t = sorted({t.tomo_type for r in chosen for vs in r.voxel_spacings
                          if np.isclose(vs.voxel_size, voxel_spacing) for t in vs.tomograms})
-        if len(have_t) != 1:
-            raise ValueError(
-                f"{where}: {len(have_t)} tomogram types {have_t} at {voxel_spacing} Angstrom; choose one "
-                "(--tomo-type / tomo_type)"
-                if have_t else f"{where}: no tomogram at voxel spacing {voxel_spacing} Angstrom"
-            )
-        tomo_type = have_t[0]
+        tomo_type = _the_one(
+            have_t, f"{where}: {len(have_t)} tomogram types {have_t} at {voxel_spacing} Angstrom; choose one "
+            "(--tomo-type / tomo_type)", f"{where}: no tomogram at voxel spacing {voxel_spacing} Angstrom")
     out = []
     for r in chosen:
         vs = r.get_voxel_spacing(float(voxel_spacing))
@@ -191,7 +184,6 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
     The voxel spacing is the OME-Zarr scale (checked against the copick spacing: a mismatch
     is an error, since one of them is wrong). Selection as in :func:`project_tomogram_paths`.
     """
-    from cryo3d.io.omezarr import copick_run_of, read_ome_zarr
 
     root = open_project(config)
     paths = project_tomogram_paths(root, tomo_type, voxel_spacing, runs)
@@ -230,27 +222,19 @@ def project_picks(
 ) -> Picks:
     """Picks of one user and session in the chosen runs, through copick's API.
 
-    Parameters
-    ----------
-    user_id, session_id : str, optional
-        Which picks; may be left out only when the matching picks are of one user (one
-        session).
-    runs : names, optional
-        Default: every run.
-    objects : names, optional
-        Default: every particle object of the project.
-    user_option, session_option : str
-        How the caller names the two selectors (in the error message).
-    allow_empty : bool
-        If False, no matching picks at all is an error.
+    Args:
+        user_id, session_id (str, optional):
+            Which picks; may be left out only when the matching picks are of one user (one
+            session).
+        runs (names, optional): Default: every run.
+        objects (names, optional): Default: every particle object of the project.
+        user_option, session_option (str): How the caller names the two selectors (in the error message).
+        allow_empty (bool): If False, no matching picks at all is an error.
 
-    Returns
-    -------
-    Picks
-        Tomogram = run name, class = object, centre = location + translation (Angstrom),
-        score; ``extra`` holds ``user_id``, ``session_id`` and ``instance_id``.
+    Returns:
+        Picks: Tomogram = run name, class = object, centre = location + translation (Angstrom),
+            score; ``extra`` holds ``user_id``, ``session_id`` and ``instance_id``.
     """
-    from cryo3d.io.copick_files import check_one_source
 
     root = open_project(config)
     where = _where(root)
@@ -290,7 +274,6 @@ def _to_picks(cp: Any, where: str) -> Picks:
     n = len(xyz)
     path = getattr(cp, "path", None)
     if n == 0 and isinstance(path, str) and os.path.isfile(path):
-        from cryo3d.io.copick_files import load_copick_file
 
         load_copick_file(path)  # copick reads a file without 'points' as empty: that is an error here
     bad = ~(np.isfinite(xyz).all(axis=1) & np.isfinite(score))
@@ -350,19 +333,13 @@ def write_project_picks(
     ``overwrite`` is False: the error names them. Picks of other users or sessions are
     never touched.
 
-    Parameters
-    ----------
-    picks : Picks
-        Tomogram names must be runs of the project, classes its objects.
-    runs : names, optional
-        The runs searched (default: the runs in ``picks``).
-    objects : names, optional
-        The objects searched (default: the particle objects of the project).
+    Args:
+        picks (Picks): Tomogram names must be runs of the project, classes its objects.
+        runs (names, optional): The runs searched (default: the runs in ``picks``).
+        objects (names, optional): The objects searched (default: the particle objects of the project).
 
-    Returns
-    -------
-    list of str
-        ``<run>/<user>_<session>_<object>`` of every pick set written.
+    Returns:
+        list of str: ``<run>/<user>_<session>_<object>`` of every pick set written.
     """
     root = open_project(config)
     where = _where(root)
@@ -401,11 +378,9 @@ def training_inputs(
     ``dataset_dir/ground_truth_<user>_<session>.csv`` (the picks table), which the
     validation metric reads.
 
-    Returns
-    -------
-    (tomograms by name, picks, particles, ground-truth CSV path)
+    Returns:
+        (tomograms by name, picks, particles, ground-truth CSV path).
     """
-    from cryo3d.io.picks import write_picks_csv
 
     root = open_project(config)
     particles = project_particles(root)

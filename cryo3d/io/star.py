@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryo3d import coords
 from cryo3d.io.atomic import atomic_path
 from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES, tomogram_name
 from cryo3d.particles import ParticleSet
@@ -140,10 +141,17 @@ def _optics_spacing(blocks: dict, df, where: str) -> np.ndarray | None:
     return np.array([table[g] for g in group.tolist()], dtype=np.float64)
 
 
+def _per_spacing(convert, xyz: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """``convert(rows, s)`` (a :mod:`cryo3d.coords` pixel <-> Angstrom conversion) applied to each spacing's rows."""
+    out = np.empty(xyz.shape, dtype=np.float64)
+    for s in dict.fromkeys(spacing.tolist()):
+        sel = spacing == s
+        out[sel] = convert(xyz[sel], s)
+    return out
+
+
 def _pixel_spacing(voxel_spacing: Spacing | None, optics: np.ndarray | None, tomo: np.ndarray, where: str) -> np.ndarray:
     """Per-particle Angstrom per pixel: the argument wins over the optics table (warning when they differ)."""
-    from cryo3d.coords import check_voxel_spacing
-
     if voxel_spacing is None:
         if optics is None:
             raise ValueError(
@@ -155,10 +163,10 @@ def _pixel_spacing(voxel_spacing: Spacing | None, optics: np.ndarray | None, tom
         missing = sorted(set(tomo.tolist()) - set(voxel_spacing))
         if missing:
             raise ValueError(f"{where}: no voxel spacing for tomogram(s) {missing}; the mapping has {sorted(voxel_spacing)}")
-        per = np.array([check_voxel_spacing(voxel_spacing[t], where=f"{where}: voxel spacing of {t!r}")
+        per = np.array([coords.check_voxel_spacing(voxel_spacing[t], where=f"{where}: voxel spacing of {t!r}")
                         for t in tomo.tolist()], dtype=np.float64)
     else:
-        per = np.full(len(tomo), check_voxel_spacing(voxel_spacing, where=f"{where}: voxel_spacing"))
+        per = np.full(len(tomo), coords.check_voxel_spacing(voxel_spacing, where=f"{where}: voxel_spacing"))
     if optics is not None and not np.allclose(per, optics, rtol=1e-6, atol=0):
         warnings.warn(
             f"{where}: the given voxel spacing ({np.unique(per).tolist()} A) differs from the file's "
@@ -199,31 +207,23 @@ def read_star(
 ) -> Picks:
     """Read picks from a RELION STAR file (labels and conventions: module docstring).
 
-    Parameters
-    ----------
-    path : path-like
-        STAR file with a particles loop.
-    voxel_spacing : float or mapping of tomogram name -> float, optional
-        Angstrom per pixel of ``_rlnCoordinateX/Y/Z`` (RELION 4); else the optics table's
-        ``_rlnTomoTiltSeriesPixelSize``.
-    particles : ParticleSet, optional
-        Maps ``_rlnClassNumber`` k (1-based) onto ``particles.names[k - 1]``.
-    class_name : str, optional
-        Class of every row when the file has no class column.
-    tomogram_sizes : mapping of tomogram name -> (X, Y, Z) Angstrom, optional
-        Tomogram extents for RELION 5 centred coordinates (centre = size / 2).
+    Args:
+        path (path-like): STAR file with a particles loop.
+        voxel_spacing (float or mapping of tomogram name -> float, optional):
+            Angstrom per pixel of ``_rlnCoordinateX/Y/Z`` (RELION 4); else the optics table's
+            ``_rlnTomoTiltSeriesPixelSize``.
+        particles (ParticleSet, optional): Maps ``_rlnClassNumber`` k (1-based) onto ``particles.names[k - 1]``.
+        class_name (str, optional): Class of every row when the file has no class column.
+        tomogram_sizes (mapping of tomogram name -> (X, Y, Z) Angstrom, optional):
+            Tomogram extents for RELION 5 centred coordinates (centre = size / 2).
 
-    Returns
-    -------
-    Picks
-        Centres ``(x, y, z)`` in Angstrom.
+    Returns:
+        Picks: Centres ``(x, y, z)`` in Angstrom.
 
-    Raises
-    ------
-    ValueError
-        Unreadable file, no particles loop, a missing label, a value that is no finite
-        number (naming file, row and label), pixels without a pixel size, centred
-        coordinates without tomogram sizes, an unknown class number.
+    Raises:
+        ValueError: Unreadable file, no particles loop, a missing label, a value that is no finite
+            number (naming file, row and label), pixels without a pixel size, centred
+            coordinates without tomogram sizes, an unknown class number.
     """
     p = Path(path)
     if not p.exists():
@@ -249,7 +249,8 @@ def read_star(
             xyz = rel + centres
         elif set(_PIXEL) <= cols:
             pix = np.stack([_numbers(df, c, where, "a finite number of pixels") for c in _PIXEL], axis=-1)
-            xyz = pix * _pixel_spacing(voxel_spacing, _optics_spacing(blocks, df, where), tomo, where)[:, None]
+            xyz = _per_spacing(coords.voxel_xyz_to_angstrom, pix,
+                               _pixel_spacing(voxel_spacing, _optics_spacing(blocks, df, where), tomo, where))
         else:
             missing = sorted(set(tomo.tolist()) - set(tomogram_sizes or {}))
             raise ValueError(
@@ -330,7 +331,7 @@ def write_star(
             "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups.values()],
             "rlnTomoTiltSeriesPixelSize": list(groups),
         })
-        pix = picks.xyz / per[:, None]
+        pix = _per_spacing(coords.angstrom_to_voxel_xyz, picks.xyz, per)
         data.update({c: pix[:, i] for i, c in enumerate(_PIXEL)})
         data["rlnOpticsGroup"] = [groups[s] for s in per.tolist()]
     if tomogram_sizes is not None:

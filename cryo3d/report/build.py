@@ -83,7 +83,7 @@ def load_heatmaps(folder: str | os.PathLike, volumes: Sequence[Any], particles: 
             if not p.exists():
                 continue
             h = read_tomogram(p)
-            f = h.voxel_spacing / float(v.voxel_spacing)
+            f = coords.ds_factor_between(h.voxel_spacing, v.voxel_spacing)
             if abs(f - round(f)) > 1e-3 or round(f) < 1:
                 warnings.warn(f"{p}: voxel spacing {h.voxel_spacing} A is not a whole multiple of the tomogram's "
                               f"{v.voxel_spacing} A; heatmap not shown", stacklevel=2)

@@ -13,7 +13,7 @@ __all__ = ["add_report_parsers", "report_files", "checkpoint_particles", "cmd_re
 
 def _read_picks(path: str, vols: Sequence[Any], particles: Any) -> Any:
     """A picks file; STAR gets the tomograms' spacings and sizes (pixels, RELION 5 centring)."""
-    from cryo3d.io.picks import read_picks
+    from cryo3d.io.pick_formats import read_picks
 
     if str(path).lower().endswith(".star"):
         return read_picks(path, voxel_spacing={v.name: float(v.voxel_spacing) for v in vols}, particles=particles,

@@ -13,7 +13,7 @@ Three groups, kept apart on purpose:
   cage) draws hollow variants (thin and thick shells, with or without a core, bumpy,
   ellipsoidal, randomly knobbed); any other class draws filled ones (ellipsoids, random-blob unions,
   harmonic-perturbed spheres, elongated bodies, symmetric lobes). The class's own legacy
-  shape (:mod:`cryo3d.shapes`) is one more variant. So a model learns "a hollow or filled
+  shape (:mod:`cryo3d.synth.shapes`) is one more variant. So a model learns "a hollow or filled
   blob of this size", not one exact shape.
 * **held-out families** (:data:`HELD_OUT`): protein- and virus-like shapes that only the
   ``ood`` and ``crowded12`` presets render (capsomer shells, subunit cages, rods,
@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from cryo3d.shapes import SHAPES
+from cryo3d.synth.shapes import SHAPES
 
 Params = dict[str, np.ndarray]
 
@@ -331,7 +331,7 @@ def _twisted_dimer(p, prm, e):
 
 
 def _legacy(name: str) -> Family:
-    """A class's own shape from :mod:`cryo3d.shapes` (radius 1), as a family without parameters."""
+    """A class's own shape from :mod:`cryo3d.synth.shapes` (radius 1), as a family without parameters."""
     sdf = SHAPES[name]
     hollow = name in ("shell", "thick_shell")
     return Family(f"own:{name}", hollow, False, _no_params, lambda p, prm, e: solid(sdf(p, 1.0), e), cost=6)

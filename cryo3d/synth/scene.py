@@ -76,7 +76,7 @@ class Scene:
         self.obstacles: list[Obstacle] = []
         self.balls = np.zeros((0, 3))
         self.ball_r = np.zeros(0)
-        self.gap = MIN_GAP / self.spacing
+        self.gap = float(length_to_voxels(MIN_GAP, self.spacing))
         #: Voxels left out of the signal variance that sets the SNR (carbon: its grain would
         #: otherwise drown the particles in noise); None: all voxels count.
         self.not_reference: np.ndarray | None = None

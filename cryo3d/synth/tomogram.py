@@ -9,7 +9,7 @@ import numpy as np
 from cryo3d.coords import voxel_to_angstrom
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
-from cryo3d.shapes import random_rotations
+from cryo3d.synth.shapes import random_rotations
 from cryo3d.synth import families as fam
 from cryo3d.synth.config import SynthConfig, draw
 from cryo3d.synth.imaging import image
@@ -60,27 +60,20 @@ def simulate_tomogram(
 ) -> tuple[np.ndarray, Picks, dict]:
     """Simulate one tomogram.
 
-    Parameters
-    ----------
-    config : SynthConfig
-        Settings (ranges are drawn with ``default_rng([config.seed, index])``).
-    index : int
-        Tomogram number (sets the random stream and the default name ``synth_{index:03d}``).
-    particles : ParticleSet, optional
-        Classes to place (default: the config's ``particle_set``); each class's ``shape`` is
-        its own shape (rendered as is with ``variants="fixed"``) and sets its kind, hollow
-        or filled, for the randomised variants.
-    name : str, optional
-        Tomogram name written into the picks.
+    Args:
+        config (SynthConfig): Settings (ranges are drawn with ``default_rng([config.seed, index])``).
+        index (int): Tomogram number (sets the random stream and the default name ``synth_{index:03d}``).
+        particles (ParticleSet, optional):
+            Classes to place (default: the config's ``particle_set``); each class's ``shape`` is
+            its own shape (rendered as is with ``variants="fixed"``) and sets its kind, hollow
+            or filled, for the randomised variants.
+        name (str, optional): Tomogram name written into the picks.
 
-    Returns
-    -------
-    volume : float32 ``[z, y, x]``
-    picks : Picks
-        True centres ``(x, y, z)`` in Angstrom.
-    params : dict
-        The values drawn for this tomogram (spacing, SNR, wedge, ..., particle counts and
-        the shape variants drawn per class), for the manifest.
+    Returns:
+        ``(volume, picks, params)``: ``volume`` float32 ``[z, y, x]``; ``picks`` the true
+        centres ``(x, y, z)`` in Angstrom; ``params`` (dict) the values drawn for this
+        tomogram (spacing, SNR, wedge, ..., particle counts and the shape variants drawn per
+        class), for the manifest.
     """
     particles = particles if particles is not None else config.particles()
     rng = np.random.default_rng([int(config.seed), int(index)])

@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from cryo3d.io.atomic import write_json_atomic
+from cryo3d.io.copick_picks import write_copick
+from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
+from cryo3d.io.tomogram import write_mrc
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.synth.config import SynthConfig
@@ -36,20 +40,14 @@ def synthesize(
     ``manifest.json`` (preset, config, particle set and each tomogram's drawn parameters;
     the training bundle reads its particle set from there).
 
-    Parameters
-    ----------
-    particles : ParticleSet, optional
-        Classes to simulate; default: the config's built-in ``particle_set`` (the 6 CZII
-        classes, or the preset's own set for ``ood`` and ``crowded12``).
+    Args:
+        particles (ParticleSet, optional):
+            Classes to simulate; default: the config's built-in ``particle_set`` (the 6 CZII
+            classes, or the preset's own set for ``ood`` and ``crowded12``).
 
-    Returns
-    -------
-    dict
-        The manifest.
+    Returns:
+        dict: The manifest.
     """
-    from cryo3d.io.picks import read_picks_csv, write_copick, write_picks_csv
-    from cryo3d.io.tomogram import write_mrc
-
     config = config or SynthConfig()
     particles = particles if particles is not None else config.particles()
     out = Path(out_dir)
@@ -67,8 +65,6 @@ def synthesize(
     names = [f"{prefix}_{i:03d}" for i in range(start_index, start_index + n_tomograms)]
     it = enumerate(names, start=start_index)
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(list(it), desc="synth", unit="tomo")
     for i, name in it:
         mrc, csv = out / "tomograms" / f"{name}.mrc", out / "picks" / f"{name}.csv"

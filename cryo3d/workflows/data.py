@@ -21,7 +21,7 @@ import torch
 
 from cryo3d.dataset import split_tomograms
 from cryo3d.io.copick_project import training_inputs
-from cryo3d.io.picks import read_picks
+from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
 from cryo3d.networks import build_network
 from cryo3d.resolution import choose_geometry, parse_spacing_key

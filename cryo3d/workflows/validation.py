@@ -20,8 +20,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from cryo3d.io.tomogram import read_tomogram
 from cryo3d.metric_ignite import ParticleFBeta
-from cryo3d.resample import needs_resampling, resample_to_spacing
-from cryo3d.store import NORM_CLIP, normalize, robust_stats
+from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
+from cryo3d.resample import to_spacing
 
 logger = logging.getLogger("cryo3d")
 
@@ -44,9 +44,7 @@ class ValidationTomograms(torch.utils.data.Dataset):
         self.volumes: list[torch.Tensor] = []
         for p in paths:
             t = read_tomogram(p)
-            data, sp = t.data, float(t.voxel_spacing)
-            if needs_resampling(sp, voxel_spacing):
-                data, sp = resample_to_spacing(data, sp, voxel_spacing), float(voxel_spacing)
+            data, sp = to_spacing(t.data, float(t.voxel_spacing), voxel_spacing)
             med, sc = robust_stats(data)
             self.volumes.append(torch.from_numpy(normalize(data, med, sc, NORM_CLIP))[None])
             self.names.append(t.name)

@@ -19,11 +19,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from cryo3d.dataset import split_tomograms
-from cryo3d.inference import InferenceSettings, load_checkpoint_model, pick_tomogram
-from cryo3d.io.picks import read_picks
+from cryo3d.inference import load_checkpoint_model, pick_tomogram
+from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import Tomogram, find_tomograms, read_tomogram, tomogram_name
 from cryo3d.particles import ParticleSet
-from cryo3d.resample import needs_resampling, resample_to_spacing
+from cryo3d.resample import to_spacing
+from cryo3d.sliding_window import InferenceSettings
 from cryo3d.synth import SynthConfig, synthesize
 from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.workflows.experiments.handlers import checkpoint_paths
@@ -114,12 +115,8 @@ def _load_tomograms(paths: Sequence[str], spacing: float) -> list[Any]:
     out = []
     for p in paths:
         t = read_tomogram(p)
-        if needs_resampling(float(t.voxel_spacing), spacing):
-            t = Tomogram(t.name, resample_to_spacing(np.asarray(t.data), float(t.voxel_spacing), spacing),
-                         float(spacing), t.path)
-        else:
-            t = Tomogram(t.name, np.asarray(t.data), float(t.voxel_spacing), t.path)
-        out.append(t)
+        data, sp = to_spacing(np.asarray(t.data), float(t.voxel_spacing), spacing)
+        out.append(Tomogram(t.name, data, sp, t.path))
     return out
 
 
