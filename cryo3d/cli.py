@@ -1,161 +1,58 @@
-"""The ``cryo3d`` command: ``synth``, ``prepare``, ``evaluate`` (and more as they land).
+"""The ``cryo3d`` command line: every command's parser, and running the one asked for.
 
-Run ``cryo3d <command> --help`` for each command's options.
+Run ``cryo3d <command> --help`` for each command's options. This module builds parsers
+only (argparse); a command's work is the ``run`` of its module in :mod:`cryo3d.commands`
+(or its workflow's command module), imported when that command runs (:class:`Command`):
+so each command module imports its dependencies at its top, and ``cryo3d --help`` or a
+light command never waits for torch, MONAI, copick or matplotlib.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
-def cmd_synth(a: argparse.Namespace) -> int:
-    from cryo3d.particles import load_particles
-    from cryo3d.synth import SynthConfig, synthesize
-
-    over = dict(seed=a.seed)
-    if a.shape:
-        over["shape"] = tuple(a.shape)
-    for key in ("voxel_spacing", "snr", "tilt_range", "particles_per_class", "defocus_um"):
-        v = getattr(a, key)
-        if v is not None:
-            over[key] = v[0] if len(v) == 1 else tuple(v)
-    cfg = SynthConfig.preset(a.preset, **over)
-    particles = load_particles(a.particles) if a.particles else None  # None: the preset's own set
-    man = synthesize(a.out, a.n, cfg, particles, prefix=a.prefix, overwrite=a.overwrite, progress=not a.quiet)
-    n = sum(sum(t["counts"].values()) for t in man["tomograms"])
-    print(f"wrote {len(man['tomograms'])} tomograms with {n} particles of {len(man['particles']['classes'])} "
-          f"classes (preset {man['preset']}) to {a.out} (tomograms/, picks.csv, copick/, manifest.json)")
-    return 0
+from cryo3d.workflows.bundle_commands import add_bundle_parsers
+from cryo3d.workflows.tuning.command import add_tune_parser
 
 
-def cmd_prepare(a: argparse.Namespace) -> int:
-    from cryo3d.io.pick_formats import read_picks
-    from cryo3d.io.tomogram import find_tomograms, read_tomogram
-    from cryo3d.particles import ParticleSet, load_particles
-    from cryo3d.store import StoreSettings, prepare_store
+class Command:
+    """A command's function, imported from its module when the command runs.
 
-    tomo_specs, picks_path, particles_path = a.tomograms, a.picks, a.particles
-    if a.copick_config:  # a copick project: tomograms, ground truth and classes from it
-        from cryo3d.copick_commands import prepare_inputs
+    Args:
+        module: the module that holds it, e.g. ``"cryo3d.commands.predict"``.
+        name: the function, called with the parsed arguments (default ``run``).
+    """
 
-        tomos, picks, particles = prepare_inputs(a)
-    elif a.data:
-        d = Path(a.data)
-        tomo_specs = tomo_specs or [str(d / "tomograms")]
-        picks_path = picks_path or str(d / "picks.csv")
-        if particles_path is None and (d / "manifest.json").exists():
-            import json
+    def __init__(self, module: str, name: str = "run") -> None:
+        self.module, self.name = module, name
 
-            particles = ParticleSet.from_dict(json.loads((d / "manifest.json").read_text())["particles"])
-        else:
-            particles = load_particles(particles_path)
-    else:
-        particles = load_particles(particles_path)
-    if not a.copick_config:
-        if not tomo_specs or not picks_path:
-            from cryo3d.errors import Cryo3DError
-
-            raise Cryo3DError("give --data FOLDER (synth layout), both --tomograms and --picks, or --copick-config")
-        from cryo3d.io.copick_project import tomogram_sizes
-
-        tomos = [read_tomogram(f, voxel_spacing=a.voxel_spacing) for f in find_tomograms(tomo_specs)]
-        spacings = sorted({float(t.voxel_spacing) for t in tomos})
-        if a.target_spacing is None and len(spacings) > 1:  # e.g. the default synth preset draws one per tomogram
-            a.target_spacing = spacings[0]
-            print(f"prepare: the tomograms have voxel spacings {spacings[0]:g}-{spacings[-1]:g} A; resampling them "
-                  f"all to the finest, {spacings[0]:g} A (choose with --target-spacing)", file=sys.stderr)
-        picks = read_picks(picks_path, voxel_spacing=a.picks_voxel_spacing or a.voxel_spacing, particles=particles,
-                           class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos))
-    settings = StoreSettings(
-        patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
-        stride=a.stride if len(a.stride) == 3 else a.stride[0],
-        ds_factor=a.ds_factor,
-        precompute_heatmaps=a.precompute_heatmaps,
-        normalization=a.normalization,
-        voxel_spacing=a.target_spacing,
-    )
-    man = prepare_store(tomos, picks, particles, a.out, settings, overwrite=a.overwrite, progress=not a.quiet,
-                        source=str(picks_path or a.copick_config))
-    print(f"store {a.out}: {man['n_patches']} patches of {man['patch_size']} voxels, "
-          f"{man['n_keypoints']} keypoint rows, ds_factor {man['ds_factor']}")
-    return 0
-
-
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    from cryo3d.copick_commands import evaluate_inputs
-    from cryo3d.evaluation import evaluate_files
-
-    pred, gt, particles, runs = evaluate_inputs(a)  # files, or a copick project's picks by user and session
-    to_file = a.json not in (None, "-")
-    rep = evaluate_files(pred, gt, particles=particles, beta=a.beta, distance_multiplier=a.distance_multiplier,
-                         matching=a.matching, sweep=a.sweep, tomograms=runs, output_json=a.json if to_file else None,
-                         labels=(a.pred, a.gt))
-    if a.json == "-":  # --json alone: the result as JSON on stdout (and nothing else there)
-        import json
-
-        from cryo3d.io.atomic import json_default
-
-        print(json.dumps({k: v for k, v in rep.items() if k != "text"}, indent=2, default=json_default))
-    else:
-        print(rep["text"])
-    if a.report:
-        from cryo3d.report.commands import report_files
-
-        index = report_files(a.report, a.report_tomograms or [], pred, gt=gt, particles=particles)
-        print(f"wrote {index} (open it in a browser)", file=sys.stderr if a.json == "-" else sys.stdout)
-    return 0
-
+    def __call__(self, a: argparse.Namespace) -> Any:
+        return getattr(importlib.import_module(self.module), self.name)(a)
 
 def _sw_batch_size(value: str) -> int | str:
     """``--sw-batch-size``: a positive int or ``auto``."""
-    from cryo3d.sliding_window import parse_sw_batch_size
-
     try:
-        return parse_sw_batch_size(value)
+        return Command("cryo3d.sliding_window", "parse_sw_batch_size")(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("sw_batch_size: ")) from None
 
 
-def cmd_predict(a: argparse.Namespace) -> int:
-    from cryo3d.inference import predict
-    from cryo3d.io.tomogram import find_tomograms
-
-    thr = None
-    if a.threshold is not None:
-        thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
-    if a.copick_config:  # tomograms from the project; refuse now, not after inference, to overwrite picks
-        from cryo3d.copick_commands import check_predictions_writable, predict_tomograms, write_predictions
-
-        paths = predict_tomograms(a)
-        check_predictions_writable(a, paths)
-    elif not a.tomograms:
-        raise ValueError("predict: give tomogram files, folders or globs, or --copick-config")
-    else:
-        paths = find_tomograms(a.tomograms)
-    picks = predict(
-        a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
-        tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
-        write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
-        force=a.force, compile=a.compile,
-    )
-    import os
-
-    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 merges and writes; the others did their share
-        return 0
-    print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
-    if a.copick_config:
-        written = write_predictions(a, picks, paths)
-        print(f"wrote {len(written)} pick sets into {a.copick_config} as user {a.user_id!r}, session {a.session_id!r}")
-    if a.report:
-        from cryo3d.report.commands import checkpoint_particles, report_files
-
-        index = report_files(str(Path(a.out) / "report"), paths, picks, gt=a.report_gt,
-                             heatmaps=str(Path(a.out) / "heatmaps") if a.write_heatmaps else None,
-                             particles=checkpoint_particles(a.checkpoint), voxel_spacing=a.voxel_spacing)
-        print(f"wrote {index} (open it in a browser)")
-    return 0
+def add_project_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
+    """``--copick-config`` and the selectors of tomograms (and ground truth when ``gt``)."""
+    g = p.add_argument_group("copick project")
+    g.add_argument("--copick-config", help="a copick project's config JSON: tomograms (OME-Zarr), picks and "
+                   "particle classes (pickable_objects) come from it")
+    g.add_argument("--tomo-type", help="copick tomogram type, e.g. wbp (default: the project's only one)")
+    g.add_argument("--copick-voxel-spacing", type=float, metavar="A",
+                   help="copick voxel spacing of the tomograms to read (default: the project's only one)")
+    g.add_argument("--runs", nargs="+", help="copick runs to use (default: all)")
+    if gt:
+        g.add_argument("--gt-user", help="copick user of the ground-truth picks (default: the only one)")
+        g.add_argument("--gt-session", help="copick session of the ground-truth picks (default: the only one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
         "train (MONAI bundle), predict and evaluate. Coordinates are (x, y, z) in Angstrom.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from cryo3d.copick_commands import add_project_options
-
     s = sub.add_parser("synth", help="simulate tomograms with known particles (the built-in data)",
                        description="Simulate cryo-ET-like tomograms (missing wedge, CTF band-pass, noise, "
                        "membranes, gold) with particles of several classes; write MRC, picks.csv, copick JSON.")
@@ -188,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefix", default="synth", help="tomogram name prefix (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="redo tomograms already in the folder")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_synth)
+    s.set_defaults(func=Command("cryo3d.commands.synth"))
 
     s = sub.add_parser("prepare", help="cut tomograms and picks into a patch store",
                        description="Cut tomograms into overlapping patches with their keypoints "
@@ -212,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z (default: --voxel-spacing, else the file's optics)")
     s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
     add_project_options(s)
-    s.set_defaults(func=cmd_prepare)
+    s.set_defaults(func=Command("cryo3d.commands.prepare"))
 
     s = sub.add_parser("predict", help="pick particles in whole tomograms with a trained checkpoint",
                        description="Sliding-window inference (the training patch as window, Gaussian blending), "
@@ -244,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--report", action="store_true", help="also write an HTML report to OUT/report/index.html")
     s.add_argument("--report-gt", help="ground-truth picks for the report (colours picks by outcome)")
-    s.set_defaults(func=cmd_predict)
+    s.set_defaults(func=Command("cryo3d.commands.predict"))
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
                        description="Per-class precision, recall and F-beta, scored exactly as the CZII "
@@ -274,18 +169,44 @@ def build_parser() -> argparse.ArgumentParser:
                    "--tomograms) to DIR/index.html")
     s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
                    help="tomogram files, folders or globs to show in the report")
-    s.set_defaults(func=cmd_evaluate)
-
-    from cryo3d.workflows.tuning.command import add_tune_parser
+    s.set_defaults(func=Command("cryo3d.commands.evaluate"))
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
-    from cryo3d.report.commands import add_report_parsers
-
     add_report_parsers(sub)  # cryo3d report, cryo3d view
-    from cryo3d.workflows.bundle_commands import add_bundle_parsers
-
     add_bundle_parsers(sub)  # cryo3d train, cryo3d bundle-path
     return p
+
+
+def add_report_parsers(sub: Any) -> None:
+    """Add ``report`` and ``view`` to the ``cryo3d`` sub-command parsers."""
+    s = sub.add_parser(
+        "report", help="write an HTML report (slabs with picks, gallery, curves, confusion) to open in a browser",
+        description="Render tomograms and their picks into a folder with a static index.html and its PNGs "
+        "(no server, no internet): z-slabs and x-z / y-z views with picks as circles of the particle radius "
+        "(coloured by outcome against --gt: true positive, false positive, missed; else by class), a gallery "
+        "of the top picks, worst false positives and misses, per-class precision-recall, F-beta against "
+        "threshold, score histograms and the class confusion.")
+    s.add_argument("tomograms", nargs="+", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz)")
+    s.add_argument("picks", help="picks: CSV (tomo,class,x,y,z[,score] in Angstrom), copick JSON or root, or STAR")
+    s.add_argument("--gt", help="ground-truth picks (same formats): colour picks by outcome")
+    s.add_argument("--heatmaps", help="folder of heatmaps from cryo3d predict --write-heatmaps (<tomo>_<class>.mrc)")
+    s.add_argument("--out", required=True, help="report folder (created, or replaced if it holds a report)")
+    s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: the 6 CZII classes)")
+    s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
+    s.add_argument("--threshold", type=float, nargs="+",
+                   help="show picks with score at or above this (one, or one per class); curves use every pick")
+    s.set_defaults(func=Command("cryo3d.commands.report"))
+
+    s = sub.add_parser("view", help="open a tomogram with picks and ground truth in napari (optional extra)",
+                       description="napari layers: the tomogram (Angstrom world units), picks and ground truth as "
+                       "points sized by the particle radius and coloured by class. Needs napari "
+                       "(pip install 'cryo3d[view]') and a display.")
+    s.add_argument("tomogram", help="a tomogram file")
+    s.add_argument("--picks", help="predicted picks file")
+    s.add_argument("--gt", help="ground-truth picks file")
+    s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
+    s.add_argument("--voxel-spacing", type=float, help="override the tomogram's voxel spacing (Angstrom)")
+    s.set_defaults(func=Command("cryo3d.commands.report", "run_view"))
 
 
 def failure_message(e: BaseException) -> str | None:
@@ -319,8 +240,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cryo3d``. Expected failures print one line ``cryo3d CMD: error: ...`` and return 2;
     ``--debug`` (anywhere on the line) shows the traceback instead."""
-    import warnings
-
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [x for x in argv if x != "--debug"]

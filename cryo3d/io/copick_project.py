@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from cryo3d import coords
 from cryo3d.io.copick_files import check_one_source, load_copick_file
 from cryo3d.io.omezarr import copick_run_of, read_ome_zarr
 from cryo3d.io.picks_csv import write_picks_csv
@@ -207,7 +208,7 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
 
 def tomogram_sizes(tomograms: Iterable[Any]) -> dict[str, tuple[float, float, float]]:
     """``{name: (X, Y, Z)}`` extents in Angstrom (shape x spacing), as RELION 5 centring needs."""
-    return {t.name: tuple(float(n) * float(t.voxel_spacing) for n in t.shape[::-1]) for t in tomograms}
+    return {t.name: tuple(float(coords.voxels_to_length(n, t.voxel_spacing)) for n in t.shape[::-1]) for t in tomograms}
 
 
 def project_picks(

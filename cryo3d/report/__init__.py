@@ -7,7 +7,7 @@ Modules: :mod:`~cryo3d.report.outcomes` (TP / FP / missed, confusion),
 :mod:`~cryo3d.report.slabs` (array side), :mod:`~cryo3d.report.rendering` (tomogram
 images), :mod:`~cryo3d.report.curves` (curves), :mod:`~cryo3d.report.page` (HTML),
 :mod:`~cryo3d.report.build` (the folder), :mod:`~cryo3d.report.handler` (training),
-:mod:`~cryo3d.report.palette` (colours), :mod:`~cryo3d.report.commands` (CLI glue),
+:mod:`~cryo3d.report.palette` (colours) (its commands: :mod:`cryo3d.commands.report`),
 :mod:`~cryo3d.report.viewer` (napari).
 """
 

@@ -1,8 +1,9 @@
-"""The copick side of ``cryo3d prepare``, ``predict`` and ``evaluate`` (options and their use).
+"""The copick side of ``cryo3d prepare``, ``predict`` and ``evaluate``: their inputs and outputs.
 
-:mod:`cryo3d.cli` adds these options and calls in here when ``--copick-config`` is given;
-the project itself is read and written by :mod:`cryo3d.io.copick_project`. Selectors left
-out are resolved when the project holds one choice, an error listing the choices otherwise.
+:mod:`cryo3d.cli` adds the project options (``--copick-config`` and its selectors); the
+commands call in here when ``--copick-config`` is given; the project itself is read and
+written by :mod:`cryo3d.io.copick_project`. Selectors left out are resolved when the project
+holds one choice, an error listing the choices otherwise.
 """
 
 from __future__ import annotations
@@ -10,22 +11,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_project_options", "prepare_inputs", "predict_tomograms", "check_predictions_writable",
-           "write_predictions", "evaluate_inputs"]
+from cryo3d.io.copick_project import (
+    check_writable,
+    project_particles,
+    project_picks,
+    project_tomogram_paths,
+    project_tomograms,
+    tomogram_sizes,
+    write_project_picks,
+)
+from cryo3d.io.pick_formats import read_picks
+from cryo3d.io.tomogram import find_tomograms, read_tomogram, tomogram_name
+from cryo3d.particles import load_particles
 
-
-def add_project_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
-    """``--copick-config`` and the selectors of tomograms (and ground truth when ``gt``)."""
-    g = p.add_argument_group("copick project")
-    g.add_argument("--copick-config", help="a copick project's config JSON: tomograms (OME-Zarr), picks and "
-                   "particle classes (pickable_objects) come from it")
-    g.add_argument("--tomo-type", help="copick tomogram type, e.g. wbp (default: the project's only one)")
-    g.add_argument("--copick-voxel-spacing", type=float, metavar="A",
-                   help="copick voxel spacing of the tomograms to read (default: the project's only one)")
-    g.add_argument("--runs", nargs="+", help="copick runs to use (default: all)")
-    if gt:
-        g.add_argument("--gt-user", help="copick user of the ground-truth picks (default: the only one)")
-        g.add_argument("--gt-session", help="copick session of the ground-truth picks (default: the only one)")
+__all__ = ["prepare_inputs", "predict_tomograms", "check_predictions_writable", "write_predictions", "evaluate_inputs"]
 
 
 def prepare_inputs(a: argparse.Namespace) -> tuple[list, Any, Any]:
@@ -33,11 +32,6 @@ def prepare_inputs(a: argparse.Namespace) -> tuple[list, Any, Any]:
 
     ``--tomograms``, ``--picks`` and ``--particles``, when given, replace the project's.
     """
-    from cryo3d.io.copick_project import project_particles, project_picks, project_tomograms, tomogram_sizes
-    from cryo3d.io.pick_formats import read_picks
-    from cryo3d.io.tomogram import find_tomograms, read_tomogram
-    from cryo3d.particles import load_particles
-
     cfg = a.copick_config
     particles = load_particles(a.particles) if a.particles else project_particles(cfg)
     if a.tomograms:
@@ -56,27 +50,18 @@ def prepare_inputs(a: argparse.Namespace) -> tuple[list, Any, Any]:
 
 def predict_tomograms(a: argparse.Namespace) -> list[str]:
     """The OME-Zarr folders ``cryo3d predict --copick-config`` runs on (plus any given files)."""
-    from cryo3d.io.copick_project import project_tomogram_paths
-    from cryo3d.io.tomogram import find_tomograms
-
     paths = project_tomogram_paths(a.copick_config, a.tomo_type, a.copick_voxel_spacing, a.runs)
     return paths + (find_tomograms(a.tomograms) if a.tomograms else [])
 
 
 def check_predictions_writable(a: argparse.Namespace, paths: list[str]) -> None:
     """Refuse before inference when the project already holds picks of ``--user``/``--session``."""
-    from cryo3d.io.copick_project import check_writable
-    from cryo3d.io.tomogram import tomogram_name
-
     check_writable(a.copick_config, a.user_id, a.session_id, [tomogram_name(p) for p in paths],
                    overwrite=a.overwrite)
 
 
 def write_predictions(a: argparse.Namespace, picks: Any, paths: list[str]) -> list[str]:
     """Write ``predict``'s picks into the project as ``--user``/``--session`` (copick's API)."""
-    from cryo3d.io.copick_project import write_project_picks
-    from cryo3d.io.tomogram import tomogram_name
-
     return write_project_picks(a.copick_config, picks, a.user_id, a.session_id,
                                runs=[tomogram_name(p) for p in paths], overwrite=a.overwrite)
 
@@ -89,9 +74,6 @@ def evaluate_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | N
     ``--user``/``--session``, a missing ground-truth file those of ``--gt-user``/``--gt-session``;
     RELION 5 STAR files get their tomogram sizes from the project.
     """
-    from cryo3d.io.pick_formats import read_picks
-    from cryo3d.particles import load_particles
-
     cfg = getattr(a, "copick_config", None)
     if cfg is None:
         if not a.pred or not a.gt:
@@ -100,7 +82,6 @@ def evaluate_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | N
         ps = load_particles(a.particles)
         kw = dict(voxel_spacing=a.voxel_spacing, particles=ps, class_name=a.class_name)
         return read_picks(a.pred, **kw), read_picks(a.gt, **kw), ps, None
-    from cryo3d.io.copick_project import project_particles, project_picks, project_tomograms, tomogram_sizes
 
     ps = load_particles(a.particles) if a.particles else project_particles(cfg)
     sizes = None

@@ -1,0 +1,83 @@
+"""``cryo3d report`` and ``cryo3d view``, and the ``--report`` of ``predict`` and ``evaluate``.
+
+The report itself is built by :mod:`cryo3d.report`; this module reads the files a user
+names (tomograms, picks in any format, heatmaps, a checkpoint's classes) for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from cryo3d.checkpoints import load_checkpoint
+from cryo3d.io.copick_project import tomogram_sizes
+from cryo3d.io.pick_formats import read_picks
+from cryo3d.io.tomogram import find_tomograms, read_tomogram
+from cryo3d.particles import ParticleSet, load_particles
+from cryo3d.report.build import load_heatmaps, write_report
+from cryo3d.report.viewer import import_napari, view
+
+__all__ = ["report_files", "checkpoint_particles", "run", "run_view"]
+
+
+def _read_picks(path: str, vols: Sequence[Any], particles: Any) -> Any:
+    """A picks file; STAR gets the tomograms' spacings and sizes (pixels, RELION 5 centring)."""
+    if str(path).lower().endswith(".star"):
+        return read_picks(path, voxel_spacing={v.name: float(v.voxel_spacing) for v in vols}, particles=particles,
+                          tomogram_sizes=tomogram_sizes(vols))
+    return read_picks(path)
+
+
+def report_files(
+    out: str,
+    tomograms: Sequence[str],
+    picks: str | Any,
+    gt: str | Any = None,
+    heatmaps: str | None = None,
+    particles: Any = None,
+    voxel_spacing: float | None = None,
+    thresholds: Any = None,
+    title: str | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """``cryo3d report`` from files: tomogram files / folders / globs, a picks file (or a
+    :class:`~cryo3d.picks.Picks`), optional ground truth (file or ``Picks``) and heatmap folder.
+    Returns ``index.html``."""
+    ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
+    vols = [read_tomogram(p, voxel_spacing=voxel_spacing) for p in find_tomograms(list(tomograms))] if tomograms else []
+    p = _read_picks(picks, vols, ps) if isinstance(picks, (str, Path)) else picks
+    g = _read_picks(gt, vols, ps) if isinstance(gt, (str, Path)) else gt
+    hm = load_heatmaps(heatmaps, vols, ps) if heatmaps else None
+    return write_report(out, vols, p, ps, gt=g, heatmaps=hm, thresholds=thresholds,
+                        title=title or f"cryo3d report: {', '.join(v.name for v in vols) or 'picks'}",
+                        notes=notes)
+
+
+def checkpoint_particles(checkpoint: str) -> Any:
+    """The particle set a checkpoint was trained with (the report's radii and colours)."""
+    return ParticleSet.from_dict(load_checkpoint(checkpoint)["cryo3d"]["particles"])
+
+
+def run(a: argparse.Namespace) -> int:
+    """Write the report of the given tomograms and picks to ``--out``."""
+    thr = None
+    if a.threshold is not None:
+        thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
+    index = report_files(a.out, a.tomograms, a.picks, gt=a.gt, heatmaps=a.heatmaps, particles=a.particles,
+                         voxel_spacing=a.voxel_spacing, thresholds=thr)
+    print(f"wrote {index} (open it in a browser)")
+    return 0
+
+
+def run_view(a: argparse.Namespace) -> int:
+    """Open a tomogram with its picks in napari (the optional ``view`` extra)."""
+    try:
+        import_napari()
+    except ImportError as e:
+        print(f"cryo3d view: error: {e}", flush=True)
+        return 2
+    ps = load_particles(a.particles)
+    t = read_tomogram(a.tomogram, voxel_spacing=a.voxel_spacing)
+    view(t, _read_picks(a.picks, [t], ps) if a.picks else None, _read_picks(a.gt, [t], ps) if a.gt else None, ps)
+    return 0
