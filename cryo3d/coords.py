@@ -228,6 +228,26 @@ def voxel_to_ds_covariance(cov: Any, ds_factor: int) -> Any:
     return cov / (f * f)
 
 
+def voxel_box_to_ds(lo: Any, hi: Any, ds_factor: int) -> tuple[Any, Any]:
+    """The downsampled voxels ``[lo_ds, hi_ds)`` that touch a full-resolution box ``[lo, hi)``.
+
+    Integer voxel indices per axis: ``lo_ds = floor(lo / f)``, ``hi_ds = ceil(hi / f)``
+    (downsampled voxel ``j`` covers full-resolution voxels ``j*f ... j*f + f - 1``). NumPy,
+    CuPy and torch integer arrays keep their type.
+    """
+    f = _check_factor(ds_factor)
+    return lo // f, -((-hi) // f)
+
+
+def voxel_scale(voxel_spacing: float, target_spacing: float) -> float:
+    """Source voxels per target voxel when a grid at ``voxel_spacing`` is resampled to ``target_spacing``.
+
+    Both grids keep voxel ``i`` centred at ``i * spacing`` Angstrom, so target voxel ``i``
+    is centred on source voxel ``i * voxel_scale`` (a continuous index).
+    """
+    return check_voxel_spacing(target_spacing, "target voxel spacing") / check_voxel_spacing(voxel_spacing)
+
+
 def voxel_extent(start: Any, stop: Any, margin: Any = 0.0) -> tuple[Any, Any]:
     """Continuous extent ``[start - 0.5 - margin, stop - 0.5 + margin]`` of voxels ``start ... stop - 1``.
 

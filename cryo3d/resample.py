@@ -12,7 +12,7 @@ import math
 import numpy as np
 import scipy.ndimage as ndi
 
-from cryo3d.coords import check_voxel_spacing
+from cryo3d import coords
 
 #: Relative difference of voxel spacings below which no resampling is done.
 SPACING_TOLERANCE = 0.01
@@ -20,7 +20,7 @@ SPACING_TOLERANCE = 0.01
 
 def resampled_shape(shape: tuple[int, ...], spacing: float, target: float) -> tuple[int, ...]:
     """Voxels per axis after resampling: every output centre ``i * target`` lies inside the input."""
-    scale = float(target) / float(spacing)
+    scale = coords.voxel_scale(spacing, target)
     return tuple(int(math.floor((int(n) - 1) / scale + 1e-9)) + 1 for n in shape)
 
 
@@ -44,9 +44,7 @@ def resample_to_spacing(data: np.ndarray, spacing: float, target: float) -> np.n
     Returns:
         float32 array of :func:`resampled_shape`.
     """
-    spacing = check_voxel_spacing(spacing, "source voxel spacing")
-    target = check_voxel_spacing(target, "target voxel spacing")
-    scale = target / spacing
+    scale = coords.voxel_scale(coords.check_voxel_spacing(spacing, "source voxel spacing"), target)
     src = np.asarray(data, np.float32)
     if scale > 1.5:
         src = ndi.gaussian_filter(src, 0.5 * math.sqrt(scale**2 - 1), mode="nearest")

@@ -136,7 +136,7 @@ def choose_geometry(
                        f"{MIN_VOXELS_PER_RADIUS:g} voxels is finer, so native)")
         elif floor > wanted:
             why.append(f"spacing {spacing:g} A: largest particle radius {rmax:g} A / {MAX_VOXELS_PER_RADIUS:g} voxels "
-                       f"(the smallest, {rmin:g} A, gets {rmin / spacing:.1f} voxels of radius)")
+                       f"(the smallest, {rmin:g} A, gets {coords.length_to_voxels(rmin, spacing):.1f} voxels of radius)")
         else:
             why.append(f"spacing {spacing:g} A: smallest particle radius {rmin:g} A / {MIN_VOXELS_PER_RADIUS:g} voxels")
     elif sp is None:

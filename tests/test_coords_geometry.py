@@ -106,3 +106,20 @@ def test_voxel_xyz_columns_scale_by_spacing_in_their_own_order(s, v):
     np.testing.assert_allclose(coords.angstrom_to_voxel_xyz(a, s), v, rtol=1e-9, atol=1e-9)
     # and agrees with the [z, y, x] voxel frame
     np.testing.assert_allclose(coords.angstrom_to_voxel(a, s), np.asarray(v)[::-1], rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(-50, 200), st.integers(1, 60), st.integers(1, 4))
+def test_a_box_maps_to_the_downsampled_voxels_whose_blocks_it_touches(lo, size, f):
+    hi = lo + size
+    lo_ds, hi_ds = coords.voxel_box_to_ds(torch.tensor([lo]), torch.tensor([hi]), f)
+    touched = {v // f for v in range(lo, hi)}  # reference: the block of every full-resolution voxel in the box
+    assert set(range(int(lo_ds), int(hi_ds))) == touched
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.floats(1.0, 30.0), st.floats(1.0, 30.0), st.integers(0, 40))
+def test_resampled_voxel_centres_sit_at_the_same_angstrom(src, dst, i):
+    scale = coords.voxel_scale(src, dst)
+    assert coords.voxel_to_angstrom(np.array([i * scale, 0, 0]), src)[2] == pytest.approx(
+        coords.voxel_to_angstrom(np.array([i, 0, 0]), dst)[2])

@@ -259,8 +259,7 @@ def box_mask(boxes: torch.Tensor, shape: Sequence[int], scale: int = 1) -> torch
 
     ``scale = ds_factor`` gives the heatmap's box: ``[lo / f, ceil(hi / f))``.
     """
-    lo = torch.div(boxes[:, 0], scale, rounding_mode="floor")
-    hi = -torch.div(-boxes[:, 1], scale, rounding_mode="floor")
+    lo, hi = coords.voxel_box_to_ds(boxes[:, 0], boxes[:, 1], scale)
     axes = []
     for a, n in enumerate(shape):
         r = torch.arange(int(n), device=boxes.device)
