@@ -77,12 +77,10 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Load a checkpoint as data (``weights_only=True``): tensors and plain Python values only.
 
-    Raises
-    ------
-    Cryo3DError
-        One line naming the file and what is wrong: not found, a folder, empty, not a
-        PyTorch checkpoint, or a file that asks to build Python objects (refused unrun:
-        a cryo3d checkpoint holds only tensors and plain values).
+    Raises:
+        Cryo3DError: One line naming the file and what is wrong: not found, a folder, empty, not a
+            PyTorch checkpoint, or a file that asks to build Python objects (refused unrun:
+            a cryo3d checkpoint holds only tensors and plain values).
     """
     p = Path(path)
     hint = "expected a checkpoint written by the cryo3d training bundle (best.pt, last_checkpoint_epoch=N.pt)"

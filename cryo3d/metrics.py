@@ -101,20 +101,13 @@ class ClassScore:
 class ScoreResult:
     """Per-class scores and the weighted mean F-beta.
 
-    Attributes
-    ----------
-    per_class : list of ClassScore
-        In the order of the particle set.
-    score : float
-        ``sum(w_c F_c) / sum(w_c)``.
-    beta : float
-        The F-beta ``beta``.
-    matching : str
-        ``"czii"`` or ``"greedy"``.
-    distance_multiplier : float
-        Match radius as a fraction of each class's particle radius.
-    thresholds : dict, optional
-        Per-class score thresholds applied to the predictions (from a sweep).
+    Attributes:
+        per_class (list of ClassScore): In the order of the particle set.
+        score (float): ``sum(w_c F_c) / sum(w_c)``.
+        beta (float): The F-beta ``beta``.
+        matching (str): ``"czii"`` or ``"greedy"``.
+        distance_multiplier (float): Match radius as a fraction of each class's particle radius.
+        thresholds (dict, optional): Per-class score thresholds applied to the predictions (from a sweep).
     """
 
     per_class: list[ClassScore]
@@ -172,20 +165,15 @@ def precision_recall_fbeta(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and F-beta from counts (vectorised over arrays of counts).
 
-    Parameters
-    ----------
-    tp, fp, fn : int or array
-        True positives, false positives, false negatives.
-    beta : float
-        Recall weighs ``beta^2`` times as much as precision.
-    convention : ``"czii"`` or ``"greedy"``
-        Zero-denominator rules (module docstring): ``"czii"`` gives 0 for every empty
-        denominator and F = 0 when ``P + R == 0``, like the Kaggle metric; ``"greedy"``
-        gives 1 for an empty class (no predictions, no ground truth).
+    Args:
+        tp, fp, fn (int or array): True positives, false positives, false negatives.
+        beta (float): Recall weighs ``beta^2`` times as much as precision.
+        convention (``"czii"`` or ``"greedy"``): Zero-denominator rules (module docstring): ``"czii"`` gives 0 for every empty
+            denominator and F = 0 when ``P + R == 0``, like the Kaggle metric; ``"greedy"``
+            gives 1 for an empty class (no predictions, no ground truth).
 
-    Returns
-    -------
-    precision, recall, fbeta : float64 arrays (0-d for scalar input)
+    Returns:
+        precision, recall, fbeta (float64 arrays (0-d for scalar input)):
     """
     if convention not in MATCHINGS:
         raise ValueError(f"convention must be one of {MATCHINGS}, got {convention!r}")
@@ -210,19 +198,14 @@ def precision_recall_fbeta(
 def match_greedy(pair_pred: np.ndarray, pair_gt: np.ndarray, n_pred: int, n_gt: int) -> np.ndarray:
     """Greedy one-to-one matching over candidate pairs given in priority order.
 
-    Parameters
-    ----------
-    pair_pred, pair_gt : int ``[E]``
-        Candidate pairs (prediction row, ground-truth row), sorted by priority (first =
-        best; for the metric: by prediction rank, then distance).
-    n_pred, n_gt : int
-        Number of predictions and ground truths.
+    Args:
+        pair_pred, pair_gt (int ``[E]``): Candidate pairs (prediction row, ground-truth row), sorted by priority (first =
+            best; for the metric: by prediction rank, then distance).
+        n_pred, n_gt (int): Number of predictions and ground truths.
 
-    Returns
-    -------
-    int64 ``[n_pred]``
-        Matched ground-truth row of each prediction, ``-1`` if unmatched. Equal to
-        visiting the pairs in order and accepting a pair when both ends are free.
+    Returns:
+        int64 ``[n_pred]``: Matched ground-truth row of each prediction, ``-1`` if unmatched. Equal to
+            visiting the pairs in order and accepting a pair when both ends are free.
     """
     pair_pred = np.asarray(pair_pred, dtype=np.int64)
     pair_gt = np.asarray(pair_gt, dtype=np.int64)
@@ -360,28 +343,20 @@ def score_picks(
 ) -> ScoreResult:
     """Score predicted picks against ground truth (CZII F-beta, see module docstring).
 
-    Parameters
-    ----------
-    pred, gt : Picks
-        Predictions and ground truth, ``xyz`` in Angstrom. Every class name must be in
-        ``particles`` (``ValueError`` naming the table otherwise). ``gt.score`` is not used.
-    particles : ParticleSet
-        Classes, radii (Angstrom) and weights; every class is scored.
-    beta : float
-        F-beta ``beta`` (4 in the challenge).
-    distance_multiplier : float
-        Match radius as a fraction of the particle radius (0.5 in the challenge).
-    matching : ``"czii"`` or ``"greedy"``
-        The Kaggle rule with Kaggle's zero conventions (default), or one-to-one greedy
-        matching.
-    tomograms : list of str, optional
-        Tomograms to score; rows of other tomograms are ignored. Default: the tomograms
-        of ``gt`` (czii, as Kaggle), the union of the tomograms of ``gt`` and ``pred``
-        (greedy; predictions in a tomogram without ground truth are false positives).
+    Args:
+        pred, gt (Picks): Predictions and ground truth, ``xyz`` in Angstrom. Every class name must be in
+            ``particles`` (``ValueError`` naming the table otherwise). ``gt.score`` is not used.
+        particles (ParticleSet): Classes, radii (Angstrom) and weights; every class is scored.
+        beta (float): F-beta ``beta`` (4 in the challenge).
+        distance_multiplier (float): Match radius as a fraction of the particle radius (0.5 in the challenge).
+        matching (``"czii"`` or ``"greedy"``): The Kaggle rule with Kaggle's zero conventions (default), or one-to-one greedy
+            matching.
+        tomograms (list of str, optional): Tomograms to score; rows of other tomograms are ignored. Default: the tomograms
+            of ``gt`` (czii, as Kaggle), the union of the tomograms of ``gt`` and ``pred``
+            (greedy; predictions in a tomogram without ground truth are false positives).
 
-    Returns
-    -------
-    ScoreResult
+    Returns:
+        ScoreResult:
     """
     _check_args(beta, distance_multiplier, matching)
     counts = _match_all(pred, gt, particles, distance_multiplier, matching, tomograms)
@@ -434,37 +409,30 @@ def sweep_thresholds(
     ``"unlearned"``: its F-beta is 0 at every threshold, and on unseen data the lowest
     threshold of such a class floods with false picks.
 
-    Parameters
-    ----------
-    pred, gt, particles, beta, distance_multiplier, matching, tomograms
-        As in :func:`score_picks`.
-    thresholds : ``[T]``
-        Candidate thresholds on ``pred.score``.
-    tie_break : ``"low"``, ``"middle"`` or ``"high"``
-        Which of several thresholds of equal maximal F-beta to keep (see
-        :func:`_choose_threshold`); they differ only on data without predictions
-        between them. ``"low"`` by default: on two held-out pairs of tomograms (issue
-        10, the bundle's default model after 3 epochs) it scored 0.544 / 0.600,
-        ``"middle"`` 0.535 / 0.602, ``"high"`` 0.535 / 0.602: no gain worth a change
-        (F-beta with beta 4 loses more by a missed particle than it gains by a dropped
-        false pick).
-    unlearned_threshold : float
-        Threshold of a class without any true positive (default
-        :data:`UNLEARNED_THRESHOLD`).
+    Args:
+        pred, gt, particles, beta, distance_multiplier, matching, tomograms: As in :func:`score_picks`.
+        thresholds (``[T]``): Candidate thresholds on ``pred.score``.
+        tie_break (``"low"``, ``"middle"`` or ``"high"``): Which of several thresholds of equal maximal F-beta to keep (see
+            :func:`_choose_threshold`); they differ only on data without predictions
+            between them. ``"low"`` by default: on two held-out pairs of tomograms (issue
+            10, the bundle's default model after 3 epochs) it scored 0.544 / 0.600,
+            ``"middle"`` 0.535 / 0.602, ``"high"`` 0.535 / 0.602: no gain worth a change
+            (F-beta with beta 4 loses more by a missed particle than it gains by a dropped
+            false pick).
+        unlearned_threshold (float): Threshold of a class without any true positive (default
+            :data:`UNLEARNED_THRESHOLD`).
 
-    Returns
-    -------
-    dict with
-        ``"thresholds"`` float64 ``[T]`` (as given, sorted ascending);
-        ``"fbeta"``: ``{class: [T] F-beta per threshold}``;
-        ``"best_threshold"``: ``{class: t}``, the threshold of highest F-beta (ties:
-        by ``tie_break``; ``unlearned_threshold`` for an unlearned class);
-        ``"best_fbeta"``: ``{class: F}``;
-        ``"unlearned"``: names of the classes without any true positive;
-        ``"score"``: weighted mean of the best F-beta, i.e. the score when each class
-        uses its own best threshold;
-        ``"score_curve"``: ``[T]`` score when every class uses the same threshold;
-        ``"result"``: the :class:`ScoreResult` at the best thresholds.
+    Returns:
+        dict with: ``"thresholds"`` float64 ``[T]`` (as given, sorted ascending);
+            ``"fbeta"``: ``{class: [T] F-beta per threshold}``;
+            ``"best_threshold"``: ``{class: t}``, the threshold of highest F-beta (ties:
+            by ``tie_break``; ``unlearned_threshold`` for an unlearned class);
+            ``"best_fbeta"``: ``{class: F}``;
+            ``"unlearned"``: names of the classes without any true positive;
+            ``"score"``: weighted mean of the best F-beta, i.e. the score when each class
+            uses its own best threshold;
+            ``"score_curve"``: ``[T]`` score when every class uses the same threshold;
+            ``"result"``: the :class:`ScoreResult` at the best thresholds.
     """
     _check_args(beta, distance_multiplier, matching)
     if tie_break not in TIE_BREAKS:

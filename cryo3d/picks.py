@@ -17,18 +17,12 @@ import numpy as np
 class Picks:
     """A table of particle picks.
 
-    Attributes
-    ----------
-    tomo : str array ``[N]``
-        Tomogram name (file stem or copick run name).
-    cls : str array ``[N]``
-        Particle class name.
-    xyz : float64 array ``[N, 3]``
-        Centre ``(x, y, z)`` in Angstrom.
-    score : float64 array ``[N]``
-        Confidence (1.0 for ground truth).
-    extra : dict of str -> array ``[N]``
-        Further columns read from or written to files.
+    Attributes:
+        tomo (str array ``[N]``): Tomogram name (file stem or copick run name).
+        cls (str array ``[N]``): Particle class name.
+        xyz (float64 array ``[N, 3]``): Centre ``(x, y, z)`` in Angstrom.
+        score (float64 array ``[N]``): Confidence (1.0 for ground truth).
+        extra (dict of str -> array ``[N]``): Further columns read from or written to files.
     """
 
     tomo: np.ndarray

@@ -70,26 +70,17 @@ def beta_schedule(
 ) -> float:
     """Value of a schedule at step ``t`` (see the module docstring for the formulas).
 
-    Parameters
-    ----------
-    kind : {"constant", "linear", "cosine", "step", "exponential"}
-        Schedule shape.
-    t : float
-        Step (epoch or iteration) counted from 0; ``t >= 0``.
-    start, end : float
-        Value during warm-up and at ``t >= total``.
-    total : float
-        Step at which ``end`` is reached (counted from 0, warm-up included); ``> warmup``.
-    warmup : float
-        Steps during which the value stays ``start``.
-    step_size : float
-        Steps between changes of the ``step`` schedule.
-    gamma : float
-        Multiplicative factor per step (``step``) or per unit of ``t`` (``exponential``).
+    Args:
+        kind ({"constant", "linear", "cosine", "step", "exponential"}): Schedule shape.
+        t (float): Step (epoch or iteration) counted from 0; ``t >= 0``.
+        start, end (float): Value during warm-up and at ``t >= total``.
+        total (float): Step at which ``end`` is reached (counted from 0, warm-up included); ``> warmup``.
+        warmup (float): Steps during which the value stays ``start``.
+        step_size (float): Steps between changes of the ``step`` schedule.
+        gamma (float): Multiplicative factor per step (``step``) or per unit of ``t`` (``exponential``).
 
-    Returns
-    -------
-    float
+    Returns:
+        float:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown beta schedule {kind!r}; expected one of {KINDS}")
@@ -193,25 +184,18 @@ class BetaScheduleHandler:
     (epochs) or DEBUG (iterations) level, and, if a SummaryWriter is given, written as a
     TensorBoard scalar ``tag`` at global step ``engine.state.epoch`` / ``iteration``.
 
-    Parameters
-    ----------
-    loss : object with a ``beta`` attribute
-        The training loss (e.g. :class:`cryo3d.losses.FuzzyFBetaLoss` or ``CombinedLoss``).
-        A loss without ``beta`` (BCE) gets a warning and the handler does nothing, so one
-        bundle serves every loss kind.
-    schedule : callable, dict or float
-        ``t -> beta``; a dict is passed to :class:`BetaSchedule`, a number is constant.
-    unit : {"epoch", "iteration", "progress"}
-        What ``t`` counts. ``"progress"``: the run's progress in ``[0, 1]`` from ``clock``
-        (:class:`cryo3d.workflows.budget.TrainingClock`), set at every iteration; the schedule's
-        ``total`` and ``warmup`` are then fractions of the run (``total: 0.8`` reaches
-        ``end`` at 80% of the time budget).
-    clock : cryo3d.workflows.budget.TrainingClock, optional
-        Needed with ``unit="progress"``.
-    summary_writer : torch.utils.tensorboard.SummaryWriter or str, optional
-        Writer (anything with ``add_scalar``) or a log directory to create one in.
-    tag : str
-        Metric key and TensorBoard tag.
+    Args:
+        loss (object with a ``beta`` attribute): The training loss (e.g. :class:`cryo3d.losses.FuzzyFBetaLoss` or ``CombinedLoss``).
+            A loss without ``beta`` (BCE) gets a warning and the handler does nothing, so one
+            bundle serves every loss kind.
+        schedule (callable, dict or float): ``t -> beta``; a dict is passed to :class:`BetaSchedule`, a number is constant.
+        unit ({"epoch", "iteration", "progress"}): What ``t`` counts. ``"progress"``: the run's progress in ``[0, 1]`` from ``clock``
+            (:class:`cryo3d.workflows.budget.TrainingClock`), set at every iteration; the schedule's
+            ``total`` and ``warmup`` are then fractions of the run (``total: 0.8`` reaches
+            ``end`` at 80% of the time budget).
+        clock (cryo3d.workflows.budget.TrainingClock, optional): Needed with ``unit="progress"``.
+        summary_writer (torch.utils.tensorboard.SummaryWriter or str, optional): Writer (anything with ``add_scalar``) or a log directory to create one in.
+        tag (str): Metric key and TensorBoard tag.
     """
 
     def __init__(

@@ -43,14 +43,10 @@ DEFAULT_TIMEOUT_S = 2 * 24 * 3600
 class Ranks:
     """This process's place among the ranks of one ``torchrun`` job.
 
-    Attributes
-    ----------
-    rank, world_size : int
-        Global rank and number of ranks (0 and 1 without torchrun).
-    local_rank : int
-        Rank on this node (selects the GPU).
-    owns_group : bool
-        :func:`init_ranks` started the process group, so :meth:`close` ends it.
+    Attributes:
+        rank, world_size (int): Global rank and number of ranks (0 and 1 without torchrun).
+        local_rank (int): Rank on this node (selects the GPU).
+        owns_group (bool): :func:`init_ranks` started the process group, so :meth:`close` ends it.
     """
 
     rank: int = 0
@@ -135,14 +131,10 @@ def shard(items: Sequence[T], rank: int, world_size: int, sizes: Sequence[float]
     the rank with the least work so far (ties: lowest rank), so ranks finish about together.
     Every item goes to exactly one rank; the result depends only on the arguments.
 
-    Parameters
-    ----------
-    items : sequence
-        What to share, e.g. ``(path, name)`` pairs.
-    rank, world_size : int
-        This rank, and how many there are.
-    sizes : sequence of float, optional
-        The work of each item (default: all equal).
+    Args:
+        items (sequence): What to share, e.g. ``(path, name)`` pairs.
+        rank, world_size (int): This rank, and how many there are.
+        sizes (sequence of float, optional): The work of each item (default: all equal).
     """
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not one of {world_size} ranks")

@@ -35,12 +35,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     by it). On an exception it is removed and the destination is left as it was. Missing
     parent folders are created.
 
-    Parameters
-    ----------
-    path : path-like
-        Final destination.
-    overwrite : bool
-        If False and ``path`` exists, raise ``FileExistsError`` before writing.
+    Args:
+        path (path-like): Final destination.
+        overwrite (bool): If False and ``path`` exists, raise ``FileExistsError`` before writing.
     """
     dest = Path(path)
     if dest.is_dir():

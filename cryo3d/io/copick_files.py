@@ -92,22 +92,17 @@ def check_one_source(sources, user_id, session_id, where: str, user_option: str 
 def load_copick_file(path: str | os.PathLike) -> tuple[dict, Picks]:
     """Parse one copick picks file with copick's model; return its metadata and its picks.
 
-    Returns
-    -------
-    meta : dict
-        ``pickable_object_name``, ``run_name``, ``user_id``, ``session_id`` (str),
-        ``trust_orientation`` (bool).
-    picks : Picks
-        One row per point: tomogram = run name, class = object, centre = location +
-        translation (Angstrom), score (1.0 when null); ``extra`` holds ``user_id``,
-        ``session_id`` (str) and ``instance_id`` (int64).
+    Returns:
+        meta (dict): ``pickable_object_name``, ``run_name``, ``user_id``, ``session_id`` (str),
+            ``trust_orientation`` (bool).
+        picks (Picks): One row per point: tomogram = run name, class = object, centre = location +
+            translation (Angstrom), score (1.0 when null); ``extra`` holds ``user_id``,
+            ``session_id`` (str) and ``instance_id`` (int64).
 
-    Raises
-    ------
-    ValueError
-        Not JSON, not an object, no ``points``, a field of the wrong type (copick's model,
-        strict), a unit other than Angstrom, non-finite values, no run name. The message
-        names the file and the field.
+    Raises:
+        ValueError: Not JSON, not an object, no ``points``, a field of the wrong type (copick's model,
+            strict), a unit other than Angstrom, non-finite values, no run name. The message
+            names the file and the field.
     """
     from copick.models import CopickPicksFile
     from pydantic import ValidationError
@@ -213,19 +208,14 @@ def is_copick_csv(header: list[str]) -> bool:
 def read_copick_csv(path: str | os.PathLike, class_name: str | None = None) -> Picks:
     """Read picks exported by ``copick export picks --output-format csv``.
 
-    Parameters
-    ----------
-    path : path-like
-        CSV with ``run_name, x, y, z`` (Angstrom), optionally ``transform_00`` ..
-        ``transform_33``, ``score`` and ``instance_id``.
-    class_name : str, optional
-        Class of every row. By default the object in the file name
-        ``<run>_<object>_<user>_<session>.csv`` (copick's export naming).
+    Args:
+        path (path-like): CSV with ``run_name, x, y, z`` (Angstrom), optionally ``transform_00`` ..
+            ``transform_33``, ``score`` and ``instance_id``.
+        class_name (str, optional): Class of every row. By default the object in the file name
+            ``<run>_<object>_<user>_<session>.csv`` (copick's export naming).
 
-    Returns
-    -------
-    Picks
-        Centres = ``(x, y, z)`` + transformation translation, in Angstrom.
+    Returns:
+        Picks: Centres = ``(x, y, z)`` + transformation translation, in Angstrom.
     """
     import pandas as pd
 

@@ -79,22 +79,15 @@ def read_ome_zarr(
 ):
     """Open an OME-Zarr tomogram lazily.
 
-    Parameters
-    ----------
-    path : path-like
-        The ``.zarr`` folder (an OME-NGFF image with ``multiscales`` metadata).
-    voxel_spacing : float, optional
-        Angstrom per voxel; overrides the metadata.
-    name : str, optional
-        Tomogram name; by default the copick run name for a copick path
-        (``ExperimentRuns/<run>/VoxelSpacing<s>/<type>.zarr``), else the folder stem.
-    check_finite, check_constant : bool
-        As in :func:`cryo3d.io.tomogram.read_tomogram` (one pass over z-slabs; nothing kept).
+    Args:
+        path (path-like): The ``.zarr`` folder (an OME-NGFF image with ``multiscales`` metadata).
+        voxel_spacing (float, optional): Angstrom per voxel; overrides the metadata.
+        name (str, optional): Tomogram name; by default the copick run name for a copick path
+            (``ExperimentRuns/<run>/VoxelSpacing<s>/<type>.zarr``), else the folder stem.
+        check_finite, check_constant (bool): As in :func:`cryo3d.io.tomogram.read_tomogram` (one pass over z-slabs; nothing kept).
 
-    Returns
-    -------
-    Tomogram
-        ``data`` is a read-only ``zarr.Array`` ``[z, y, x]``; ``voxel_spacing`` in Angstrom.
+    Returns:
+        Tomogram: ``data`` is a read-only ``zarr.Array`` ``[z, y, x]``; ``voxel_spacing`` in Angstrom.
     """
     import zarr
 

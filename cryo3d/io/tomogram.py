@@ -69,16 +69,11 @@ _MRC_KEEP_DTYPES = (np.int8, np.uint8, np.int16, np.uint16, np.float32)
 class Tomogram:
     """A 3D tomogram.
 
-    Attributes
-    ----------
-    name : str
-        Tomogram name: the file stem (``TS_5.mrc`` -> ``TS_5``) unless given.
-    data : array ``[z, y, x]``
-        Voxel values; a read-only ``np.memmap`` for MRC files.
-    voxel_spacing : float
-        Angstrom per voxel (isotropic).
-    path : str
-        The file it was read from.
+    Attributes:
+        name (str): Tomogram name: the file stem (``TS_5.mrc`` -> ``TS_5``) unless given.
+        data (array ``[z, y, x]``): Voxel values; a read-only ``np.memmap`` for MRC files.
+        voxel_spacing (float): Angstrom per voxel (isotropic).
+        path (str): The file it was read from.
     """
 
     name: str
@@ -300,37 +295,25 @@ def read_tomogram(
 ) -> Tomogram:
     """Read a 3D tomogram from an MRC or NIfTI file.
 
-    Parameters
-    ----------
-    path : path-like
-        ``.mrc``, ``.rec``, ``.map`` (MRC) or ``.nii``, ``.nii.gz`` (NIfTI) file, or a
-        ``.zarr`` OME-Zarr folder (copick), opened lazily by :mod:`cryo3d.io.omezarr`.
-    voxel_spacing : float, optional
-        Angstrom per voxel; overrides the header. Needed when the header has none
-        (MRC voxel size 0, NIfTI units unknown).
-    mmap : bool
-        Memory-map the data read-only instead of reading it whole (MRC; uncompressed
-        NIfTI without intensity scaling).
-    check_finite : bool
-        Raise if any voxel is NaN or Inf (float data; read in z-slabs of ~64 MB).
-    name : str, optional
-        Tomogram name; by default the file stem (``TS_5.mrc`` -> ``TS_5``).
-    check_constant : bool
-        Raise if every voxel has the same value (done in the same slab pass).
+    Args:
+        path (path-like): ``.mrc``, ``.rec``, ``.map`` (MRC) or ``.nii``, ``.nii.gz`` (NIfTI) file, or a
+            ``.zarr`` OME-Zarr folder (copick), opened lazily by :mod:`cryo3d.io.omezarr`.
+        voxel_spacing (float, optional): Angstrom per voxel; overrides the header. Needed when the header has none
+            (MRC voxel size 0, NIfTI units unknown).
+        mmap (bool): Memory-map the data read-only instead of reading it whole (MRC; uncompressed
+            NIfTI without intensity scaling).
+        check_finite (bool): Raise if any voxel is NaN or Inf (float data; read in z-slabs of ~64 MB).
+        name (str, optional): Tomogram name; by default the file stem (``TS_5.mrc`` -> ``TS_5``).
+        check_constant (bool): Raise if every voxel has the same value (done in the same slab pass).
 
-    Returns
-    -------
-    Tomogram
-        ``data`` indexed ``[z, y, x]``; ``voxel_spacing`` in Angstrom.
+    Returns:
+        Tomogram: ``data`` indexed ``[z, y, x]``; ``voxel_spacing`` in Angstrom.
 
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    ValueError
-        Unsupported ending, a folder, not 3D (a 4D array with only singleton extra
-        axes is squeezed), a zero-size axis, NaN/Inf voxels, an all-constant volume,
-        a missing, zero or anisotropic voxel spacing.
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: Unsupported ending, a folder, not 3D (a 4D array with only singleton extra
+            axes is squeezed), a zero-size axis, NaN/Inf voxels, an all-constant volume,
+            a missing, zero or anisotropic voxel spacing.
     """
     p = Path(path)
     if not p.exists():
@@ -397,21 +380,15 @@ def write_mrc(
 ) -> None:
     """Write a ``[z, y, x]`` array as an MRC file, atomically.
 
-    Parameters
-    ----------
-    path : path-like
-        Destination (``.mrc``, ``.rec`` or ``.map``).
-    data : array ``[z, y, x]``
-        Written as float32, except int8, uint8, int16, uint16 and float32 which are
-        kept. The header's ``nx`` is the x size (``data.shape[2]``).
-    voxel_spacing : float
-        Angstrom per voxel; set as the header voxel size along x, y and z.
-    overwrite : bool
-        If False, an existing file is an error (``FileExistsError``).
-    origin : (x, y, z), optional
-        Header origin in Angstrom: where voxel 0 lies. A heatmap at downsampling ``f`` has
-        its voxel 0 at full-resolution voxel ``(f-1)/2``, so it is written with origin
-        ``(f-1)/2 * voxel_spacing`` on every axis to overlay its tomogram exactly.
+    Args:
+        path (path-like): Destination (``.mrc``, ``.rec`` or ``.map``).
+        data (array ``[z, y, x]``): Written as float32, except int8, uint8, int16, uint16 and float32 which are
+            kept. The header's ``nx`` is the x size (``data.shape[2]``).
+        voxel_spacing (float): Angstrom per voxel; set as the header voxel size along x, y and z.
+        overwrite (bool): If False, an existing file is an error (``FileExistsError``).
+        origin ((x, y, z), optional): Header origin in Angstrom: where voxel 0 lies. A heatmap at downsampling ``f`` has
+            its voxel 0 at full-resolution voxel ``(f-1)/2``, so it is written with origin
+            ``(f-1)/2 * voxel_spacing`` on every axis to overlay its tomogram exactly.
     """
     import mrcfile
 
@@ -439,16 +416,11 @@ def write_nifti(
     micron per voxel, so other tools see the right physical size and
     :func:`read_tomogram` gives back the same ``[z, y, x]`` array and spacing.
 
-    Parameters
-    ----------
-    path : path-like
-        Destination ending in ``.nii`` or ``.nii.gz``.
-    data : array ``[z, y, x]``
-        Written as float32, except int8, uint8, int16, uint16 and float32 which are kept.
-    voxel_spacing : float
-        Angstrom per voxel.
-    overwrite : bool
-        If False, an existing file is an error (``FileExistsError``).
+    Args:
+        path (path-like): Destination ending in ``.nii`` or ``.nii.gz``.
+        data (array ``[z, y, x]``): Written as float32, except int8, uint8, int16, uint16 and float32 which are kept.
+        voxel_spacing (float): Angstrom per voxel.
+        overwrite (bool): If False, an existing file is an error (``FileExistsError``).
     """
     import nibabel as nib
 
@@ -472,12 +444,9 @@ def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
     A folder contributes its ``.mrc``, ``.rec``, ``.map``, ``.nii`` and ``.nii.gz`` files and
     its ``.zarr`` OME-Zarr folders; a ``.zarr`` folder named itself is one tomogram.
 
-    Raises
-    ------
-    FileNotFoundError
-        For a named file or folder that does not exist.
-    ValueError
-        When nothing is found.
+    Raises:
+        FileNotFoundError: For a named file or folder that does not exist.
+        ValueError: When nothing is found.
     """
     import glob
 

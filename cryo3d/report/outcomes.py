@@ -42,18 +42,12 @@ TP, FP, MISSED = 1, 2, 3
 class Outcomes:
     """Outcome of every prediction and every ground-truth particle.
 
-    Attributes
-    ----------
-    pred : int8 ``[N_pred]``
-        :data:`TP` or :data:`FP`.
-    pred_match : int64 ``[N_pred]``
-        Row of the matched ground truth (same class), ``-1`` for a false positive.
-    gt : int8 ``[N_gt]``
-        :data:`TP` (found) or :data:`MISSED`.
-    confusion : int64 ``[C + 1, C + 1]``
-        Rows: true class, then ``background``; columns: predicted class, then ``missed``.
-    labels : list of str
-        The ``C`` class names (row / column order of ``confusion``).
+    Attributes:
+        pred (int8 ``[N_pred]``): :data:`TP` or :data:`FP`.
+        pred_match (int64 ``[N_pred]``): Row of the matched ground truth (same class), ``-1`` for a false positive.
+        gt (int8 ``[N_gt]``): :data:`TP` (found) or :data:`MISSED`.
+        confusion (int64 ``[C + 1, C + 1]``): Rows: true class, then ``background``; columns: predicted class, then ``missed``.
+        labels (list of str): The ``C`` class names (row / column order of ``confusion``).
     """
 
     pred: np.ndarray

@@ -53,59 +53,34 @@ class SynthConfig:
 
     The defaults are the randomised ``default`` preset.
 
-    Attributes
-    ----------
-    shape : (Z, Y, X)
-        Tomogram size in voxels.
-    voxel_spacing : float or (low, high)
-        Angstrom per voxel.
-    particles_per_class : int or (low, high)
-        Number of particles of each class (fewer if the volume is full).
-    snr : float or (low, high)
-        Signal variance / noise variance over the whole volume after filtering.
-    log_snr : bool
-        Draw the SNR log-uniformly (as many low as high SNR tomograms), else uniformly.
-    tilt_range : float or (low, high)
-        Maximum tilt (degrees) about the y axis; the rest of Fourier space is missing.
-    defocus_um : float or (low, high)
-        Defocus in micrometres of the CTF (0 disables the CTF).
-    bfactor : float or (low, high)
-        Envelope B-factor in Angstrom^2.
-    vesicles, sheets, gold : int or (low, high)
-        Number of vesicle membranes, flat membrane sheets and gold beads.
-    carbon : float
-        Probability of a carbon-film edge (a dense slab ending in a boundary) in a tomogram.
-    crowders : int or (low, high)
-        Number of unlabelled proteins (never picked) placed in the gaps.
-    crowder_radius : (low, high)
-        Their radii in Angstrom (log-uniform), except within ``crowder_exclusion`` (a
-        fraction) of a labelled class's radius, so that no crowder is a look-alike of a class.
-    variants : ``"random"`` or ``"fixed"``
-        ``random``: each particle draws a shape variant of its class's kind (hollow or
-        filled, see :mod:`cryo3d.synth.families`); ``fixed``: each class keeps its own shape.
-    size_jitter : float
-        Per-particle radius scale drawn from ``1 +/- size_jitter``.
-    density_jitter : float
-        Per-particle density scale drawn from ``1 +/- density_jitter``.
-    texture : float
-        Largest amplitude of the smooth density variation inside a particle (0: uniform).
-    invert_prob : float
-        Probability that a tomogram has bright particles on a dark background.
-    z_blur : float or (low, high)
-        Extra Gaussian blur along z (sigma, Angstrom): anisotropic resolution.
-    noise_colour : float or (low, high)
-        Exponent ``a`` of the noise power ``(1 + (k / 0.02 A^-1)^2)^(-a/2)``; 0 is white.
-    ctf_signed_prob : float
-        Probability that the CTF is not phase-flipped (its sign reversals kept).
-    gradient : float or (low, high)
-        A linear background ramp across the volume, in units of the image's standard deviation.
-    particle_set : str
-        Built-in particle set the preset renders (``czii``, ``czii-ood``, ``crowded12``)
-        when no other set is given.
-    preset : str or None
-        The preset these settings came from (None: built by hand); recorded in the manifest.
-    seed : int
-        Base seed; tomogram ``i`` uses ``default_rng([seed, i])``.
+    Attributes:
+        shape ((Z, Y, X)): Tomogram size in voxels.
+        voxel_spacing (float or (low, high)): Angstrom per voxel.
+        particles_per_class (int or (low, high)): Number of particles of each class (fewer if the volume is full).
+        snr (float or (low, high)): Signal variance / noise variance over the whole volume after filtering.
+        log_snr (bool): Draw the SNR log-uniformly (as many low as high SNR tomograms), else uniformly.
+        tilt_range (float or (low, high)): Maximum tilt (degrees) about the y axis; the rest of Fourier space is missing.
+        defocus_um (float or (low, high)): Defocus in micrometres of the CTF (0 disables the CTF).
+        bfactor (float or (low, high)): Envelope B-factor in Angstrom^2.
+        vesicles, sheets, gold (int or (low, high)): Number of vesicle membranes, flat membrane sheets and gold beads.
+        carbon (float): Probability of a carbon-film edge (a dense slab ending in a boundary) in a tomogram.
+        crowders (int or (low, high)): Number of unlabelled proteins (never picked) placed in the gaps.
+        crowder_radius ((low, high)): Their radii in Angstrom (log-uniform), except within ``crowder_exclusion`` (a
+            fraction) of a labelled class's radius, so that no crowder is a look-alike of a class.
+        variants (``"random"`` or ``"fixed"``): ``random``: each particle draws a shape variant of its class's kind (hollow or
+            filled, see :mod:`cryo3d.synth.families`); ``fixed``: each class keeps its own shape.
+        size_jitter (float): Per-particle radius scale drawn from ``1 +/- size_jitter``.
+        density_jitter (float): Per-particle density scale drawn from ``1 +/- density_jitter``.
+        texture (float): Largest amplitude of the smooth density variation inside a particle (0: uniform).
+        invert_prob (float): Probability that a tomogram has bright particles on a dark background.
+        z_blur (float or (low, high)): Extra Gaussian blur along z (sigma, Angstrom): anisotropic resolution.
+        noise_colour (float or (low, high)): Exponent ``a`` of the noise power ``(1 + (k / 0.02 A^-1)^2)^(-a/2)``; 0 is white.
+        ctf_signed_prob (float): Probability that the CTF is not phase-flipped (its sign reversals kept).
+        gradient (float or (low, high)): A linear background ramp across the volume, in units of the image's standard deviation.
+        particle_set (str): Built-in particle set the preset renders (``czii``, ``czii-ood``, ``crowded12``)
+            when no other set is given.
+        preset (str or None): The preset these settings came from (None: built by hand); recorded in the manifest.
+        seed (int): Base seed; tomogram ``i`` uses ``default_rng([seed, i])``.
     """
 
     shape: tuple[int, int, int] = (184, 256, 256)
