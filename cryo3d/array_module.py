@@ -12,6 +12,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import scipy.ndimage as ndi
+import torch
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,10 +53,8 @@ def get_xp(*arrays: Any) -> ModuleType:
 def get_ndimage(xp: ModuleType) -> ModuleType:
     """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
     if xp is np:
-        import scipy.ndimage as ndi
-
         return ndi
-    import cupyx.scipy.ndimage as cndi
+    import cupyx.scipy.ndimage as cndi  # optional (the gpu extra): only on a GPU
 
     return cndi
 
@@ -65,7 +65,7 @@ def scatter_max(flat: Any, index: Any, values: Any) -> None:
     if xp is np:
         np.maximum.at(flat, index, values)
     else:
-        import cupyx
+        import cupyx  # optional (the gpu extra): only on a GPU
 
         cupyx.scatter_max(flat, index, values)
 
@@ -77,8 +77,6 @@ def to_numpy(x: Any) -> np.ndarray:
     if is_cupy_array(x):
         return x.get()
     try:
-        import torch
-
         if isinstance(x, torch.Tensor):
             return x.detach().cpu().numpy()
     except ImportError:  # pragma: no cover - torch is a hard dependency
@@ -100,8 +98,6 @@ def torch_to_xp(t: Any) -> Any:
 
 def xp_to_torch(a: Any) -> Any:
     """A NumPy or CuPy array as a torch tensor on the same device, sharing memory."""
-    import torch
-
     if is_cupy_array(a):
         return torch.from_dlpack(a)
     return torch.from_numpy(np.ascontiguousarray(a))

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from cryo3d.io.atomic import write_json_atomic
+from cryo3d.io.pick_formats import read_picks
+from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet, load_particles
 from cryo3d.picks import Picks
 
@@ -98,10 +100,6 @@ def evaluate_files(
             also issued as ``UserWarning``) and, with ``sweep``, ``best_thresholds`` and
             ``best_score``.
     """
-    from cryo3d.io.pick_formats import read_picks
-    from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
-    from cryo3d.picks import Picks
-
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
     p = pred if isinstance(pred, Picks) else read_picks(pred, voxel_spacing=voxel_spacing, particles=ps)
     g = gt if isinstance(gt, Picks) else read_picks(gt, voxel_spacing=voxel_spacing, particles=ps)

@@ -32,6 +32,7 @@ import numpy as np
 
 from cryo3d.errors import Cryo3DError
 from cryo3d.io.atomic import json_default, write_json_atomic
+from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES
 
 #: Files of up to this many bytes are hashed whole.
 _WHOLE_FILE_BYTES = 8 * 2**20
@@ -240,8 +241,6 @@ def foreign_files(out: str | os.PathLike, tomogram_paths: Sequence[str], user_id
     tomograms, in ``out/copick``), tomogram files (the inputs among them), ``manifest.json`` or
     ``tomograms/`` (a dataset folder).
     """
-    from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES
-
     o = Path(out)
     if not o.exists():
         return []

@@ -33,6 +33,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cryo3d.io.atomic import write_text_atomic
 from cryo3d.picks import Picks
@@ -104,8 +105,8 @@ def load_copick_file(path: str | os.PathLike) -> tuple[dict, Picks]:
             strict), a unit other than Angstrom, non-finite values, no run name. The message
             names the file and the field.
     """
-    from copick.models import CopickPicksFile
-    from pydantic import ValidationError
+    from copick.models import CopickPicksFile  # lazy: copick is heavy, only copick files need it
+    from pydantic import ValidationError  # with copick: its models are pydantic
 
     p = Path(path)
     if not p.exists():
@@ -175,7 +176,7 @@ def copick_file_text(picks: Picks, run: str, obj: str, user_id: str, session_id:
     ``location`` holds the centre (identity transformation), ``instance_id`` comes from
     ``picks.extra["instance_id"]`` when it holds integers (else 0).
     """
-    from copick.models import CopickPicksFile
+    from copick.models import CopickPicksFile  # lazy: copick is heavy, only copick files need it
 
     if not np.isfinite(picks.xyz).all() or not np.isfinite(picks.score).all():
         raise ValueError(f"copick run {run!r}, object {obj!r}: coordinates and scores must be finite")
@@ -217,8 +218,6 @@ def read_copick_csv(path: str | os.PathLike, class_name: str | None = None) -> P
     Returns:
         Picks: Centres = ``(x, y, z)`` + transformation translation, in Angstrom.
     """
-    import pandas as pd
-
     p = Path(path)
     where = str(p)
     try:

@@ -60,7 +60,7 @@ def open_project(config: str | os.PathLike | Any) -> Any:
     """
     if not isinstance(config, (str, os.PathLike)):
         return config
-    import copick
+    import copick  # lazy: copick is heavy, only a project needs it
 
     p = Path(config)
     if not p.is_file():
@@ -260,7 +260,7 @@ def project_picks(
 
 def _to_picks(cp: Any, where: str) -> Picks:
     """One copick pick set as Picks (copick's ``full_positions``, ``scores``, ``instance_ids``)."""
-    from pydantic import ValidationError
+    from pydantic import ValidationError  # with copick: its models are pydantic
 
     try:
         cp.load()
@@ -293,7 +293,7 @@ def check_writable(config: Any, user_id: str, session_id: str, runs: Sequence[st
 
     Also checks the names (copick's rules, no ``_``) and that the runs exist. Returns the runs.
     """
-    from copick.util.escape import sanitize_name
+    from copick.util.escape import sanitize_name  # lazy: copick is heavy
 
     root = open_project(config)
     where = _where(root)

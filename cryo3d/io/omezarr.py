@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 __all__ = ["read_ome_zarr", "is_ome_zarr", "copick_run_of"]
 
@@ -89,9 +90,7 @@ def read_ome_zarr(
     Returns:
         Tomogram: ``data`` is a read-only ``zarr.Array`` ``[z, y, x]``; ``voxel_spacing`` in Angstrom.
     """
-    import zarr
-
-    from cryo3d.io.tomogram import Tomogram, _check_values, _resolve_spacing
+    from cryo3d.io.tomogram import Tomogram, _check_values, _resolve_spacing  # here: io.tomogram imports this module (cycle)
 
     p = Path(path)
     if not p.exists():

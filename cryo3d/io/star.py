@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import starfile
 
 from cryo3d import coords
 from cryo3d.io.atomic import atomic_path
@@ -61,8 +63,6 @@ def _label(col: str) -> str:
 
 def _numbers(df, col: str, where: str, what: str, finite: bool = True) -> np.ndarray:
     """Column ``col`` as float64; ``ValueError`` naming file, row and label of a bad value."""
-    import pandas as pd
-
     raw = df[col]
     vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(vals) if finite else np.isnan(vals)
@@ -91,8 +91,6 @@ def _tomo_name(value: str) -> str:
 
 
 def _read_blocks(p: Path) -> dict:
-    import starfile
-
     try:
         blocks = starfile.read(p, always_dict=True, parse_as_string=_NAME_LABELS)
     except Exception as exc:  # starfile/pandas raise many types for a broken file
@@ -103,8 +101,6 @@ def _read_blocks(p: Path) -> dict:
 
 
 def _particle_table(blocks: dict, where: str):
-    import pandas as pd
-
     tables = [(k, v) for k, v in blocks.items() if isinstance(v, pd.DataFrame)]
     ordered = [t for t in tables if t[0] == "particles"] + [t for t in tables if t[0] != "particles"]
     for _, df in ordered:
@@ -119,8 +115,6 @@ def _particle_table(blocks: dict, where: str):
 
 def _optics_spacing(blocks: dict, df, where: str) -> np.ndarray | None:
     """Per-particle ``_rlnTomoTiltSeriesPixelSize`` from the optics table, or None."""
-    import pandas as pd
-
     optics = blocks.get("optics")
     if not isinstance(optics, pd.DataFrame) or "rlnTomoTiltSeriesPixelSize" not in optics.columns or not len(optics):
         return None
@@ -178,8 +172,6 @@ def _pixel_spacing(voxel_spacing: Spacing | None, optics: np.ndarray | None, tom
 
 def _centres(blocks: dict, tomo: np.ndarray, sizes: Mapping | None, where: str) -> np.ndarray | None:
     """Per-particle tomogram centre ``(x, y, z)`` in Angstrom, or None when a size is unknown."""
-    import pandas as pd
-
     known: dict[str, np.ndarray] = {}
     for key, table in blocks.items():  # a tomograms table in the same file (RELION 5 tomograms.star)
         if isinstance(table, pd.DataFrame) and set(_SIZE + ["rlnTomoName", "rlnTomoTiltSeriesPixelSize"]) <= set(table.columns):
@@ -309,9 +301,6 @@ def write_star(
 
     At least one of the two is needed; with both, both are written.
     """
-    import pandas as pd
-    import starfile
-
     p = Path(path)
     where = str(p)
     if voxel_spacing is None and tomogram_sizes is None:

@@ -25,18 +25,20 @@ Writers work atomically: they write a temporary file in the destination folder a
 
 from __future__ import annotations
 
+import glob
 import os
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import mrcfile
+import nibabel as nib
 import numpy as np
-
-from cryo3d.io.atomic import atomic_path, file_suffix
 
 from cryo3d.coords import check_voxel_spacing
 from cryo3d.errors import Cryo3DError
+from cryo3d.io.atomic import atomic_path, file_suffix
 
 __all__ = [
     "Tomogram",
@@ -204,8 +206,6 @@ def _resolve_spacing(
 
 
 def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float, float] | None]:
-    import mrcfile
-
     try:
         opener = mrcfile.mmap if mmap else mrcfile.open
         with warnings.catch_warnings(record=True) as caught:
@@ -249,8 +249,6 @@ def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float, f
 
 
 def _read_nifti(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[float, float, float] | None]:
-    import nibabel as nib
-
     try:
         img = nib.load(str(path), mmap=mmap)
         shape = tuple(int(n) for n in img.header.get_data_shape())
@@ -390,8 +388,6 @@ def write_mrc(
             its voxel 0 at full-resolution voxel ``(f-1)/2``, so it is written with origin
             ``(f-1)/2 * voxel_spacing`` on every axis to overlay its tomogram exactly.
     """
-    import mrcfile
-
     p = Path(path)
     data, spacing = _prepare_for_writing(data, voxel_spacing, p)
     with atomic_path(p, overwrite=overwrite) as tmp:
@@ -422,8 +418,6 @@ def write_nifti(
         voxel_spacing (float): Angstrom per voxel.
         overwrite (bool): If False, an existing file is an error (``FileExistsError``).
     """
-    import nibabel as nib
-
     p = Path(path)
     if file_suffix(p) not in NIFTI_SUFFIXES:
         raise Cryo3DError(f"{p}: NIfTI file names end in .nii or .nii.gz")
@@ -448,8 +442,6 @@ def find_tomograms(specs: "list[str] | tuple[str, ...] | str") -> list[str]:
         FileNotFoundError: For a named file or folder that does not exist.
         ValueError: When nothing is found.
     """
-    import glob
-
     if isinstance(specs, (str, os.PathLike)):
         specs = [str(specs)]
     suffixes = MRC_SUFFIXES + NIFTI_SUFFIXES

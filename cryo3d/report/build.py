@@ -20,12 +20,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+import cryo3d
 from cryo3d import coords
 from cryo3d.io.atomic import write_json_atomic, write_text_atomic
+from cryo3d.io.tomogram import read_tomogram
+from cryo3d.metrics import score_picks
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
+from cryo3d.report.curves import render_class_curves, render_confusion, render_training
 from cryo3d.report.outcomes import FP, MISSED, TP, match_outcomes
+from cryo3d.report.page import render_page
 from cryo3d.report.palette import OUTCOME_COLOURS, OUTCOME_NAMES, class_colours
+from cryo3d.report.rendering import render_gallery, render_heatmaps, render_slab
 from cryo3d.report.slabs import Slab, cut_radius, in_slab, plan_slabs, slab_half_width
 
 __all__ = ["ReportVolume", "write_report", "load_heatmaps", "MARKER"]
@@ -69,8 +75,6 @@ def load_heatmaps(folder: str | os.PathLike, volumes: Sequence[Any], particles: 
     Returns:
         ``{tomogram: {class: (heatmap [z, y, x], factor)}}`` for the files found.
     """
-    from cryo3d.io.tomogram import read_tomogram
-
     d = Path(folder)
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: heatmap folder not found")
@@ -168,12 +172,6 @@ def write_report(
     Returns:
         Path of ``index.html``.
     """
-    import cryo3d
-    from cryo3d.metrics import score_picks
-    from cryo3d.report.curves import render_class_curves, render_confusion, render_training
-    from cryo3d.report.page import render_page
-    from cryo3d.report.rendering import render_gallery, render_heatmaps, render_slab
-
     out = Path(out_dir)
     volumes = list(volumes)
     names = [str(v.name) for v in volumes]

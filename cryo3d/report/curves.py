@@ -46,7 +46,7 @@ def render_class_curves(
     Returns:
         Record with the best threshold and F-beta per class (``best``).
     """
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib is heavy; training imports the report
 
     tab = colormaps["tab10"]
     col = {n: tab(i % 10) for i, n in enumerate(names)}

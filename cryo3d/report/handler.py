@@ -25,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ignite.engine import Events
+
+from cryo3d.io.atomic import write_text_atomic
+from cryo3d.picks import Picks
+from cryo3d.report.build import ReportVolume, write_report
+from cryo3d.report.curves import read_jsonl
 
 __all__ = ["TrainingReportHandler"]
 
@@ -65,8 +71,6 @@ class TrainingReportHandler:
 
     # ------------------------------------------------------------------ wiring
     def attach(self, trainer: Any) -> None:
-        from ignite.engine import Events
-
         if not self.enabled:
             return
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
@@ -122,8 +126,6 @@ class TrainingReportHandler:
             log.warning("training report not written: %s: %s", type(e).__name__, e)
 
     def _read(self, name: str) -> list[dict]:
-        from cryo3d.report.curves import read_jsonl
-
         return read_jsonl(self.output_dir / name)
 
     def _snapshot(self, engine: Any) -> dict:
@@ -134,8 +136,6 @@ class TrainingReportHandler:
         return {"last": last, "picks": getattr(self.metric, "last_picks", None), "epoch": epoch}
 
     def _record_epoch(self, engine: Any) -> None:
-        from cryo3d.io.atomic import write_text_atomic
-
         rec: dict[str, Any] = {"epoch": int(engine.state.epoch),
                                "loss": self._loss_sum / self._loss_n if self._loss_n else None}
         beta = getattr(self.loss, "beta", None)
@@ -149,9 +149,6 @@ class TrainingReportHandler:
         write_text_atomic(path, old + json.dumps(rec) + "\n")
 
     def _write(self, snap: dict | None, why: str) -> None:
-        from cryo3d.picks import Picks
-        from cryo3d.report.build import ReportVolume, write_report
-
         t0, c0 = time.perf_counter(), time.process_time()
         m = self.metric
         vols = [ReportVolume(n, v[0].numpy() if hasattr(v, "numpy") else np.asarray(v)[0], s)

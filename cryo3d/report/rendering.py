@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy.ndimage import zoom
 
 from cryo3d import coords
 from cryo3d.report.palette import hex_to_rgb
@@ -30,8 +31,8 @@ _MIN_WIDTH = 560  # pixels: a narrow image gets a wider right margin so that its
 
 def new_figure(width_px: float, height_px: float):
     """A ``Figure`` of the given size in pixels (at :data:`DPI`) on an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib is heavy; training imports the report
+    from matplotlib.figure import Figure  # (as above)
 
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -87,7 +88,7 @@ def render_slab(
     Returns:
         The image record (``axes_px``, ``xlim``, ``ylim``, axis names, slab range in Angstrom).
     """
-    from matplotlib.collections import EllipseCollection
+    from matplotlib.collections import EllipseCollection  # lazy: matplotlib (as above)
 
     img = slab_image(data, slab)
     rows_axis, cols_axis = [a for a in range(3) if a != slab.axis]
@@ -140,8 +141,6 @@ def render_slab(
 
 def _tile(crop: np.ndarray, size: int) -> np.ndarray:
     """A crop scaled to ``size x size`` and to 0..1 by its robust range (NaN -> its median)."""
-    from scipy.ndimage import zoom
-
     c = crop.copy()
     finite = np.isfinite(c)
     c[~finite] = np.median(c[finite]) if finite.any() else 0.0
