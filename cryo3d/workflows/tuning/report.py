@@ -16,7 +16,12 @@ from cryo3d.io.atomic import write_text_atomic
 from cryo3d.workflows.tuning.storage import quiet_experimental, retried_trial_number
 
 
-def _fmt(v: Any) -> str:
+def trial_cell(v: Any) -> str:
+    """A cell of the trials table: 3 significant figures (learning rates span decades), ``-`` for none.
+
+    Not the experiments' :func:`~cryo3d.workflows.experiments.tables.format_value` (fixed
+    decimals for scores): a searched value keeps its leading digits whatever its scale.
+    """
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -50,8 +55,8 @@ def trials_table(study: Any) -> str:
         score = t.value if t.value is not None and t.state.name == "COMPLETE" else (max(iv.values()) if iv else None)
         epochs = max(iv) if iv else t.user_attrs.get("epochs")
         dur = t.duration.total_seconds() / 60 if t.duration is not None else None
-        rows.append([str(t.number), t.state.name, _fmt(score), _fmt(epochs), _fmt(t.user_attrs.get("best_epoch")),
-                     "-" if dur is None else f"{dur:.1f}", *(_fmt(t.params.get(n)) for n in names)])
+        rows.append([str(t.number), t.state.name, trial_cell(score), trial_cell(epochs), trial_cell(t.user_attrs.get("best_epoch")),
+                     "-" if dur is None else f"{dur:.1f}", *(trial_cell(t.params.get(n)) for n in names)])
         if len(header) > len(rows[-1]):
             rows[-1].append("" if note is None else f"retry of {note}")
     return _table(header, rows)
