@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -124,43 +125,30 @@ def beta_schedule(
     return start * (float(end) / start) ** s  # type: ignore[arg-type]
 
 
+@dataclass
 class BetaSchedule:
     """A schedule with fixed parameters: ``BetaSchedule("linear", 1, 4, total=20)(t)``.
 
-    Parameters are those of :func:`beta_schedule`; they are checked at construction.
+    The fields are the parameters of :func:`beta_schedule` (its docstring has their
+    meaning); they are checked at construction, not in the middle of training.
     """
 
-    def __init__(
-        self,
-        kind: str = "constant",
-        start: float = 1.0,
-        end: float | None = None,
-        total: float | None = None,
-        warmup: float = 0,
-        step_size: float | None = None,
-        gamma: float | None = None,
-    ) -> None:
-        self.kind = kind
-        self.start = float(start)
-        self.end = None if end is None else float(end)
-        self.total = total
-        self.warmup = warmup
-        self.step_size = step_size
-        self.gamma = gamma
-        # validate now, not in the middle of training
-        for t in (0, warmup, warmup + 1, total if total is not None else warmup + 1):
+    kind: str = "constant"
+    start: float = 1.0
+    end: float | None = None
+    total: float | None = None
+    warmup: float = 0
+    step_size: float | None = None
+    gamma: float | None = None
+
+    def __post_init__(self) -> None:
+        self.start = float(self.start)
+        self.end = None if self.end is None else float(self.end)
+        for t in (0, self.warmup, self.warmup + 1, self.total if self.total is not None else self.warmup + 1):
             self(t)
 
     def __call__(self, t: float) -> float:
-        return beta_schedule(
-            self.kind, t, self.start, self.end, self.total, self.warmup, step_size=self.step_size, gamma=self.gamma
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"BetaSchedule(kind={self.kind!r}, start={self.start}, end={self.end}, total={self.total}, "
-            f"warmup={self.warmup}, step_size={self.step_size}, gamma={self.gamma})"
-        )
+        return beta_schedule(self.kind, t, self.start, self.end, self.total, self.warmup, self.step_size, self.gamma)
 
 
 def as_schedule(schedule: Callable[[float], float] | Mapping[str, Any] | float) -> Callable[[float], float]:
