@@ -20,6 +20,7 @@ voxels, z-y-x), and covariances by ``L S L^T``.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -122,6 +123,7 @@ class KeypointTransform(Transform):
     here (the dictionary form applies the border rule).
     """
 
+    @abstractmethod
     def point_map(self, spatial_shape: Sequence[int]) -> PointMap:
         """The map ``o = L @ p + b`` of full-resolution voxels and the output spatial shape.
 
@@ -131,8 +133,8 @@ class KeypointTransform(Transform):
         Returns:
             ``(L, b, out_shape)``.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def apply_image(self, img: Any, **options: Any) -> Any:
         """The transformed image (same type and device as ``img``).
 
@@ -140,7 +142,6 @@ class KeypointTransform(Transform):
             img: channels-first ``[C, Z, Y, X]`` NumPy / CuPy array or torch tensor.
             options: per-key overrides a dictionary form passes (e.g. the affine's ``mode``).
         """
-        raise NotImplementedError
 
     def __call__(self, img: Any, keypoints: Any = None, covariances: Any = None) -> tuple[Any, Any, Any]:
         """Transform ``img`` and move ``keypoints`` ``[K, 3]`` / ``covariances`` ``[K, 3, 3]``.
@@ -293,9 +294,9 @@ class RandKeypointMapTransform(RandomizableTransform, KeypointMapTransform):
         RandomizableTransform.__init__(self, prob)
         KeypointMapTransform.__init__(self, keys, None, **map_options)
 
+    @abstractmethod
     def draw_transform(self, spatial_shape: Sequence[int]) -> KeypointTransform:
         """Draw the parameters (with ``self.R``) and return the array transform to apply."""
-        raise NotImplementedError
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         """Return the transformed sample, or a shallow copy with probability ``1 - prob``."""
