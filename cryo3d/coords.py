@@ -197,7 +197,7 @@ def ds_factor_between(ds_voxel_spacing: float, voxel_spacing: float) -> float:
     The inverse of :func:`ds_voxel_spacing` (e.g. the factor of a heatmap read back from its
     MRC file); not rounded, so a caller can check it is a whole number.
     """
-    return check_voxel_spacing(ds_voxel_spacing, "downsampled voxel spacing") / check_voxel_spacing(voxel_spacing)
+    return voxel_scale(voxel_spacing, check_voxel_spacing(ds_voxel_spacing, "downsampled voxel spacing"))
 
 
 def ds_origin(voxel_spacing: float, ds_factor: int) -> np.ndarray:
