@@ -8,12 +8,11 @@ DLPack without copies.
 from __future__ import annotations
 
 import functools
+import sys
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-import scipy.ndimage as ndi
-import torch
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,6 +52,8 @@ def get_xp(*arrays: Any) -> ModuleType:
 def get_ndimage(xp: ModuleType) -> ModuleType:
     """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
     if xp is np:
+        import scipy.ndimage as ndi  # here: cryo3d.coords imports this module, and stays NumPy-only to import
+
         return ndi
     import cupyx.scipy.ndimage as cndi  # optional (the gpu extra): only on a GPU
 
@@ -76,11 +77,9 @@ def to_numpy(x: Any) -> np.ndarray:
         return x
     if is_cupy_array(x):
         return x.get()
-    try:
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported: no import here
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
     return np.asarray(x)
 
 
@@ -98,6 +97,8 @@ def torch_to_xp(t: Any) -> Any:
 
 def xp_to_torch(a: Any) -> Any:
     """A NumPy or CuPy array as a torch tensor on the same device, sharing memory."""
+    import torch  # here: cryo3d.coords imports this module, and importing torch takes seconds
+
     if is_cupy_array(a):
         return torch.from_dlpack(a)
     return torch.from_numpy(np.ascontiguousarray(a))

@@ -24,6 +24,8 @@ TINY = [
     "--network_name", "unet-tiny", "--batch_size", "2", "--num_workers", "0", "--epoch_length", "2",
     "--val_interval", "1", "--threads", "1",
 ]
+#: For runs whose test does not look at the training report (writing it costs seconds per run).
+NO_REPORT = ["--write_report", "false"]
 
 
 def bundle_cmd(run_id: str, config: str | list[str], *overrides: str) -> list[str]:
@@ -89,7 +91,7 @@ def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
     out2 = tmp_path / "runs"
     shutil.copytree(out, out2)
     r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out2),
-                       "--max_epochs", "3", *TINY))
+                       "--max_epochs", "3", *TINY, *NO_REPORT))
     log = r.stdout + r.stderr
     assert "Epoch[3] Complete" in log and "Epoch[1] Complete" not in log
     ck = torch.load(next((out2 / "checkpoints").glob("last_checkpoint_epoch=3.pt")), weights_only=True)
@@ -101,7 +103,7 @@ def test_killed_training_resumes_where_it_stopped(trained, tmp_path):
     data, _, _ = trained
     out = tmp_path / "runs"
     cmd = bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
-                     "--max_epochs", "30", *TINY)
+                     "--max_epochs", "30", *TINY, *NO_REPORT)
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
@@ -118,7 +120,7 @@ def test_killed_training_resumes_where_it_stopped(trained, tmp_path):
     done = max(int(p.stem.split("=")[-1]) for p in saved)
     assert done < 30
     r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
-                       "--max_epochs", str(done + 1), *TINY))
+                       "--max_epochs", str(done + 1), *TINY, *NO_REPORT))
     log = r.stdout + r.stderr
     assert f"Epoch[{done + 1}] Complete" in log and "Epoch[1] Complete" not in log
 
@@ -143,7 +145,7 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(trained, tmp_path):
            "-m", "monai.bundle", "run", "training", "--meta_file", str(META), "--config_file",
            repr([str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")]),
            "--logging_file", str(CONFIGS / "logging.conf"), "--dataset_dir", str(data), "--output_dir", str(out),
-           "--max_epochs", "1", *TINY]
+           "--max_epochs", "1", *TINY, *NO_REPORT]
     r = run(cmd, timeout=400)
     assert list((out / "checkpoints").glob("last_checkpoint_epoch=1.pt"))
     log = r.stdout + r.stderr
@@ -158,7 +160,7 @@ def test_training_stops_when_its_time_budget_is_spent(trained, tmp_path):
     data, _, _ = trained
     out = tmp_path / "budget"
     r = run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
-                       "--max_epochs", "200", "--time_budget", "0.02", *TINY))
+                       "--max_epochs", "200", "--time_budget", "0.02", *TINY, *NO_REPORT))
     log = r.stdout + r.stderr
     assert "time budget of 0.0 min spent" in log
     lines = [json.loads(x) for x in (out / "val_metrics.jsonl").read_text().splitlines()]
@@ -174,7 +176,7 @@ def test_the_gpu_override_line_of_the_docs_runs(tmp_path):
                    "--n_synth_tomograms", "2", "--synth_shape", "[64,64,64]", "--num_workers", "0",
                        "--threads", "1", "--max_epochs", "1", "--epoch_length", "1",
                        "--voxel_spacing", "null", "--patch_size", "64", "--stride", "32", "--ds_factor", "2",
-                       "--network_name", "unet-base", "--batch_size", "2"), timeout=400)
+                       "--network_name", "unet-base", "--batch_size", "2", *NO_REPORT), timeout=400)
     from cryo3d.io.tomogram import read_tomogram
 
     meta = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)["cryo3d"]

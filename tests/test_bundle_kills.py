@@ -21,6 +21,7 @@ TINY = [
     "--n_synth_tomograms", "2", "--synth_shape", "[64,64,64]", "--patch_size", "32", "--stride", "32",
     "--network_name", "unet-tiny", "--batch_size", "2", "--num_workers", "0", "--epoch_length", "2",
     "--val_interval", "1", "--threads", "1", "--early_stop_patience", "100",
+    "--write_report", "false",  # the report is not what this test is about, and costs seconds per run
 ]
 MAX_EPOCHS = 8
 

@@ -21,7 +21,7 @@ def predicted(copick_project, tmp_path_factory):
     assert tiny[0] == "--patch_size"
     run(bundle_cmd("training", "train.yaml", "--dataset_dir", str(data), "--output_dir", str(out),
                    "--max_epochs", "1", "--copick_config", str(config), "--tomo_type", "wbp",
-                   "--copick_voxel_spacing", "10", "--gt_user", "curation", "--gt_session", "0", *tiny))
+                   "--copick_voxel_spacing", "10", "--gt_user", "curation", "--gt_session", "0", "--write_report", "false", *tiny))
     ckpt = out / "checkpoints" / "best.pt"
     assert main(["predict", str(ckpt), "--copick-config", str(config), "--tomo-type", "wbp",
                  "--user", "cryo3d", "--session", "1", "--out", str(pred), "--threshold", "0.005",

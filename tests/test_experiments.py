@@ -20,7 +20,8 @@ from cryo3d.workflows.experiments.tables import parse_set
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The tiny bundle settings of tests/test_bundle.py (64^3 tomograms binned to 32^3: one patch each).
-TINY = {"patch_size": 32, "stride": 32, "network_name": "unet-tiny", "batch_size": 2, "num_workers": 0,
+TINY = {"write_report": False,  # the runs need no training report; it costs seconds each
+        "patch_size": 32, "stride": 32, "network_name": "unet-tiny", "batch_size": 2, "num_workers": 0,
         "threads": 1}
 TINY_BUDGET = {"max_epochs": 2, "epoch_length": 2, "val_interval": 1}
 NAMES = [f"TS_{i}" for i in range(7)]

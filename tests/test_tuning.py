@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: The tiny bundle settings of tests/test_bundle.py (2 tomograms of 64^3, 2 iterations an epoch).
-TINY = {"n_synth_tomograms": 2, "synth_shape": [64, 64, 64], "patch_size": 32, "stride": 32,
+TINY = {"write_report": False,  # trials need no report; it costs seconds each
+        "n_synth_tomograms": 2, "synth_shape": [64, 64, 64], "patch_size": 32, "stride": 32,
         "network_name": "unet-tiny", "batch_size": 2, "num_workers": 0, "epoch_length": 2, "val_interval": 1,
         "threads": 1, "max_epochs": 2}
 

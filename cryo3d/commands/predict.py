@@ -6,10 +6,17 @@ import argparse
 import os
 from pathlib import Path
 
+from cryo3d.checkpoints import load_checkpoint
 from cryo3d.commands.copick_inputs import check_predictions_writable, predict_tomograms, write_predictions
-from cryo3d.commands.report import checkpoint_particles, report_files
+from cryo3d.commands.report import report_files
 from cryo3d.inference import predict
 from cryo3d.io.tomogram import find_tomograms
+from cryo3d.particles import ParticleSet
+
+
+def checkpoint_particles(checkpoint: str) -> ParticleSet:
+    """The particle set a checkpoint was trained with (the report's radii and colours)."""
+    return ParticleSet.from_dict(load_checkpoint(checkpoint)["cryo3d"]["particles"])
 
 
 def run(a: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from cryo3d.checkpoints import load_checkpoint
 from cryo3d.io.copick_project import tomogram_sizes
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
@@ -18,7 +17,7 @@ from cryo3d.particles import ParticleSet, load_particles
 from cryo3d.report.build import load_heatmaps, write_report
 from cryo3d.report.viewer import import_napari, view
 
-__all__ = ["report_files", "checkpoint_particles", "run", "run_view"]
+__all__ = ["report_files", "run", "run_view"]
 
 
 def _read_picks(path: str, vols: Sequence[Any], particles: Any) -> Any:
@@ -52,11 +51,6 @@ def report_files(
     return write_report(out, vols, p, ps, gt=g, heatmaps=hm, thresholds=thresholds,
                         title=title or f"cryo3d report: {', '.join(v.name for v in vols) or 'picks'}",
                         notes=notes)
-
-
-def checkpoint_particles(checkpoint: str) -> Any:
-    """The particle set a checkpoint was trained with (the report's radii and colours)."""
-    return ParticleSet.from_dict(load_checkpoint(checkpoint)["cryo3d"]["particles"])
 
 
 def run(a: argparse.Namespace) -> int:

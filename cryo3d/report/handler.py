@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ignite.engine import Events
 
 from cryo3d.io.atomic import write_text_atomic
 from cryo3d.picks import Picks
@@ -71,6 +70,8 @@ class TrainingReportHandler:
 
     # ------------------------------------------------------------------ wiring
     def attach(self, trainer: Any) -> None:
+        from ignite.engine import Events  # here: cryo3d report / evaluate import this package without torch
+
         if not self.enabled:
             return
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
