@@ -143,44 +143,64 @@ def _constant(a: np.ndarray) -> bool:
     return bool(a.min() == a.max())
 
 
+@pytest.mark.parametrize("suffix, write, rel", [
+    (".mrc", write_mrc, 1e-6),  # uint8 is stored as uint16 (MRC mode 6)
+    (".nii", write_nifti, 1e-5),
+], ids=["mrc", "nifti"])
 @EXAMPLES
 @given(vol=_volumes(), spacing=_spacing)
-def test_a_generated_mrc_reads_back_exactly(vol, spacing):
-    path = WORK / "gen.mrc"
-    write_mrc(path, vol, spacing)
+def test_a_generated_volume_reads_back_exactly(suffix, write, rel, vol, spacing):
+    path = WORK / f"gen{suffix}"
+    write(path, vol, spacing)
     if _constant(vol):
         with pytest.raises(Cryo3DError, match="empty"):
             read_tomogram(path)
         return
     t = read_tomogram(path, mmap=False)
-    assert t.voxel_spacing == pytest.approx(spacing, rel=1e-6)  # uint8 is stored as uint16 (MRC mode 6)
+    assert t.voxel_spacing == pytest.approx(spacing, rel=rel)
     np.testing.assert_array_equal(t.data, vol)
+
+
+def _header_scrambled(data, raw: bytes, n_slots: int, width: int, stride: int | None = None) -> bytes:
+    """``raw`` with 1-3 header slots (slot ``i`` at byte ``i * stride``) replaced by ``width`` random bytes."""
+    b = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, n_slots - 1)) * (width if stride is None else stride)
+        b[i:i + width] = data.draw(st.binary(min_size=width, max_size=width))
+    return bytes(b)
+
+
+def _mutated_and_read(data, path: Path, write, vol, spacing, **scramble):
+    """Write ``vol``, mutate the file (header slots or anywhere), read it: ``(path, raw, mutated, tomogram)``.
+
+    The tomogram is None when reading raised our error; one that reads has passed :func:`_assert_sane`.
+    """
+    write(path, vol, spacing)
+    raw = path.read_bytes()
+    mutated = _header_scrambled(data, raw, **scramble) if data.draw(st.booleans()) else data.draw(_mutations(raw))
+    path.write_bytes(mutated)
+    t = _read_or_our_error(lambda p: read_tomogram(p, mmap=False), path)
+    if t is not None:
+        _assert_sane(t)
+    return path, raw, mutated, t
+
+
+def _assert_sane(t) -> None:
+    """What any tomogram we return satisfies: 3D, non-empty, a positive finite spacing, finite values."""
+    assert t.data.ndim == 3 and min(t.data.shape) > 0
+    assert math.isfinite(t.voxel_spacing) and t.voxel_spacing > 0
+    if np.issubdtype(t.data.dtype, np.floating):
+        assert np.isfinite(t.data).all()
 
 
 @EXAMPLES
 @given(data=st.data(), vol=_volumes(), spacing=_spacing)
 def test_a_mutated_mrc_reads_to_sane_values_or_raises_our_error(data, vol, spacing):
     assume(not _constant(vol))
-    path = WORK / "mut.mrc"
-    write_mrc(path, vol, spacing)
-    raw = path.read_bytes()
-    header_only = data.draw(st.booleans())
-    if header_only:  # scramble header words (sizes, mode, cell, axis map, origin, ...)
-        b = bytearray(raw)
-        for _ in range(data.draw(st.integers(1, 3))):
-            i = data.draw(st.integers(0, 55)) * 4
-            b[i:i + 4] = data.draw(st.binary(min_size=4, max_size=4))
-        mutated = bytes(b)
-    else:
-        mutated = data.draw(_mutations(raw))
-    path.write_bytes(mutated)
-    t = _read_or_our_error(lambda p: read_tomogram(p, mmap=False), path)
+    # scramble header words (sizes, mode, cell, axis map, origin, ...) or mutate anywhere
+    path, raw, mutated, t = _mutated_and_read(data, WORK / "mut.mrc", write_mrc, vol, spacing, n_slots=56, width=4)
     if t is None:
         return
-    assert t.data.ndim == 3 and min(t.data.shape) > 0
-    assert math.isfinite(t.voxel_spacing) and t.voxel_spacing > 0
-    if np.issubdtype(t.data.dtype, np.floating):
-        assert np.isfinite(t.data).all()
     # never a silent wrong value: the header's size and mode describe exactly the data that is read
     import mrcfile
 
@@ -194,41 +214,13 @@ def test_a_mutated_mrc_reads_to_sane_values_or_raises_our_error(data, vol, spaci
 
 
 @EXAMPLES
-@given(vol=_volumes(), spacing=_spacing)
-def test_a_generated_nifti_reads_back_exactly(vol, spacing):
-    path = WORK / "gen.nii"
-    write_nifti(path, vol, spacing)
-    if _constant(vol):
-        with pytest.raises(Cryo3DError, match="empty"):
-            read_tomogram(path)
-        return
-    t = read_tomogram(path, mmap=False)
-    assert t.voxel_spacing == pytest.approx(spacing, rel=1e-5)
-    np.testing.assert_array_equal(t.data, vol)
-
-
-@EXAMPLES
 @given(data=st.data(), vol=_volumes(), spacing=_spacing)
 def test_a_mutated_nifti_reads_to_sane_values_or_raises_our_error(data, vol, spacing):
     assume(not _constant(vol))
-    path = WORK / "mut.nii"
-    write_nifti(path, vol, spacing)
-    raw = path.read_bytes()
-    if data.draw(st.booleans()):  # scramble header fields (dim, datatype, pixdim, vox_offset, units, ...)
-        b = bytearray(raw)
-        for _ in range(data.draw(st.integers(1, 3))):
-            i = data.draw(st.integers(0, 347))
-            b[i:i + 2] = data.draw(st.binary(min_size=2, max_size=2))
-        mutated = bytes(b)
-    else:
-        mutated = data.draw(_mutations(raw))
-    path.write_bytes(mutated)
-    t = _read_or_our_error(lambda p: read_tomogram(p, mmap=False), path)
+    # scramble header fields (dim, datatype, pixdim, vox_offset, units, ...) or mutate anywhere
+    path, raw, mutated, t = _mutated_and_read(data, WORK / "mut.nii", write_nifti, vol, spacing, n_slots=348, width=2,
+                                              stride=1)
     if t is None:
         return
-    assert t.data.ndim == 3 and min(t.data.shape) > 0
-    assert math.isfinite(t.voxel_spacing) and t.voxel_spacing > 0
-    if np.issubdtype(t.data.dtype, np.floating):
-        assert np.isfinite(t.data).all()
     if mutated == raw:
         np.testing.assert_array_equal(t.data, vol)

@@ -143,7 +143,7 @@ def network_data_format(parser: ConfigParser, native_spacing: float) -> dict:
         }},
         "outputs": {"pred": {
             "format": "heatmap", "num_channels": len(names), "spatial_shape": list(coords.ds_shape(patch, ds)),
-            "voxel_spacing": [float(coords.voxels_to_length(1, geo.voxel_spacing, ds))] * 3, "ds_factor": ds,
+            "voxel_spacing": [coords.ds_voxel_spacing(geo.voxel_spacing, ds)] * 3, "ds_factor": ds,
             "channel_def": {str(i): n for i, n in enumerate(names)},
         }},
     }
