@@ -31,8 +31,9 @@ pytestmark = pytest.mark.skipif(
     "(.ci/run starts one from Debian's packages)")
 
 #: Tiny trials (2 tomograms of 64^3, 2 iterations an epoch), 3 epochs so a worker can be killed mid-trial.
-TINY = {"write_report": False,  # trials need no report; it costs seconds each
-        "n_synth_tomograms": 2, "synth_shape": [64, 64, 64], "patch_size": 32, "stride": 32,
+#: They keep writing the training report: worker B must still be running trials when killed worker A's
+#: heartbeat goes stale (2 s), so B fails and retries A's trial; shorter trials let B finish first.
+TINY = {"n_synth_tomograms": 2, "synth_shape": [64, 64, 64], "patch_size": 32, "stride": 32,
         "network_name": "unet-tiny", "batch_size": 2, "num_workers": 0, "epoch_length": 2, "val_interval": 1,
         "threads": 1, "max_epochs": 3, "early_stop_patience": 100}
 
