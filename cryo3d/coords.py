@@ -160,6 +160,16 @@ def voxels_to_length(n_voxels: Any, voxel_spacing: float, ds_factor: int = 1) ->
     return np.asarray(n_voxels, dtype=np.float64) * (s * f)
 
 
+def voxels_to_volume(shape: Sequence[int], voxel_spacing: float, ds_factor: int = 1) -> float:
+    """Volume in cubic Angstrom of a grid of ``shape`` voxels at factor ``ds_factor``.
+
+    ``prod(shape) * (voxel_spacing * ds_factor)^3``: each voxel is a cube of side
+    :func:`voxels_to_length` of one voxel.
+    """
+    side = float(voxels_to_length(1.0, voxel_spacing, ds_factor))
+    return float(np.prod(np.asarray(shape, dtype=np.float64))) * side**3
+
+
 def ds_sigma(angstrom_sigma: Any, voxel_spacing: float, ds_factor: int) -> Any:
     """Gaussian sigma in downsampled voxels: ``angstrom_sigma / (voxel_spacing * ds_factor)``."""
     return length_to_voxels(angstrom_sigma, voxel_spacing, ds_factor)

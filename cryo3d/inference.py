@@ -49,8 +49,11 @@ def pick_tomogram(
     and peaks are extracted per class (threshold, NMS distance from the particle radius,
     sub-voxel refinement), then filtered by :func:`cryo3d.peak_selection.select_peaks` (cross-class suppression,
     at most as many picks per class as the volume can hold, with a warning naming the
-    tomogram and class when that cap cuts). With ``return_heatmap`` also returns the
-    heatmap (NumPy, host) and its voxel spacing at full resolution. On a GPU the heatmap is
+    tomogram and class when that cap cuts; the annotation-density cap of
+    ``settings.class_density``). Scores are probabilities computed from the logits in
+    float64, so they rank where a float32 sigmoid would tie at 1.0. With ``return_heatmap``
+    also returns the **logit** heatmap (NumPy, host; ``sigmoid`` of it is the probability
+    map) and its voxel spacing at full resolution. On a GPU the heatmap is
     stitched and its peaks found there when it fits (:func:`predict_heatmap` with
     ``keep_on_device``). ``model`` may come from :func:`prepare_network` already (then it is
     used as is).
@@ -65,7 +68,8 @@ def pick_tomogram(
     hm = predict_heatmap(model, vol, settings, device=dev, progress=progress, keep_on_device=True, prepared=True)
     picks = heatmap_to_picks(hm, settings.thresholds, tomogram.name, particles, spacing, int(settings.ds_factor),
                              settings.min_distance_fraction, settings.cross_class_fraction,
-                             where=f"tomogram {tomogram.name}")
+                             where=f"tomogram {tomogram.name}", logits=True,
+                             class_density=settings.class_density, density_factor=settings.density_factor)
     if return_heatmap:
         return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
@@ -165,6 +169,7 @@ def predict(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
         sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
+        class_density=meta.get("class_density"),
     )
     net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
     settings_d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}
@@ -191,7 +196,9 @@ def predict(
             made["heatmaps"] = store.heatmap_paths(t.name, particles.names)
             origin = tuple(coords.ds_origin(sp, settings.ds_factor).tolist())  # heatmap voxel 0's centre (Angstrom)
             for ci, hpath in enumerate(made["heatmaps"]):
-                write_mrc(hpath, hm[ci], coords.ds_voxel_spacing(sp, settings.ds_factor), origin=origin)
+                prob = 1.0 / (1.0 + np.exp(-hm[ci]))  # the probability map (hm holds logits)
+                write_mrc(hpath, prob.astype(np.float32, copy=False), coords.ds_voxel_spacing(sp, settings.ds_factor),
+                          origin=origin)
         write_picks_csv(store.csv_path(name), p)
         store.record(name, path, made)
         results.append(p)

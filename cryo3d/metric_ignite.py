@@ -24,11 +24,36 @@ from cryo3d.picks import Picks
 logger = logging.getLogger("cryo3d")
 
 
+#: Score quantiles added to the fixed threshold grid of a sweep: scores that keep their order
+#: (:func:`cryo3d.peaks.find_peaks` with logits) may crowd above the grid's last step.
+SWEEP_QUANTILES = 64
+
+
+def sweep_grid(fixed: np.ndarray, scores: np.ndarray, n_quantiles: int = SWEEP_QUANTILES) -> np.ndarray:
+    """Thresholds to sweep: the ``fixed`` grid plus ``n_quantiles`` quantiles of the ``scores``
+    at or above its lowest value (so a model whose picks all score above 0.995 still gets
+    thresholds between them)."""
+    fixed = np.asarray(fixed, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[s >= fixed.min()] if fixed.size else s
+    if s.size == 0:
+        return fixed
+    return np.unique(np.r_[fixed, np.quantile(s, np.linspace(0.0, 1.0, n_quantiles))])
+
+
+def calibration_line(calib: dict) -> str:
+    """One line of :func:`cryo3d.metrics.calibration`: the error and, per non-empty bin, how often a pick is right."""
+    bins = ", ".join(f"{lo:g}-{hi:.4g}: {p:.2f} right of {n}" for lo, hi, p, n in
+                     zip(calib["edges"][:-1], calib["edges"][1:], calib["precision"], calib["n"]) if n)
+    return f"score calibration: expected calibration error {calib['ece']:.3f} ({bins})"
+
+
 class ParticleFBeta(Metric):
     """CZII particle F-beta of whole-tomogram heatmaps, as an ignite metric.
 
-    ``update`` takes ``(y_pred, y)`` with ``y_pred`` the stitched sigmoid heatmaps
-    ``[B, C, z/f, y/f, x/f]`` and ``y`` the tomogram indices ``[B, 1]`` of
+    ``update`` takes ``(y_pred, y)`` with ``y_pred`` the stitched logit heatmaps
+    ``[B, C, z/f, y/f, x/f]`` (what :class:`cryo3d.sliding_window.DownsampledSlidingWindowInferer`
+    returns; ``logits=False`` for probability maps) and ``y`` the tomogram indices ``[B, 1]`` of
     :class:`cryo3d.workflows.validation.ValidationTomograms`; peaks are found at
     ``base_threshold`` and converted to Angstrom picks, filtered like inference does
     (:func:`cryo3d.peak_selection.select_peaks`:
@@ -52,6 +77,11 @@ class ParticleFBeta(Metric):
         cross_class_fraction: cross-class suppression distance (0: off); default: inference's
             (:data:`cryo3d.peak_selection.CROSS_CLASS_FRACTION`).
         matching: ``"czii"`` (the challenge's rule) or ``"greedy"``.
+        logits: ``y_pred`` holds logits (scores are then float64 probabilities that keep
+            their order; see :func:`cryo3d.peaks.find_peaks`).
+        class_density: ``[C]`` annotated particles per cubic Angstrom of the training data:
+            validation caps each class as inference does
+            (:func:`cryo3d.peak_selection.density_caps`); None: no density cap.
     """
 
     def __init__(
@@ -70,6 +100,8 @@ class ParticleFBeta(Metric):
         tie_break: str = "low",
         cross_class_fraction: float | None = None,
         matching: str = "czii",
+        logits: bool = True,
+        class_density: Sequence[float | None] | None = None,
         output_transform: Callable = lambda out: (out["pred"], out["label"]),
         device: str | torch.device = "cpu",
     ) -> None:
@@ -89,6 +121,8 @@ class ParticleFBeta(Metric):
             cross_class_fraction = CROSS_CLASS_FRACTION
         self.cross_class_fraction = float(cross_class_fraction)
         self.matching = matching
+        self.logits = bool(logits)
+        self.class_density = None if class_density is None else list(class_density)
         # thresholds tried per class: coarse below 0.95, fine above (confident models pile up there)
         self.sweep_grid = np.unique(np.round(np.r_[np.arange(base_threshold, 0.95, 0.025),
                                                    np.linspace(0.95, 0.995, 10)], 4))
@@ -108,33 +142,42 @@ class ParticleFBeta(Metric):
             hm = y_pred[b].detach().float()
             self._picks.append(heatmap_to_picks(hm, low, name, self.particles, self.voxel_spacing, self.ds_factor,
                                                 self.min_distance_fraction, self.cross_class_fraction,
-                                                where=f"validation tomogram {name}", max_peaks=self.max_peaks))
+                                                where=f"validation tomogram {name}", max_peaks=self.max_peaks,
+                                                logits=self.logits, class_density=self.class_density))
             self._seen.append(name)
 
     def compute(self) -> float:
         pred = Picks.concat(self._picks)
         gt = self.gt.select(np.isin(self.gt.tomo, self._seen))
         if self.sweep:
-            sw = sweep_thresholds(pred, gt, self.particles, thresholds=self.sweep_grid, beta=self.beta,
+            sw = sweep_thresholds(pred, gt, self.particles, thresholds=sweep_grid(self.sweep_grid, pred.score),
+                                  beta=self.beta,
                                   matching=self.matching, tomograms=self._seen, tie_break=self.tie_break)
             thr = [sw["best_threshold"][n] for n in self.particles.names]
             res = sw["result"]
             unlearned = list(sw["unlearned"])
+            calib = sw["calibration"]
         else:
             thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
             keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
             res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
                               tomograms=self._seen)
             unlearned = [c.name for c in res.per_class if c.tp == 0]
+            calib = None
         self.last_picks = pred  # every peak of this validation (the training report draws them)
+        table = res.table()
+        if calib is not None and np.isfinite(calib["ece"]):
+            table += f"\n{calibration_line(calib)}"
+        if unlearned:
+            table += f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
         self.last = {
             "score": float(res.score),
             "thresholds": [float(t) for t in thr],
             "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
                                    "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
-            "table": res.table() + (f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
-                                    if unlearned else ""),
+            "table": table,
             "unlearned": unlearned,
+            "calibration": calib,
         }
         if unlearned:
             logger.warning(

@@ -63,6 +63,7 @@ __all__ = [
     "MATCHINGS",
     "ClassScore",
     "ScoreResult",
+    "calibration",
     "precision_recall_fbeta",
     "match_greedy",
     "score_picks",
@@ -383,6 +384,45 @@ def _choose_threshold(f: np.ndarray, thr: np.ndarray, tie_break: str) -> int:
     return first + int(np.argmin(np.abs(thr[first : last + 1] - mid)))
 
 
+#: Score bins of :func:`calibration` (equal width on the probability scale, plus the last
+#: per cent split finer: a confident model's picks pile up there).
+CALIBRATION_EDGES = np.r_[np.linspace(0.0, 0.9, 10), 0.99, 0.999, 1.0 + 1e-12]
+
+
+def calibration(counts: Sequence[_ClassCounts], edges: np.ndarray = CALIBRATION_EDGES) -> dict[str, Any]:
+    """How well pick scores predict being right: the reliability table and its expected calibration error.
+
+    Per score bin (all classes pooled): ``n`` predictions, ``tp`` of them true positives
+    (CZII matching: ground truths whose best prediction falls in the bin), ``precision`` =
+    tp / n and the bin's mean score. ``ece`` = sum over bins of n / N x |precision - mean
+    score|: 0 for a calibrated score (a pick of score 0.8 is right 80 % of the time), large
+    for a saturated one (everything at 1.0, most of it false).
+
+    Args:
+        counts: per-class matches from :func:`_match_all`.
+        edges: ascending bin edges on the score.
+
+    Returns:
+        dict with ``edges``, ``n``, ``tp``, ``precision``, ``mean_score`` (lists per bin; NaN
+        where a bin is empty) and ``ece`` (float; NaN without predictions).
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    pred = np.concatenate([c.pred_scores for c in counts]) if counts else np.zeros(0)
+    tp_s = np.concatenate([c.tp_scores for c in counts]) if counts else np.zeros(0)
+    k = len(edges) - 1
+    b_pred = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, k - 1)
+    b_tp = np.clip(np.searchsorted(edges, tp_s, side="right") - 1, 0, k - 1)
+    n = np.bincount(b_pred, minlength=k).astype(np.float64)
+    tp = np.bincount(b_tp, minlength=k).astype(np.float64)
+    total = np.bincount(b_pred, weights=pred, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = tp / n
+        mean = total / n
+    ece = float(np.nansum(n / n.sum() * np.abs(prec - mean))) if n.sum() else float("nan")
+    return {"edges": edges.tolist(), "n": n.astype(int).tolist(), "tp": tp.astype(int).tolist(),
+            "precision": prec.tolist(), "mean_score": mean.tolist(), "ece": ece}
+
+
 def sweep_thresholds(
     pred: Picks,
     gt: Picks,
@@ -432,7 +472,8 @@ def sweep_thresholds(
             ``"score"``: weighted mean of the best F-beta, i.e. the score when each class
             uses its own best threshold;
             ``"score_curve"``: ``[T]`` score when every class uses the same threshold;
-            ``"result"``: the :class:`ScoreResult` at the best thresholds.
+            ``"result"``: the :class:`ScoreResult` at the best thresholds;
+            ``"calibration"``: :func:`calibration` of all predictions' scores.
     """
     _check_args(beta, distance_multiplier, matching)
     if tie_break not in TIE_BREAKS:
@@ -467,4 +508,5 @@ def sweep_thresholds(
         "score": result.score,
         "score_curve": (w[:, None] * fmat).sum(axis=0) / w.sum(),
         "result": result,
+        "calibration": calibration(counts),
     }

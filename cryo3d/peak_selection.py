@@ -12,7 +12,11 @@ across classes or on counts, then converts:
 * :func:`cap_per_class`: no class gets more peaks than the volume can physically hold,
   ``PACKING_FRACTION x volume / (4/3 pi r^3)`` (:func:`max_particles`); the highest
   scores are kept and a warning names the tomogram and the classes that were capped.
-* :func:`select_peaks`: both, as inference and validation apply them.
+* :func:`density_caps`: no class gets more peaks than ``DENSITY_CAP_FACTOR`` x the density
+  its training annotations show (particles per cubic Angstrom, recorded in the checkpoint)
+  times the volume; a flooding class (a model firing on unlabelled proteins of its size) is
+  cut to its highest scores, with a warning naming tomogram and class.
+* :func:`select_peaks`: all three, as inference and validation apply them.
 * :func:`peaks_to_picks`: peaks ``[z, y, x]`` in downsampled voxels -> a
   :class:`~cryo3d.picks.Picks` table in Angstrom through :mod:`cryo3d.coords`.
 * :func:`heatmap_to_picks`: the whole chain from a heatmap ``[C, z, y, x]``, the one
@@ -36,8 +40,11 @@ from cryo3d.picks import Picks
 __all__ = [
     "CROSS_CLASS_FRACTION",
     "CROSS_CLASS_RULES",
+    "DENSITY_CAP_FACTOR",
     "PACKING_FRACTION",
     "cap_per_class",
+    "class_densities",
+    "density_caps",
     "heatmap_to_picks",
     "max_particles",
     "peaks_to_picks",
@@ -48,6 +55,12 @@ __all__ = [
 #: Densest packing of equal spheres (Kepler: pi / sqrt(18) ~ 0.7405). No volume holds more
 #: particles of one class than this fraction of it filled with the class's spheres.
 PACKING_FRACTION = math.pi / math.sqrt(18.0)
+
+#: A class reports at most this many times the particles per volume that its training
+#: annotations hold (:func:`density_caps`). Why 3: a user's annotated tomograms are a sample,
+#: and a test tomogram may be three times as crowded with a class; a model that floods
+#: (hundreds of picks on unlabelled proteins of a class's size) reports 10-50 times.
+DENSITY_CAP_FACTOR = 3.0
 
 #: Which radius sets the cross-class distance of two peaks (see :func:`suppress_cross_class`).
 CROSS_CLASS_RULES = ("smaller", "stronger", "larger")
@@ -135,6 +148,54 @@ def max_particles(
     volume = float(np.prod(np.asarray(shape, dtype=np.float64)))
     cap = np.floor(packing * volume / (4.0 / 3.0 * math.pi * r**3))
     return np.maximum(cap, 1).astype(np.int64)
+
+
+def class_densities(counts: Sequence[int] | np.ndarray, volume_angstrom3: float) -> list[float]:
+    """Annotated particles per cubic Angstrom of each class: ``counts[c] / volume``.
+
+    Args:
+        counts: ``[C]`` annotated particles of each class over the training tomograms.
+        volume_angstrom3: their total volume in cubic Angstrom.
+
+    Returns:
+        ``[C]`` densities (plain floats, for a checkpoint).
+    """
+    n = np.asarray(counts, dtype=np.float64).reshape(-1)
+    if not np.isfinite(volume_angstrom3) or volume_angstrom3 <= 0:
+        raise ValueError(f"annotated volume must be a positive number of cubic Angstrom, got {volume_angstrom3!r}")
+    return [float(v) for v in n / float(volume_angstrom3)]
+
+
+def density_caps(
+    densities: Sequence[float | None] | np.ndarray,
+    volume_angstrom3: float,
+    factor: float = DENSITY_CAP_FACTOR,
+) -> np.ndarray:
+    """Most picks per class that the annotated density allows in a volume.
+
+    ``ceil(factor * density * volume)``, at least 1; a class whose density is unknown
+    (``None``/NaN) or zero (not annotated, so the model cannot have learned it from these
+    annotations) gets no cap here (the largest int64), and ``factor`` None or 0 turns the cap off.
+
+    Args:
+        densities: ``[C]`` annotated particles per cubic Angstrom (:func:`class_densities`).
+        volume_angstrom3: the volume picked, in cubic Angstrom.
+        factor: how many times the annotated density a class may report.
+
+    Returns:
+        int64 ``[C]``.
+    """
+    d = np.array([np.nan if v is None else float(v) for v in np.asarray(densities, dtype=object).reshape(-1)])
+    big = np.iinfo(np.int64).max
+    if not factor:
+        return np.full(d.shape, big, dtype=np.int64)
+    if not np.isfinite(factor) or factor < 0:
+        raise ValueError(f"density cap factor must be a number >= 0, got {factor!r}")
+    known = np.isfinite(d) & (d > 0)
+    caps = np.full(d.shape, big, dtype=np.int64)
+    allowed = float(factor) * d[known] * float(volume_angstrom3)
+    caps[known] = np.maximum(np.ceil(np.round(allowed, 6)), 1).astype(np.int64)  # 60.000000001 is 60
+    return caps
 
 
 def cap_per_class(
@@ -280,8 +341,10 @@ def select_peaks(
     cross_class_fraction: float = 0.0,
     where: str = "",
     max_peaks: int | None = None,
+    class_density: Sequence[float | None] | None = None,
+    density_factor: float | None = DENSITY_CAP_FACTOR,
 ) -> np.ndarray:
-    """Which peaks of one tomogram to keep: cross-class suppression, then the physical cap.
+    """Which peaks of one tomogram to keep: cross-class suppression, then the caps.
 
     Applied by :func:`heatmap_to_picks`, the one path of inference and validation, so that
     the thresholds chosen on validation apply to the same picks.
@@ -295,8 +358,11 @@ def select_peaks(
         voxel_spacing: Angstrom per full-resolution voxel.
         ds_factor: heatmap downsampling factor.
         cross_class_fraction: :func:`suppress_cross_class` distance (0: off).
-        where: names the tomogram in the cap warning.
+        where: names the tomogram in the cap warnings.
         max_peaks: optional further limit per class.
+        class_density: ``[C]`` annotated particles per cubic Angstrom of the training data
+            (:func:`class_densities`; the checkpoint's ``class_density``); None: no density cap.
+        density_factor: :func:`density_caps`' factor (None or 0: no density cap).
 
     Returns:
         bool ``[N]`` mask of the peaks kept.
@@ -308,6 +374,24 @@ def select_peaks(
         caps = np.minimum(caps, int(max_peaks))
     rows = np.nonzero(keep)[0]
     keep[rows] = cap_per_class(labels[rows], scores[rows], caps, where=where, names=particles.names)
+    if class_density is not None and density_factor:
+        if len(class_density) != len(particles):
+            raise ValueError(f"class_density has {len(class_density)} values for {len(particles)} classes "
+                             f"{particles.names}")
+        volume = coords.voxels_to_volume(ds_grid, voxel_spacing, ds_factor)
+        dcaps = density_caps(class_density, volume, density_factor)
+        rows = np.nonzero(keep)[0]
+        over = np.bincount(labels[rows], minlength=len(particles)) > dcaps
+        if over.any():
+            keep[rows] = cap_per_class(labels[rows], scores[rows], dcaps, warn=False)
+            listed = "; ".join(f"{particles.names[c]}: kept the {dcaps[c]} highest-scoring picks"
+                               for c in np.nonzero(over)[0])
+            warnings.warn(
+                f"{where or 'volume'}: more picks than {density_factor:g} x the density of the training "
+                f"annotations for {listed}. Such a class usually fires on unlabelled particles of its "
+                "size; check its picks, or annotate more of it.",
+                stacklevel=2,
+            )
     return keep
 
 
@@ -322,6 +406,9 @@ def heatmap_to_picks(
     cross_class_fraction: float = CROSS_CLASS_FRACTION,
     where: str = "",
     max_peaks: int | None = None,
+    logits: bool = False,
+    class_density: Sequence[float | None] | None = None,
+    density_factor: float | None = DENSITY_CAP_FACTOR,
 ) -> Picks:
     """The picks of one tomogram's downsampled heatmap: find, select, convert to Angstrom.
 
@@ -342,14 +429,19 @@ def heatmap_to_picks(
         min_distance_fraction: minimum distance of two peaks of one class, as a fraction of
             the class's radius.
         cross_class_fraction: :func:`suppress_cross_class` distance (0: off).
-        where: names the tomogram in the cap warning.
+        where: names the tomogram in the cap warnings.
         max_peaks: optional further limit per class.
+        logits: the heatmap holds logits (:func:`cryo3d.peaks.find_peaks`); scores are then
+            probabilities computed in float64, which keep their order where a float32 sigmoid
+            saturates.
+        class_density, density_factor: the annotation-density cap (:func:`select_peaks`).
 
     Returns:
         Picks with ``xyz`` in Angstrom, class names and peak scores.
     """
     min_dist = coords.length_to_voxels(min_distance_fraction * particles.radii, voxel_spacing, ds_factor)
-    c, lab, score = find_peaks(heatmap, thresholds, min_dist)
+    c, lab, score = find_peaks(heatmap, thresholds, min_dist, logits=logits)
     keep = select_peaks(c, lab, score, tuple(heatmap.shape[1:]), particles, voxel_spacing, ds_factor,
-                        cross_class_fraction, where=where, max_peaks=max_peaks)
+                        cross_class_fraction, where=where, max_peaks=max_peaks, class_density=class_density,
+                        density_factor=density_factor)
     return peaks_to_picks(c[keep], lab[keep], score[keep], tomo, particles, voxel_spacing, ds_factor)

@@ -41,7 +41,9 @@ Pipeline of :func:`find_peaks` (one class = one heatmap channel):
 
 Across classes and on counts, and into Angstrom picks: :mod:`cryo3d.peak_selection`.
 
-Scores are the heatmap values at the peak voxels. Coordinates are ``[z, y, x]`` in
+Scores are the heatmap values at the peak voxels; on a logit heatmap (``logits=True``, what
+:mod:`cryo3d.sliding_window` stitches) their probabilities, computed in float64 so that they
+keep their order where a float32 sigmoid would saturate at 1.0. Coordinates are ``[z, y, x]`` in
 downsampled voxels of the heatmap grid; :func:`cryo3d.peak_selection.peaks_to_picks`
 turns them into Angstrom picks through :mod:`cryo3d.coords`.
 
@@ -64,7 +66,7 @@ from scipy.spatial import cKDTree
 
 from cryo3d.array_module import is_cupy_array
 
-__all__ = ["find_peaks", "greedy_keep", "nms_radius"]
+__all__ = ["find_peaks", "greedy_keep", "logit_thresholds", "nms_radius"]
 
 
 def nms_radius(min_distance: float | Sequence[float] | np.ndarray) -> np.ndarray:
@@ -140,6 +142,19 @@ def _box_max(x: torch.Tensor, r: int, use_pool: bool | None = None) -> torch.Ten
     return out
 
 
+def logit_thresholds(thresholds: np.ndarray) -> np.ndarray:
+    """Probability thresholds -> the same thresholds on logits (``log(p / (1 - p))``).
+
+    ``sigmoid(v) >= p`` exactly when ``v >= logit(p)``; ``p <= 0`` becomes ``-inf`` (every
+    voxel passes) and ``p >= 1`` becomes ``+inf`` (none does).
+    """
+    p = np.asarray(thresholds, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(p) - np.log1p(-p)
+    out = np.where(p <= 0, -np.inf, out)
+    return np.where(p >= 1, np.inf, out)
+
+
 def _candidates(hm: torch.Tensor, thr: np.ndarray, radii: np.ndarray) -> torch.Tensor:
     """Boolean ``[C, Z, Y, X]`` mask of thresholded local maxima (max-pool NMS per class)."""
     mask = torch.zeros(hm.shape, dtype=torch.bool, device=hm.device)
@@ -153,10 +168,12 @@ def _candidates(hm: torch.Tensor, thr: np.ndarray, radii: np.ndarray) -> torch.T
     return mask
 
 
-def _refine_offsets(hm: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def _refine_offsets(hm: torch.Tensor, idx: torch.Tensor, logits: bool = False) -> torch.Tensor:
     """Per-axis log-parabola vertex offsets ``[M, 3]`` (float64, in ``[-0.5, 0.5]``).
 
-    ``idx`` is ``[M, 4]`` ``(c, z, y, x)`` on ``hm``'s device. See the module docstring.
+    ``idx`` is ``[M, 4]`` ``(c, z, y, x)`` on ``hm``'s device. See the module docstring. With
+    ``logits`` the heatmap holds logits and the parabola goes through the log-probabilities
+    ``log sigmoid(v)``, the same fit as on the probability map, computed without saturating.
     """
     M = idx.shape[0]
     off = torch.zeros((M, 3), dtype=torch.float64, device=hm.device)
@@ -172,8 +189,11 @@ def _refine_offsets(hm: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             q[:, a + 1] = m + s
             vals.append(hm[q[:, 0], q[:, 1], q[:, 2], q[:, 3]].to(torch.float64))
         f = torch.stack(vals, dim=1)  # [M, 3]
-        positive = (f > 0).all(dim=1, keepdim=True)
-        g = torch.where(positive, torch.log(f.clamp_min(torch.finfo(torch.float64).tiny)), f)
+        if logits:
+            g = F.logsigmoid(f)
+        else:
+            positive = (f > 0).all(dim=1, keepdim=True)
+            g = torch.where(positive, torch.log(f.clamp_min(torch.finfo(torch.float64).tiny)), f)
         denom = g[:, 0] - 2.0 * g[:, 1] + g[:, 2]
         concave = denom < 0
         safe = torch.where(concave, denom, torch.ones_like(denom))
@@ -254,6 +274,7 @@ def find_peaks(
     min_distance: float | Sequence[float] | np.ndarray,
     refine: bool = True,
     max_peaks: int | None = None,
+    logits: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Find particle centres in a downsampled heatmap.
 
@@ -270,11 +291,19 @@ def find_peaks(
         refine: sub-voxel refinement (log-parabola per axis, averaged over a plateau).
             ``False`` returns integer voxel positions.
         max_peaks: keep at most this many peaks **per class** (the highest scores).
+        logits: the heatmap holds logits (the network's output before the sigmoid, as
+            :mod:`cryo3d.sliding_window` stitches it). ``thresholds`` stay probabilities
+            (compared as :func:`logit_thresholds`), the refinement fits the
+            log-probabilities and the scores are ``sigmoid(logit)`` in float64. A float32
+            sigmoid map saturates at exactly 1.0 above a logit of about 16.6, so a
+            confident model's peaks all tie there; in float64 from the logits they keep
+            their order up to a logit of about 36.7 (probability ``1 - 1e-16``).
 
     Returns:
         ``(coords, labels, scores)``: ``coords`` float64 ``[N, 3]`` peak positions
         ``[z, y, x]`` in downsampled voxels; ``labels`` int64 ``[N]`` class id (channel) of
-        each peak; ``scores`` float64 ``[N]`` heatmap value at the peak voxel. Rows are
+        each peak; ``scores`` float64 ``[N]`` heatmap value at the peak voxel (its
+        probability with ``logits``). Rows are
         sorted by class, then by descending score (ties by voxel order).
 
     Example:
@@ -300,12 +329,14 @@ def find_peaks(
         raise ValueError("heatmap contains NaN")
     radii = nms_radius(dist)
 
-    mask = _candidates(hm, thr, radii)
+    mask = _candidates(hm, logit_thresholds(thr) if logits else thr, radii)
     idx = torch.nonzero(mask)  # [M, 4] (c, z, y, x), row-major = flat-index order
     if idx.shape[0] == 0:
         return _empty()
     vals = hm[idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3]].to(torch.float64)
-    off = _refine_offsets(hm, idx) if refine else None
+    if logits:
+        vals = torch.sigmoid(vals)
+    off = _refine_offsets(hm, idx, logits) if refine else None
 
     idx_np = idx.cpu().numpy()
     vals_np = vals.cpu().numpy()

@@ -28,7 +28,7 @@ import torch
 
 from cryo3d import coords
 from cryo3d.normalization import NORM_CLIP
-from cryo3d.peak_selection import CROSS_CLASS_FRACTION
+from cryo3d.peak_selection import CROSS_CLASS_FRACTION, DENSITY_CAP_FACTOR
 
 
 @dataclass
@@ -57,6 +57,10 @@ class InferenceSettings:
         compile: ``torch.compile`` the network: False, True (inductor) or a backend name
             (``"inductor"``, ``"cudagraphs"``, ``"eager"``, ...). Compiling takes seconds to minutes
             once per process; it pays off over many tomograms.
+        class_density: ``[C]`` particles per cubic Angstrom in the training annotations (the
+            checkpoint's ``class_density``); None: no density cap.
+        density_factor: a class reports at most this many times its annotated density
+            (:func:`cryo3d.peak_selection.density_caps`); None or 0: no density cap.
     """
 
     roi_size: tuple[int, int, int] = (64, 64, 64)
@@ -73,6 +77,8 @@ class InferenceSettings:
     channels_last: bool | None = None
     compile: bool | str = False
     cross_class_fraction: float = CROSS_CLASS_FRACTION
+    class_density: Sequence[float | None] | None = None
+    density_factor: float | None = DENSITY_CAP_FACTOR
 
     def __post_init__(self) -> None:
         self.roi_size = tuple(int(r) for r in (self.roi_size if not np.isscalar(self.roi_size) else (self.roi_size,) * 3))
@@ -137,7 +143,13 @@ def prepare_network(network: torch.nn.Module, settings: InferenceSettings,
 
 
 def _window_predictor(network: torch.nn.Module, settings: InferenceSettings, device: torch.device):
-    """``windows [B, 1, z, y, x] -> sigmoid [B, C, z/f, y/f, x/f]`` float32, as the inferer runs it."""
+    """``windows [B, 1, z, y, x] -> logits [B, C, z/f, y/f, x/f]`` float32, as the inferer runs it.
+
+    Logits, not probabilities: windows are blended and test-time passes averaged on the
+    logit scale, and a float32 sigmoid would saturate at exactly 1.0 above a logit of about
+    16.6, so that a confident model's peaks tie and cannot be ranked
+    (:func:`cryo3d.peaks.find_peaks` with ``logits=True`` takes the probability in float64).
+    """
     use_amp = settings.amp and device.type == "cuda"
     channels_last = use_channels_last(settings, device)
 
@@ -145,7 +157,7 @@ def _window_predictor(network: torch.nn.Module, settings: InferenceSettings, dev
         if channels_last:
             w = w.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return torch.sigmoid(network(w).float())
+            return network(w).float()
 
     return predictor
 
@@ -229,8 +241,9 @@ class DownsampledSlidingWindowInferer:
     A MONAI ``Inferer`` (callable as ``inferer(inputs, network)``, so ``SupervisedEvaluator``
     takes it): pads ``[B, 1, z, y, x]`` inputs at the far end (see the module docstring),
     runs ``monai.inferers.sliding_window_inference`` with windows on ``sw_device`` and the
-    stitched result on ``device`` (host by default), applies the sigmoid, averages optional
-    test-time flips / rot90 and crops to ``coords.ds_shape``.
+    stitched result on ``device`` (host by default), averages optional test-time flips / rot90
+    and crops to ``coords.ds_shape``. The result is the network's **logits** (blended, averaged):
+    ``torch.sigmoid`` of it is the probability heatmap; peaks take it with ``logits=True``.
 
     Args:
         settings: an :class:`InferenceSettings` (roi, ds_factor, overlap, blend, tta, ...).
@@ -246,7 +259,7 @@ class DownsampledSlidingWindowInferer:
 
     Example:
         >>> inferer = DownsampledSlidingWindowInferer(InferenceSettings(roi_size=64, ds_factor=2))  # doctest: +SKIP
-        >>> heat = inferer(volume[None, None], model)   # [1, C, z/2, y/2, x/2] probabilities  # doctest: +SKIP
+        >>> logits = inferer(volume[None, None], model)   # [1, C, z/2, y/2, x/2]  # doctest: +SKIP
     """
 
     def __init__(self, settings: InferenceSettings, sw_device: Any = None, device: Any = "cpu",
@@ -333,7 +346,10 @@ def predict_heatmap(
     keep_on_device: bool = False,
     prepared: bool = False,
 ) -> np.ndarray | torch.Tensor:
-    """Sigmoid heatmap ``[C, z/f, y/f, x/f]`` (float32) of a normalised ``[z, y, x]`` volume.
+    """Logit heatmap ``[C, z/f, y/f, x/f]`` (float32) of a normalised ``[z, y, x]`` volume.
+
+    ``sigmoid`` of it is the probability heatmap; :func:`cryo3d.peak_selection.heatmap_to_picks`
+    takes it with ``logits=True`` (scores that keep their order where a float32 sigmoid saturates).
 
     Args:
         model: the network (moved to ``device`` and prepared by :func:`prepare_network`

@@ -64,7 +64,7 @@ def test_a_class_the_model_never_saw_keeps_the_safe_threshold_and_stays_under_th
     unseen_kp = np.array([[20.0, 20, 38], [30.0, 10, 12]])
     gt = Picks(["TS_val"] * 5, ["seen"] * 3 + ["unseen"] * 2,
                coords.voxel_to_angstrom(np.concatenate([seen_kp, unseen_kp]), SPACING))
-    metric = ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1, cross_class_fraction=0.0)
+    metric = ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1, cross_class_fraction=0.0, logits=False)
     metric.reset()
     hm = torch.from_numpy(_validation_heatmap(rng, shape, seen_kp, unseen_kp))[None]
     with warnings.catch_warnings():

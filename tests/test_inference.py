@@ -2,7 +2,7 @@
 
 Most tests use parameter-free fake "networks" whose output is known exactly (an average
 pool by ``ds_factor`` returned as logits, so the sigmoid gives the pooled value back): the
-stitched heatmap can then be compared with the pooling of the whole volume.
+sigmoid of the stitched logits can then be compared with the pooling of the whole volume.
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def _pooled_reference(volume: np.ndarray, f: int) -> np.ndarray:
 
 
 def _infer(volume: np.ndarray, net: nn.Module, **settings) -> np.ndarray:
+    """The probability heatmap: the sigmoid of the stitched logits."""
     st = InferenceSettings(amp=False, **settings)
-    return DownsampledSlidingWindowInferer(st)(torch.from_numpy(volume)[None, None], net)[0].numpy()
+    return torch.sigmoid(DownsampledSlidingWindowInferer(st)(torch.from_numpy(volume)[None, None], net)[0]).numpy()
 
 
 def _nearest(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -145,12 +146,12 @@ def test_inferer_rejects_an_input_that_is_not_batch_channel_z_y_x():
         inferer(torch.zeros(1, 20, 20, 20), PoolNet(2))
 
 
-def test_predict_heatmap_returns_a_float32_class_first_array_on_the_host():
+def test_predict_heatmap_returns_float32_class_first_logits_on_the_host():
     vol = np.random.default_rng(1).uniform(0.1, 0.9, (20, 21, 22)).astype(np.float32)
     hm = predict_heatmap(PoolNet(2, 3), vol, InferenceSettings(roi_size=16, ds_factor=2, amp=False), device="cpu")
     assert isinstance(hm, np.ndarray) and hm.dtype == np.float32
     assert hm.shape == (3, 10, 11, 11)
-    np.testing.assert_allclose(hm[2], _pooled_reference(vol, 2), atol=1e-5)
+    np.testing.assert_allclose(torch.sigmoid(torch.from_numpy(hm[2])).numpy(), _pooled_reference(vol, 2), atol=1e-5)
 
 
 # --------------------------------------------------------------------------- test-time augmentation
@@ -165,15 +166,16 @@ def test_tta_with_an_equivariant_network_gives_the_plain_heatmap(tta):
 
 
 @pytest.mark.parametrize("tta", ["flips", "flips_rot90"])
-def test_tta_averages_the_back_transformed_predictions_of_a_non_equivariant_network(tta):
-    # one window (volume = roi): the TTA result is known in closed form from the ramp
+def test_tta_averages_the_back_transformed_logits_of_a_non_equivariant_network(tta):
+    # one window (volume = roi): the TTA result is known in closed form from the ramp; the
+    # passes are averaged on the logit scale (as overlapping windows are blended)
     vol = np.random.default_rng(3).uniform(0.05, 0.95, (16, 16, 16)).astype(np.float32)
     pooled = torch.from_numpy(_pooled_reference(vol, 2))
     ramp = torch.linspace(0.2, 1.0, 8).expand(8, 8, 8)  # along x of the network's input
     views = [ramp, ramp, ramp, ramp.flip(2)]  # none, flip z, flip y, flip x
     if tta == "flips_rot90":
         views += [torch.rot90(ramp, -1, dims=(1, 2)), torch.rot90(ramp, -3, dims=(1, 2))]
-    expected = (pooled * torch.stack(views).mean(0)).numpy()
+    expected = torch.sigmoid(_logit(pooled * torch.stack(views)).mean(0)).numpy()
     plain = _infer(vol, RampNet(2, 1), roi_size=16, ds_factor=2, tta="none")[0]
     aug = _infer(vol, RampNet(2, 1), roi_size=16, ds_factor=2, tta=tta)[0]
     np.testing.assert_allclose(aug, expected, atol=1e-5)

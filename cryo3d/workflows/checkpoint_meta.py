@@ -26,10 +26,14 @@ class CheckpointMeta:
         particles: the class set.
         voxel_spacing, patch_size, ds_factor: the training geometry.
         metric: a :class:`cryo3d.metric_ignite.ParticleFBeta` whose best thresholds are saved when known.
+        class_density: ``[C]`` annotated particles per cubic Angstrom of the training tomograms
+            (:func:`cryo3d.peak_selection.class_densities`): ``predict`` caps each class at a
+            multiple of it.
     """
 
     def __init__(self, network: dict, particles: ParticleSet, voxel_spacing: float,
-                 patch_size: int | Sequence[int], ds_factor: int, metric: ParticleFBeta | None = None) -> None:
+                 patch_size: int | Sequence[int], ds_factor: int, metric: ParticleFBeta | None = None,
+                 class_density: Sequence[float] | None = None) -> None:
         self.network = dict(network)
         self.particles = particles
         self.voxel_spacing = float(voxel_spacing)
@@ -37,6 +41,7 @@ class CheckpointMeta:
         self.patch_size = [int(ps)] * 3 if np.isscalar(ps) else [int(p) for p in ps]
         self.ds_factor = int(ds_factor)
         self.metric = metric
+        self.class_density = None if class_density is None else [float(v) for v in class_density]
 
     def state_dict(self) -> dict:
         d = {
@@ -46,6 +51,8 @@ class CheckpointMeta:
             "patch_size": self.patch_size,
             "ds_factor": self.ds_factor,
         }
+        if self.class_density is not None:
+            d["class_density"] = self.class_density
         if self.metric is not None and self.metric.last.get("thresholds"):
             d["thresholds"] = self.metric.last["thresholds"]
             d["val_score"] = self.metric.last["score"]

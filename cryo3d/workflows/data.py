@@ -23,7 +23,9 @@ from cryo3d.dataset import split_tomograms
 from cryo3d.io.copick_project import training_inputs
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
+from cryo3d.coords import voxels_to_volume
 from cryo3d.networks import build_network
+from cryo3d.peak_selection import class_densities
 from cryo3d.resolution import choose_geometry, parse_spacing_key
 from cryo3d.store import StoreSettings, prepare_store
 from cryo3d.synth import SynthConfig, synthesize
@@ -75,8 +77,10 @@ def ensure_data(
     Returns:
         ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files),
         ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``,
-        ``patch_size``, ``stride``, ``batch_size`` (as chosen), ``geometry_reason``, and
-        ``builtin`` (whether the data is the built-in simulator's).
+        ``patch_size``, ``stride``, ``batch_size`` (as chosen), ``geometry_reason``,
+        ``builtin`` (whether the data is the built-in simulator's) and ``class_density``
+        (annotated particles per cubic Angstrom of each class in the training tomograms, for
+        the flood cap of validation and ``predict``).
     """
     dist = torch.distributed
     distributed = dist.is_available() and dist.is_initialized()
@@ -117,6 +121,9 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
     tag += "_" + hashlib.sha256("|".join(sorted(train)).encode()).hexdigest()[:8]
     store = d / "store" / tag  # one store per geometry and training split, so experiments coexist
     train_picks = picks.select(np.isin(picks.tomo, train))
+    volume = sum(voxels_to_volume(tomos[n].shape, tomos[n].voxel_spacing) for n in train)
+    class_density = class_densities(
+        np.bincount(particles.indices(train_picks.cls, where=str(gt)), minlength=len(particles)), volume)
     prepare_store([tomos[n] for n in train], train_picks, particles, store, settings, progress=progress,
                   source=str(gt))
     return {
@@ -132,6 +139,7 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         "batch_size": geo.batch_size,
         "geometry_reason": geo.reason,
         "builtin": builtin,
+        "class_density": class_density,
     }
 
 
