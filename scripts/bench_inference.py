@@ -167,7 +167,8 @@ def time_peaks(hm: np.ndarray | torch.Tensor, thr: float, settings: InferenceSet
                cuda: bool) -> tuple[_Timer, int]:
     with _Timer(cuda) as t:
         picks = heatmap_to_picks(hm, thr, name, CZII_PARTICLES, spacing, settings.ds_factor,
-                                 settings.min_distance_fraction, settings.cross_class_fraction, where=name)
+                                 settings.min_distance_fraction, settings.cross_class_fraction, where=name,
+                                 logits=True)  # the inferer stitches logits
     return t, len(picks)
 
 
