@@ -164,11 +164,11 @@ def load_model(a: argparse.Namespace) -> tuple[nn.Module, dict]:
 
 
 def time_peaks(hm: np.ndarray | torch.Tensor, thr: float, settings: InferenceSettings, name: str, spacing: float,
-               cuda: bool) -> tuple[_Timer, int]:
+               cuda: bool, logits: bool = True) -> tuple[_Timer, int]:
     with _Timer(cuda) as t:
         picks = heatmap_to_picks(hm, thr, name, CZII_PARTICLES, spacing, settings.ds_factor,
                                  settings.min_distance_fraction, settings.cross_class_fraction, where=name,
-                                 logits=True)  # the inferer stitches logits
+                                 logits=logits)  # the inferer stitches logits
     return t, len(picks)
 
 
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
         gt = render_heatmap(kp, lab, tuple(hm.shape[1:]), sig)
         if stitch_on_device:
             gt = torch.from_numpy(gt).to(device)
-        t_gt, n_gt = time_peaks(gt, a.threshold, settings, "bench", spacing, cuda)
+        t_gt, n_gt = time_peaks(gt, a.threshold, settings, "bench", spacing, cuda, logits=False)  # probabilities
         print(f"  (peaks on a heatmap of the {len(truth)} true particles: {t_gt.wall:.2f} s, {n_gt} picks)")
         result["peaks_true_heatmap_s"] = t_gt.wall
     print(f"total:              {total:8.2f} s")
