@@ -9,6 +9,9 @@ across classes or on counts, then converts:
   A network that reports one particle in several class channels gives such pairs;
   two real particles cannot be that close (their centres are at least the sum of the
   radii apart).
+* :func:`strongest_class_keep`: one particle, one class, decided by the model: a peak of
+  class ``c`` is kept only where channel ``c`` is the model's strongest at the peak voxel
+  (``class_decision="strongest"``; ``"independent"`` keeps every channel's peaks).
 * :func:`cap_per_class`: no class gets more peaks than the volume can physically hold,
   ``PACKING_FRACTION x volume / (4/3 pi r^3)`` (:func:`max_particles`); the highest
   scores are kept and a warning names the tomogram and the classes that were capped.
@@ -30,6 +33,7 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from cryo3d import coords
@@ -39,6 +43,8 @@ from cryo3d.picks import Picks
 
 __all__ = [
     "CROSS_CLASS_FRACTION",
+    "CLASS_DECISION",
+    "CLASS_DECISIONS",
     "CROSS_CLASS_RULES",
     "DENSITY_CAP_FACTOR",
     "PACKING_FRACTION",
@@ -49,6 +55,7 @@ __all__ = [
     "max_particles",
     "peaks_to_picks",
     "select_peaks",
+    "strongest_class_keep",
     "suppress_cross_class",
 ]
 
@@ -61,6 +68,12 @@ PACKING_FRACTION = math.pi / math.sqrt(18.0)
 #: and a test tomogram may be three times as crowded with a class; a model that floods
 #: (hundreds of picks on unlabelled proteins of a class's size) reports 10-50 times.
 DENSITY_CAP_FACTOR = 3.0
+
+#: How a particle's class is decided (:func:`heatmap_to_picks`): ``"independent"`` keeps each
+#: channel's peaks on their own; ``"strongest"`` keeps a peak only where its channel is the
+#: strongest of all at the peak voxel (:func:`strongest_class_keep`).
+CLASS_DECISIONS = ("independent", "strongest")
+CLASS_DECISION = "independent"
 
 #: Which radius sets the cross-class distance of two peaks (see :func:`suppress_cross_class`).
 CROSS_CLASS_RULES = ("smaller", "stronger", "larger")
@@ -330,6 +343,33 @@ def suppress_cross_class(
     return greedy_keep(rank, i[link], j[link])
 
 
+def strongest_class_keep(heatmap: Any, coords_ds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Which peaks lie where their own channel is the strongest of all classes.
+
+    The model decides a particle's class: at each peak voxel (its coordinates rounded to
+    the grid) the channel of highest value wins, and a peak of any other channel there is
+    dropped. Comparing channels is fair on logits or probabilities alike (the sigmoid is
+    monotone), provided they are not saturated (see :func:`cryo3d.peaks.find_peaks`).
+
+    Args:
+        heatmap: ``[C, z, y, x]`` heatmap (NumPy, CuPy or torch).
+        coords_ds: ``[N, 3]`` peaks ``[z, y, x]`` in voxels of the heatmap's grid.
+        labels: ``[N]`` their class ids.
+
+    Returns:
+        bool ``[N]``.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if labels.size == 0:
+        return np.ones(0, dtype=bool)
+    hm = heatmap if isinstance(heatmap, torch.Tensor) else torch.as_tensor(heatmap)
+    hi = torch.as_tensor(hm.shape[1:], dtype=torch.int64) - 1
+    vox = torch.as_tensor(np.rint(np.asarray(coords_ds, dtype=np.float64).reshape(-1, 3)), dtype=torch.int64)
+    vox = torch.minimum(torch.clamp(vox, min=0), hi).to(hm.device)
+    columns = hm[:, vox[:, 0], vox[:, 1], vox[:, 2]]  # [C, N]: every class at every peak
+    return (torch.argmax(columns, dim=0).cpu().numpy() == labels)
+
+
 def select_peaks(
     coords_ds: np.ndarray,
     labels: np.ndarray,
@@ -409,6 +449,7 @@ def heatmap_to_picks(
     logits: bool = False,
     class_density: Sequence[float | None] | None = None,
     density_factor: float | None = DENSITY_CAP_FACTOR,
+    class_decision: str = CLASS_DECISION,
 ) -> Picks:
     """The picks of one tomogram's downsampled heatmap: find, select, convert to Angstrom.
 
@@ -435,12 +476,19 @@ def heatmap_to_picks(
             probabilities computed in float64, which keep their order where a float32 sigmoid
             saturates.
         class_density, density_factor: the annotation-density cap (:func:`select_peaks`).
+        class_decision: ``"independent"`` or ``"strongest"`` (:func:`strongest_class_keep`,
+            before the other selections).
 
     Returns:
         Picks with ``xyz`` in Angstrom, class names and peak scores.
     """
+    if class_decision not in CLASS_DECISIONS:
+        raise ValueError(f"class_decision must be one of {CLASS_DECISIONS}, got {class_decision!r}")
     min_dist = coords.length_to_voxels(min_distance_fraction * particles.radii, voxel_spacing, ds_factor)
     c, lab, score = find_peaks(heatmap, thresholds, min_dist, logits=logits)
+    if class_decision == "strongest":
+        own = strongest_class_keep(heatmap, c, lab)
+        c, lab, score = c[own], lab[own], score[own]
     keep = select_peaks(c, lab, score, tuple(heatmap.shape[1:]), particles, voxel_spacing, ds_factor,
                         cross_class_fraction, where=where, max_peaks=max_peaks, class_density=class_density,
                         density_factor=density_factor)

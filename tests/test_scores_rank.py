@@ -173,3 +173,30 @@ def test_predict_caps_each_class_at_three_times_the_annotated_density(tmp_path, 
     picks = read_picks_csv(tmp_path / "out" / "picks.csv")
     per_class = [len(picks.for_class(n)) for n in CZII_PARTICLES.names]
     assert max(per_class) <= 3, per_class
+
+
+def test_the_strongest_class_at_a_peak_keeps_it_and_the_other_channels_peaks_there_go():
+    from cryo3d.peak_selection import strongest_class_keep
+
+    hm = np.full((3, 8, 8, 8), -5.0, np.float32)
+    hm[0, 2, 2, 2], hm[1, 2, 2, 2] = 4.0, 6.0  # one particle: class 1 is the model's choice
+    hm[2, 6, 5, 4] = 3.0  # another particle, one channel only
+    coords_ds = np.array([[2.1, 1.9, 2.2], [2.0, 2.0, 2.0], [6.0, 5.0, 4.0]])
+    keep = strongest_class_keep(torch.from_numpy(hm), coords_ds, np.array([0, 1, 2]))
+    assert keep.tolist() == [False, True, True]
+
+
+def test_picks_with_the_strongest_class_rule_report_each_particle_once():
+    from cryo3d.peak_selection import heatmap_to_picks
+
+    shape = (16, 16, 16)
+    kp = np.array([[5.0, 5.0, 5.0], [11.0, 10.0, 9.0]])
+    prob = render_heatmap(np.r_[kp, kp], np.array([0, 0, 1, 1]), shape, [1.5, 1.5])
+    prob[1] *= np.where(np.indices(shape)[0] < 8, 0.7, 1.0)  # class 1 weaker on the first, stronger on the second
+    prob[0] *= np.where(np.indices(shape)[0] < 8, 1.0, 0.7)
+    two = ParticleSet((ParticleClass("a", 40.0), ParticleClass("b", 40.0)))
+    both = heatmap_to_picks(prob, 0.3, "t", two, SPACING, 1, 0.5)
+    once = heatmap_to_picks(prob, 0.3, "t", two, SPACING, 1, 0.5, class_decision="strongest")
+    assert len(both) == 4
+    assert sorted(once.cls.tolist()) == ["a", "b"]
+    assert np.allclose(once.for_class("a").xyz, coords.voxel_to_angstrom(kp[:1], SPACING), atol=1.0)
