@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,6 +83,21 @@ def test_best_checkpoint_carries_what_predict_needs(trained):
     assert set(meta["unlearned_classes"]) <= set(names)
     for n in meta["unlearned_classes"]:
         assert meta["thresholds"][names.index(n)] == UNLEARNED_THRESHOLD
+
+
+def test_best_checkpoint_records_the_annotated_density_of_its_training_tomograms(trained):
+    from cryo3d.coords import voxels_to_volume
+    from cryo3d.io.picks_csv import read_picks_csv
+    from cryo3d.io.tomogram import read_tomogram
+    from cryo3d.particles import ParticleSet
+
+    data, out, _ = trained
+    meta = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)["cryo3d"]
+    particles = ParticleSet.from_dict(meta["particles"])
+    train = read_tomogram(sorted((data / "tomograms").glob("*.mrc"))[0])  # the last one validates
+    picks = read_picks_csv(data / "picks.csv")
+    counts = np.bincount(particles.indices(picks.select(picks.tomo == train.name).cls), minlength=len(particles))
+    np.testing.assert_allclose(meta["class_density"], counts / voxels_to_volume(train.shape, train.voxel_spacing))
 
 
 def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
