@@ -85,7 +85,7 @@ def time_data(store: str, n: int, batch: int) -> float:
     from monai.data import DataLoader
 
     ds = PatchDataset(store, transform=cryo3d_transforms.default_train_transforms())
-    dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0)
+    dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, collate_fn=cryo3d_transforms.collate_keypoints)
     it = iter(dl)
     next(it)
     t0 = time.perf_counter()
