@@ -1,0 +1,88 @@
+"""Inputs that gave a silently wrong answer or an unclear message now give a clear error or a warning.
+
+Issue 20: a particle radius of 0, negative or NaN; ground truth in voxels; coordinates too
+large to be Angstrom; a full disk; a crafted pickle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cryo3d.cli import main
+from cryo3d.errors import Cryo3DError
+from cryo3d.particles import ParticleSet, load_particles
+
+CLASS = "  - {name: ribosome, radius: %s, weight: %s}\n"
+
+
+def _particles(path: Path, radius: str = "150", weight: str = "1", name: str = "ribosome",
+               sigma_fraction: str | None = None) -> Path:
+    text = "classes:\n" + CLASS.replace("ribosome", name) % (radius, weight)
+    text += "  - {name: apo-ferritin, radius: 60}\n"
+    if sigma_fraction is not None:
+        text += f"sigma_fraction: {sigma_fraction}\n"
+    path.write_text(text)
+    return path
+
+
+def _one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ------------------------------------------------------------------ particle sets (finding 10)
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"radius": "0"}, "radius"),
+    ({"radius": "-60"}, "radius"),
+    ({"radius": ".nan"}, "radius"),
+    ({"radius": ".inf"}, "radius"),
+    ({"radius": "big"}, "radius"),
+    ({"weight": "-1"}, "weight"),
+    ({"weight": ".nan"}, "weight"),
+    ({"name": "''"}, "name"),
+    ({"sigma_fraction": "0"}, "sigma_fraction"),
+    ({"sigma_fraction": ".nan"}, "sigma_fraction"),
+])
+def test_a_particles_file_with_a_bad_value_is_refused_naming_file_class_and_field(tmp_path, fields, field):
+    path = _particles(tmp_path / "particles.yaml", **fields)
+    with pytest.raises(Cryo3DError) as e:
+        load_particles(str(path))
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and f"'{field}'" in msg and "\n" not in msg
+    if field != "sigma_fraction":
+        assert "classes[0]" in msg
+
+
+def test_a_particle_set_from_a_manifest_or_checkpoint_with_radius_zero_is_refused_naming_it():
+    d = {"classes": [{"name": "ribosome", "radius": 0.0, "weight": 1.0, "shape": "sphere"}]}
+    with pytest.raises(Cryo3DError, match=r"^store/manifest.json: classes\[0\] \('ribosome'\): field 'radius' must be "
+                                          r"a finite number > 0"):
+        ParticleSet.from_dict(d, source="store/manifest.json")
+
+
+@pytest.mark.parametrize("radius", ["0", "-60", ".nan"])
+def test_evaluate_refuses_a_particles_file_with_a_bad_radius_in_one_line(tmp_path, capsys, radius):
+    picks = tmp_path / "picks.csv"
+    picks.write_text("tomo,class,x,y,z\nTS_1,ribosome,100,200,300\n")
+    bad = _particles(tmp_path / "particles.yaml", radius=radius)
+    assert main(["evaluate", str(picks), str(picks), "--particles", str(bad)]) == 2
+    captured = capsys.readouterr()
+    line = _one_line_error(captured.err)
+    assert line.startswith(f"cryo3d evaluate: error: {bad}: classes[0] ('ribosome'): field 'radius'")
+    assert "score" not in captured.out
+
+
+@pytest.mark.parametrize("radius", ["0", "-60", ".nan"])
+def test_prepare_refuses_a_particles_file_with_a_bad_radius_in_one_line(tmp_path, capsys, small_synth, radius):
+    data, _ = small_synth
+    bad = _particles(tmp_path / "particles.yaml", radius=radius)
+    store = tmp_path / "store"
+    assert main(["prepare", "--data", str(data), "--particles", str(bad), "--out", str(store), "--quiet"]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"cryo3d prepare: error: {bad}: classes[0] ('ribosome'): field 'radius'")
+    assert not store.exists()
