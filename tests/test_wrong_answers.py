@@ -6,12 +6,15 @@ large to be Angstrom; a full disk; a crafted pickle.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
 
 from cryo3d.cli import main
 from cryo3d.errors import Cryo3DError
+from cryo3d.io.picks_csv import read_picks_csv
+from cryo3d.io.tomogram import read_tomogram
 from cryo3d.particles import ParticleSet, load_particles
 
 CLASS = "  - {name: ribosome, radius: %s, weight: %s}\n"
@@ -86,3 +89,61 @@ def test_prepare_refuses_a_particles_file_with_a_bad_radius_in_one_line(tmp_path
     line = _one_line_error(capsys.readouterr().err)
     assert line.startswith(f"cryo3d prepare: error: {bad}: classes[0] ('ribosome'): field 'radius'")
     assert not store.exists()
+
+
+# ------------------------------------------------------------------ ground truth in voxels (finding 11)
+
+
+def _in_voxels(data: Path, out: Path) -> Path:
+    """The synth picks with x, y, z divided by each tomogram's voxel spacing (voxel indices)."""
+    spacing = {p.stem: read_tomogram(p).voxel_spacing for p in (data / "tomograms").glob("*.mrc")}
+    with open(data / "picks.csv") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in "xyz":
+            r[k] = str(float(r[k]) / spacing[r["tomo"]])
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+@pytest.mark.parametrize("with_tomograms", [False, True])
+def test_evaluate_warns_when_the_ground_truth_is_in_voxels(tmp_path, capsys, small_synth, with_tomograms):
+    data, _ = small_synth
+    gt = _in_voxels(data, tmp_path / "gt_voxels.csv")
+    args = ["evaluate", str(data / "picks.csv"), str(gt)]
+    if with_tomograms:
+        args += ["--tomograms", str(data / "tomograms")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if ln.startswith(f"cryo3d: warning: {gt}: ")]
+    assert len(warnings) == 1 and "voxel indices" in warnings[0], err
+
+
+def test_evaluate_warns_when_the_predictions_are_in_voxels(tmp_path, capsys, small_synth):
+    data, _ = small_synth
+    pred = _in_voxels(data, tmp_path / "pred_voxels.csv")
+    assert main(["evaluate", str(pred), str(data / "picks.csv")]) == 0
+    err = capsys.readouterr().err
+    assert f"cryo3d: warning: {pred}: its coordinates are about 1/10 of those of" in err and "voxel indices" in err
+
+
+def test_evaluate_of_picks_in_angstrom_gives_no_unit_warning(tmp_path, capsys, small_synth):
+    data, _ = small_synth
+    far = read_picks_csv(data / "picks.csv")  # every prediction 40 A off in x: no match, same units
+    (tmp_path / "pred.csv").write_text("tomo,class,x,y,z\n" + "".join(
+        f"{t},{c},{x + 40.0},{y},{z}\n" for t, c, (x, y, z) in zip(far.tomo, far.cls, far.xyz.tolist())))
+    for pred in (data / "picks.csv", tmp_path / "pred.csv"):
+        assert main(["evaluate", str(pred), str(data / "picks.csv"), "--tomograms", str(data / "tomograms")]) == 0
+        assert "voxel" not in capsys.readouterr().err
+
+
+def test_report_warns_when_the_ground_truth_is_in_voxels(tmp_path, capsys, small_synth):
+    data, _ = small_synth
+    gt = _in_voxels(data, tmp_path / "gt_voxels.csv")
+    tomo = sorted((data / "tomograms").glob("*.mrc"))[0]
+    assert main(["report", str(tomo), str(data / "picks.csv"), "--gt", str(gt), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert f"cryo3d: warning: {gt}: " in err and "voxel indices" in err
