@@ -7,12 +7,20 @@ large to be Angstrom; a full disk; a crafted pickle.
 from __future__ import annotations
 
 import csv
+import errno
+import io
+import json
+import os
+import pickle
 from pathlib import Path
 
 import pytest
 
+from cryo3d.checkpoints import load_checkpoint
 from cryo3d.cli import main
 from cryo3d.errors import Cryo3DError
+from cryo3d.io import atomic
+from cryo3d.io.atomic import atomic_path
 from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import read_tomogram
 from cryo3d.particles import ParticleSet, load_particles
@@ -147,3 +155,28 @@ def test_report_warns_when_the_ground_truth_is_in_voxels(tmp_path, capsys, small
     assert main(["report", str(tomo), str(data / "picks.csv"), "--gt", str(gt), "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert f"cryo3d: warning: {gt}: " in err and "voxel indices" in err
+
+
+# ------------------------------------------------------------------ unclear messages (finding 16)
+
+
+@pytest.mark.parametrize("value", ["1e300", "-2e8"])
+def test_a_coordinate_beyond_any_tomogram_in_a_csv_is_refused_naming_file_row_and_column(tmp_path, capsys, value):
+    picks = tmp_path / "picks.csv"
+    picks.write_text(f"tomo,class,x,y,z\nTS_1,ribosome,100,200,300\nTS_1,ribosome,100,{value},300\n")
+    assert main(["evaluate", str(picks), str(picks)]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"cryo3d evaluate: error: {picks}, row 2 (line 3), column 'y': ")
+    assert "beyond any tomogram" in line and "Angstrom" in line
+
+
+def test_a_coordinate_beyond_any_tomogram_in_a_copick_json_is_refused_naming_file_row_and_column(tmp_path, capsys):
+    picks = tmp_path / "ribosome.json"
+    points = [{"location": {"x": 100.0, "y": 200.0, "z": v}, "transformation_": [[1, 0, 0, 0], [0, 1, 0, 0],
+                                                                               [0, 0, 1, 0], [0, 0, 0, 1]],
+               "instance_id": 0, "score": 1.0} for v in (300.0, 1e300)]
+    picks.write_text(json.dumps({"pickable_object_name": "ribosome", "user_id": "u", "session_id": "0",
+                                 "run_name": "TS_1", "points": points}))
+    assert main(["evaluate", str(picks), str(picks)]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"cryo3d evaluate: error: {picks}, row 2 (tomogram 'TS_1', class 'ribosome'), column 'z': ")

@@ -27,7 +27,12 @@ from cryo3d.errors import Cryo3DError
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 
-__all__ = ["scale_mismatch_note", "validate_picks", "voxel_index_note"]
+__all__ = ["MAX_COORDINATE", "check_coordinates", "coordinate_limit_error", "scale_mismatch_note", "validate_picks",
+           "voxel_index_note"]
+
+#: The largest coordinate magnitude a pick may have, in Angstrom (1 cm; a tomogram spans a few micrometres,
+#: 1e4-1e5 Angstrom). Beyond it a value is a typo or another unit, and distances would overflow.
+MAX_COORDINATE = 1e8
 
 _AXES = ("x", "y", "z")
 
@@ -61,6 +66,35 @@ def _axis_hint(xyz_out: np.ndarray, shape_zyx: np.ndarray, spacing: float, n_tot
             "were Angstrom coordinates read as voxels (units='voxel'), or converted twice?"
         )
     return ""
+
+
+def coordinate_limit_error(where: str, column: str, value: float) -> Cryo3DError:
+    """The error for a coordinate beyond :data:`MAX_COORDINATE`: ``where`` names the file and row."""
+    return Cryo3DError(
+        f"{where}, column {column!r}: {value!r} Angstrom is beyond any tomogram; expected a coordinate in Angstrom "
+        f"with |{column}| <= {MAX_COORDINATE:g} (1 cm)"
+    )
+
+
+def check_coordinates(picks: Picks, source: str = "picks") -> None:
+    """Refuse non-finite coordinates and coordinates beyond :data:`MAX_COORDINATE` Angstrom, as read.
+
+    Args:
+        picks (Picks): Centres ``(x, y, z)`` in Angstrom.
+        source (str): Names the picks (the file) in the message.
+
+    Raises:
+        Cryo3DError: Naming ``source``, the first bad row (counted from 1 in table order) and its column.
+    """
+    xyz = np.asarray(picks.xyz, dtype=np.float64).reshape(-1, 3)
+    bad = ~np.isfinite(xyz) | (np.abs(xyz) > MAX_COORDINATE)
+    if not bad.any():
+        return
+    i, a = (int(v) for v in np.argwhere(bad)[0])
+    where = f"{source}, row {i + 1} (tomogram {str(picks.tomo[i])!r}, class {str(picks.cls[i])!r})"
+    if not np.isfinite(xyz[i, a]):
+        raise Cryo3DError(f"{where}, column {_AXES[a]!r}: expected a finite number of Angstrom, got {xyz[i, a]!r}")
+    raise coordinate_limit_error(where, _AXES[a], float(xyz[i, a]))
 
 
 def voxel_index_note(
