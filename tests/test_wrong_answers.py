@@ -180,3 +180,29 @@ def test_a_coordinate_beyond_any_tomogram_in_a_copick_json_is_refused_naming_fil
     assert main(["evaluate", str(picks), str(picks)]) == 2
     line = _one_line_error(capsys.readouterr().err)
     assert line.startswith(f"cryo3d evaluate: error: {picks}, row 2 (tomogram 'TS_1', class 'ribosome'), column 'z': ")
+
+
+def test_a_full_disk_in_the_atomic_writer_names_the_file(tmp_path):
+    dest = tmp_path / "out.json"
+    with pytest.raises(OSError) as e:
+        with atomic_path(dest) as tmp:
+            Path(tmp).write_bytes(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(dest)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_on_a_full_disk_says_which_file_it_could_not_write(tmp_path, capsys, monkeypatch):
+    picks = tmp_path / "picks.csv"
+    picks.write_text("tomo,class,x,y,z\nTS_1,ribosome,100,200,300\n")
+    out = tmp_path / "result.json"
+
+    class FullDisk(io.StringIO):
+        def write(self, s):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic, "open", lambda *a, **k: FullDisk(), raising=False)
+    assert main(["evaluate", str(picks), str(picks), "--json", str(out)]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"cryo3d evaluate: error: {out}: {os.strerror(errno.ENOSPC)}") and "free some space" in line
+    assert not out.exists()
