@@ -206,3 +206,23 @@ def test_evaluate_on_a_full_disk_says_which_file_it_could_not_write(tmp_path, ca
     line = _one_line_error(capsys.readouterr().err)
     assert line.startswith(f"cryo3d evaluate: error: {out}: {os.strerror(errno.ENOSPC)}") and "free some space" in line
     assert not out.exists()
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_a_crafted_pickle_is_refused_as_code_not_called_a_non_checkpoint(tmp_path, capsys, protocol):
+    marker = tmp_path / "PAYLOAD_RAN"
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(pickle.dumps({"network": {}, "cryo3d": _RunsCode(marker)}, protocol=protocol))
+    with pytest.raises(Cryo3DError) as e:
+        load_checkpoint(ckpt)
+    msg = str(e.value)
+    assert msg.startswith(f"{ckpt}: refused: ") and "unpickle code" in msg and "nothing in it was run" in msg
+    assert "not a PyTorch checkpoint" not in msg and not marker.exists()
