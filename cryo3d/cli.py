@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
                    "--tomograms) to DIR/index.html")
     s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
-                   help="tomogram files, folders or globs to show in the report")
+                   help="tomogram files, folders or globs to show in the report; their sizes also "
+                   "tell picks written in voxels (a warning)")
     s.set_defaults(func=Command("cryo3d.commands.evaluate"))
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
