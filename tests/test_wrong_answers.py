@@ -14,6 +14,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cryo3d.checkpoints import load_checkpoint
@@ -21,9 +22,11 @@ from cryo3d.cli import main
 from cryo3d.errors import Cryo3DError
 from cryo3d.io import atomic
 from cryo3d.io.atomic import atomic_path
+from cryo3d.io.pick_validation import scale_mismatch_note
 from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import read_tomogram
-from cryo3d.particles import ParticleSet, load_particles
+from cryo3d.particles import CZII_PARTICLES, ParticleSet, load_particles
+from cryo3d.picks import Picks
 
 CLASS = "  - {name: ribosome, radius: %s, weight: %s}\n"
 
@@ -226,3 +229,14 @@ def test_a_crafted_pickle_is_refused_as_code_not_called_a_non_checkpoint(tmp_pat
     msg = str(e.value)
     assert msg.startswith(f"{ckpt}: refused: ") and "unpickle code" in msg and "nothing in it was run" in msg
     assert "not a PyTorch checkpoint" not in msg and not marker.exists()
+
+
+def test_the_voxel_unit_warning_survives_a_few_chance_matches():
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(0, 1, (200, 3)) * [6300.0, 6300.0, 1840.0]
+    cls = np.array(CZII_PARTICLES.names, dtype=object)[rng.integers(0, 6, 200)]
+    gt = Picks(["TS_1"] * 200, cls, xyz / 10.0)  # voxel indices of a 10 A tomogram
+    pred = Picks(["TS_1"] * 201, np.append(cls, cls[0]), np.vstack([xyz, gt.xyz[:1]]))  # one prediction by chance
+    note = scale_mismatch_note(pred, gt, CZII_PARTICLES, "pred.csv", "gt.csv")
+    assert note is not None and note.startswith("gt.csv: its coordinates are about 1/10 of those of pred.csv")
+    assert scale_mismatch_note(pred, Picks(["TS_1"] * 200, cls, xyz), CZII_PARTICLES) is None

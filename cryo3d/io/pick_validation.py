@@ -145,18 +145,20 @@ def _matched_fraction(pred: Picks, gt: Picks, particles: ParticleSet, distance_m
     distance (``distance_multiplier`` x radius), the ground truth's coordinates multiplied by ``scale``."""
     if not len(gt) or not len(pred):
         return 0.0
-    radius = dict(zip(particles.names, particles.radii * distance_multiplier))
-    gt_t, gt_c = np.asarray(gt.tomo, dtype=str), np.asarray(gt.cls, dtype=str)
-    pr_t, pr_c = np.asarray(pred.tomo, dtype=str), np.asarray(pred.cls, dtype=str)
+    tomos = {t: i for i, t in enumerate(dict.fromkeys(np.asarray(gt.tomo, dtype=str).tolist()))}
+    gt_t = np.array([tomos[t] for t in np.asarray(gt.tomo, dtype=str).tolist()], dtype=np.float64)
+    pr_t = np.array([tomos.get(t, -1) for t in np.asarray(pred.tomo, dtype=str).tolist()], dtype=np.float64)
+    gt_c, pr_c = np.asarray(gt.cls, dtype=str), np.asarray(pred.cls, dtype=str)
     hits = 0
-    for t in np.unique(gt_t):
-        for c in np.unique(gt_c[gt_t == t]):
-            p = pred.xyz[(pr_t == t) & (pr_c == c)]
-            if not len(p) or str(c) not in radius:
-                continue
-            g = gt.xyz[(gt_t == t) & (gt_c == c)] * scale
-            d, _ = cKDTree(p).query(g, distance_upper_bound=radius[str(c)])
-            hits += int(np.isfinite(d).sum())
+    for name, radius in zip(particles.names, particles.radii * distance_multiplier):  # classes (few)
+        g, q = (gt_c == name), (pr_c == name) & (pr_t >= 0)
+        if not (g.any() and q.any()):
+            continue
+        sep = 2.0 * radius + 1.0  # a 4th coordinate keeps tomograms apart, as the metric does
+        p4 = np.column_stack([pred.xyz[q], pr_t[q] * sep])
+        g4 = np.column_stack([gt.xyz[g] * scale, gt_t[g] * sep])
+        d, _ = cKDTree(p4).query(g4, distance_upper_bound=radius)
+        hits += int(np.isfinite(d).sum())
     return hits / len(gt)
 
 
@@ -187,9 +189,10 @@ def scale_mismatch_note(
 ) -> str | None:
     """A warning when predictions and ground truth look like different units (voxels and Angstrom).
 
-    The sign: not one ground-truth pick has a prediction of its class within the match distance,
-    and the coordinates of one table are 2 to 100 times those of the other along x, y and z alike
-    (about a voxel spacing): one of them holds voxel indices, or was converted twice.
+    The sign: the coordinates of one table are 2 to 100 times those of the other along x, y and
+    z alike (about a voxel spacing), and no ground-truth pick has a prediction of its class within
+    the match distance, or under 5% do and rescaling by that ratio at least doubles it (to 10% or
+    more): one of them holds voxel indices, or was converted twice.
 
     Args:
         pred, gt (Picks): Predicted and ground-truth centres, supposedly in Angstrom.
@@ -201,7 +204,8 @@ def scale_mismatch_note(
         str or None: One line naming both tables, the ratio and how many picks would match
         rescaled, or None.
     """
-    if _matched_fraction(pred, gt, particles, distance_multiplier) > 0:
+    f0 = _matched_fraction(pred, gt, particles, distance_multiplier)
+    if f0 >= 0.05:
         return None
     r = _scale_ratio(pred, gt)
     if r is None or not (2.0 <= max(r, 1 / r) <= 100.0):
@@ -212,11 +216,14 @@ def scale_mismatch_note(
     else:
         small, big, k = pred_source, gt_source, 1 / r
         f = _matched_fraction(gt, pred, particles, distance_multiplier, scale=k)
+    if f0 > 0 and f < max(2 * f0, 0.1):  # a few matches by chance are no sign unless rescaling finds many more
+        return None
+    now = "no ground-truth pick has" if f0 == 0 else f"only {100 * f0:.2g}% of the ground-truth picks have"
     rescaled = f" (multiplied by {k:.3g}, {f:.0%} of its picks would have one)" if f > 0 else ""
     return (
-        f"{small}: its coordinates are about 1/{k:.3g} of those of {big} along x, y and z, and no ground-truth "
-        f"pick has a prediction within the match distance{rescaled}: are they voxel indices (a voxel spacing of "
-        f"about {k:.3g} Angstrom) instead of Angstrom? Both tables must be (x, y, z) in Angstrom"
+        f"{small}: its coordinates are about 1/{k:.3g} of those of {big} along x, y and z, and {now} a prediction "
+        f"within the match distance{rescaled}: are they voxel indices (a voxel spacing of about {k:.3g} Angstrom) "
+        "instead of Angstrom? Both tables must be (x, y, z) in Angstrom"
     )
 
 
