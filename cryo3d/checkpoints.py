@@ -26,6 +26,7 @@ import logging
 import os
 import pickletools
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -115,7 +116,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if p.stat().st_size == 0:
         raise Cryo3DError(f"{p}: checkpoint is empty (0 bytes); {hint}")
     try:
-        ck = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a crafted pickle's protocol: the refusal below says all there is
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc)
         name = re.search(r"GLOBAL ([\w.]+)", text)
