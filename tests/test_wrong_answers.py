@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,17 @@ def test_the_voxel_unit_warning_survives_a_few_chance_matches():
     note = scale_mismatch_note(pred, gt, CZII_PARTICLES, "pred.csv", "gt.csv")
     assert note is not None and note.startswith("gt.csv: its coordinates are about 1/10 of those of pred.csv")
     assert scale_mismatch_note(pred, Picks(["TS_1"] * 200, cls, xyz), CZII_PARTICLES) is None
+
+
+def test_prepare_refuses_a_data_folder_whose_manifest_has_a_negative_radius_naming_the_manifest(tmp_path, capsys,
+                                                                                                small_synth):
+    data, _ = small_synth
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    man["particles"]["classes"][0]["radius"] = -60.0
+    (copy / "manifest.json").write_text(json.dumps(man))
+    assert main(["prepare", "--data", str(copy), "--out", str(tmp_path / "store"), "--quiet"]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"cryo3d prepare: error: {copy / 'manifest.json'}: particles: classes[0] (")
+    assert "field 'radius' must be a finite number > 0" in line
