@@ -23,7 +23,6 @@ from cryo3d.cli import main
 from cryo3d.errors import Cryo3DError
 from cryo3d.io import atomic
 from cryo3d.io.atomic import atomic_path
-from cryo3d.io.pick_validation import scale_mismatch_note
 from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import read_tomogram
 from cryo3d.particles import CZII_PARTICLES, ParticleSet, load_particles
@@ -233,6 +232,8 @@ def test_a_crafted_pickle_is_refused_as_code_not_called_a_non_checkpoint(tmp_pat
 
 
 def test_the_voxel_unit_warning_survives_a_few_chance_matches():
+    from cryo3d.io.pick_validation import scale_mismatch_note
+
     rng = np.random.default_rng(0)
     xyz = rng.uniform(0, 1, (200, 3)) * [6300.0, 6300.0, 1840.0]
     cls = np.array(CZII_PARTICLES.names, dtype=object)[rng.integers(0, 6, 200)]
@@ -255,3 +256,12 @@ def test_prepare_refuses_a_data_folder_whose_manifest_has_a_negative_radius_nami
     line = _one_line_error(capsys.readouterr().err)
     assert line.startswith(f"cryo3d prepare: error: {copy / 'manifest.json'}: particles: classes[0] (")
     assert "field 'radius' must be a finite number > 0" in line
+
+
+@pytest.mark.parametrize("radius", ["-60", ".nan"])
+def test_training_refuses_a_data_folder_particles_file_with_a_bad_radius_before_any_work(tmp_path, radius):
+    from cryo3d.workflows.network_spec import bundle_particles
+
+    bad = _particles(tmp_path / "particles.yaml", radius=radius)
+    with pytest.raises(Cryo3DError, match=rf"^{bad}: classes\[0\] \('ribosome'\): field 'radius'"):
+        bundle_particles("auto", tmp_path)
