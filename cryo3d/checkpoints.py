@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickletools
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -74,13 +76,36 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
         return False
 
 
+def _is_pickle(p: Path) -> bool:
+    """Whether ``p`` (or the ``data.pkl`` of a torch zip) parses as a pickle: opcodes read, nothing built or run.
+
+    Tells a crafted pickle that the safe loader refuses from bytes that are no pickle at all.
+    """
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                names = [n for n in z.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return False
+                with z.open(names[0]) as f:
+                    for _ in pickletools.genops(f):
+                        pass
+        else:
+            with open(p, "rb") as f:
+                for _ in pickletools.genops(f):  # stops at the first pickle's STOP
+                    pass
+    except Exception:  # noqa: BLE001 - anything that does not parse is no pickle
+        return False
+    return True
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Load a checkpoint as data (``weights_only=True``): tensors and plain Python values only.
 
     Raises:
         Cryo3DError: One line naming the file and what is wrong: not found, a folder, empty, not a
-            PyTorch checkpoint, or a file that asks to build Python objects (refused unrun:
-            a cryo3d checkpoint holds only tensors and plain values).
+            PyTorch checkpoint, or a pickle that asks to build Python objects or that loading as
+            data does not accept (refused unrun: a cryo3d checkpoint holds only tensors and plain values).
     """
     p = Path(path)
     hint = "expected a checkpoint written by the cryo3d training bundle (best.pt, last_checkpoint_epoch=N.pt)"
@@ -91,15 +116,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if p.stat().st_size == 0:
         raise Cryo3DError(f"{p}: checkpoint is empty (0 bytes); {hint}")
     try:
-        ck = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a crafted pickle's protocol: the refusal below says all there is
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         text = str(exc)
-        if "Unsupported global" in text or "Unsupported class" in text:
-            name = re.search(r"GLOBAL ([\w.]+)", text)
+        name = re.search(r"GLOBAL ([\w.]+)", text)
+        if name or "Unsupported global" in text or "Unsupported class" in text:
             raise Cryo3DError(
                 f"{p}: refused: the file asks to build Python objects"
                 f"{f' ({name.group(1)})' if name else ''} that a checkpoint does not need (it may run code); "
-                f"nothing in it was run. {hint}"
+                f"cryo3d refuses to unpickle code, and nothing in it was run. {hint}"
+            ) from None
+        if ("Weights only load failed" in text or "WeightsUnpickler" in text) and _is_pickle(p):
+            op = re.search(r"Unsupported operand (\d+)", text)
+            what = f" (pickle opcode {int(op.group(1))} {bytes([int(op.group(1))])!r})" if op else ""
+            raise Cryo3DError(
+                f"{p}: refused: a pickle that loading as data (weights_only=True) does not accept{what}; cryo3d "
+                f"refuses to unpickle code, and nothing in it was run. {hint}"
             ) from None
         raise Cryo3DError(f"{p}: not a PyTorch checkpoint ({type(exc).__name__}); {hint}") from None
     if not isinstance(ck, dict):

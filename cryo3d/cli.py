@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sliding-window inference (the training patch as window, Gaussian blending), "
                        "optional test-time flips, peak extraction; writes OUT/picks.csv (tomo,class,x,y,z,score in "
                        "Angstrom), OUT/copick/ JSON and optionally heatmaps as MRC. Finished tomograms are skipped "
-                       "when the command is repeated. Under torchrun (torchrun --nproc-per-node=N -m cryo3d.cli predict ...) the "
+                       "when the command is repeated with the same checkpoint and settings and the tomogram's "
+                       "content unchanged (a SHA-256 of every byte of the file, or of every file of an OME-Zarr "
+                       "folder). Under torchrun (torchrun --nproc-per-node=N -m cryo3d.cli predict ...) the "
                        "tomograms are shared among the ranks and rank 0 merges the outputs.")
     s.add_argument("checkpoint", help="a checkpoint written by the training bundle (best.pt, final.pt, last_*.pt)")
     s.add_argument("tomograms", nargs="*", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz .zarr)")
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
                    "--tomograms) to DIR/index.html")
     s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
-                   help="tomogram files, folders or globs to show in the report")
+                   help="tomogram files, folders or globs to show in the report; their sizes also "
+                   "tell picks written in voxels (a warning)")
     s.set_defaults(func=Command("cryo3d.commands.evaluate"))
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle

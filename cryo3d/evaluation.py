@@ -7,30 +7,45 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from cryo3d.io.atomic import write_json_atomic
 from cryo3d.io.pick_formats import read_picks
+from cryo3d.io.pick_validation import scale_mismatch_note, voxel_index_note
 from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet, load_particles
 from cryo3d.picks import Picks
 
 
 def check_inputs(pred: Picks, gt: Picks, pred_path: str | os.PathLike, gt_path: str | os.PathLike,
-                 tomograms: Sequence[str] | None = None) -> tuple[Picks, list[str]]:
+                 tomograms: Sequence[str] | None = None, particles: ParticleSet | None = None,
+                 distance_multiplier: float = 0.5, shapes: Mapping[str, tuple[int, int, int]] | None = None,
+                 voxel_spacings: Mapping[str, float] | None = None) -> tuple[Picks, list[str]]:
     """Catch the inputs that would give a silently wrong score; return the ground truth to use and notes.
 
     * the ground truth holds no picks (a header only): every score is 0;
     * prediction and ground truth share no tomogram name: every prediction is a false
       positive and every particle a miss (names are file stems or copick run names);
     * duplicate ground-truth rows (same tomogram, class and x, y, z): a duplicate can never
-      be matched (one-to-one matching), so it halves recall; the duplicates are dropped.
+      be matched (one-to-one matching), so it halves recall; the duplicates are dropped;
+    * coordinates in voxels instead of Angstrom (with ``particles``): no pick matches and one
+      table's coordinates are a voxel spacing's multiple of the other's
+      (:func:`~cryo3d.io.pick_validation.scale_mismatch_note`), or, given the tomograms'
+      ``shapes`` and ``voxel_spacings``, every pick lies within the first 1/spacing of its volume
+      (:func:`~cryo3d.io.pick_validation.voxel_index_note`, the check ``prepare`` makes).
 
     Returns the ground truth without duplicate rows and one message per finding.
     """
     notes: list[str] = []
+    if shapes is not None and voxel_spacings is not None:
+        notes += [n for n in (voxel_index_note(x, shapes, voxel_spacings, str(path))
+                              for x, path in ((pred, pred_path), (gt, gt_path))) if n]
+    if particles is not None and len(gt) and len(pred) and not notes:  # one unit warning is enough
+        note = scale_mismatch_note(pred, gt, particles, str(pred_path), str(gt_path), distance_multiplier)
+        if note:
+            notes.append(note)
     if len(gt) == 0:
         notes.append(f"{gt_path}: the ground truth holds no picks (a header only?): every score is 0")
     elif len(pred):
@@ -74,6 +89,8 @@ def evaluate_files(
     output_json: str | os.PathLike | None = None,
     voxel_spacing: float | None = None,
     labels: tuple[str | None, str | None] | None = None,
+    shapes: Mapping[str, tuple[int, int, int]] | None = None,
+    voxel_spacings: Mapping[str, float] | None = None,
 ) -> dict:
     """Score a predicted picks file against a ground-truth one.
 
@@ -93,6 +110,8 @@ def evaluate_files(
             picks read from files (default: the path, or ``copick user/session``).
         voxel_spacing (float, optional):
             Angstrom per pixel of RELION 4 STAR coordinates (default: the file's optics table).
+        shapes, voxel_spacings (mappings of tomogram name -> ``(Z, Y, X)`` / Angstrom, optional):
+            The tomograms' sizes, for the warning about voxel indices written as Angstrom.
 
     Returns:
         dict: ``score``, ``per_class`` rows, ``scores`` (``{matching: score}`` for both
@@ -105,7 +124,8 @@ def evaluate_files(
     g = gt if isinstance(gt, Picks) else read_picks(gt, voxel_spacing=voxel_spacing, particles=ps)
     pred, gt = (lab if lab else (x if not isinstance(x, Picks) else _source(x))
                 for x, lab in zip((pred, gt), labels or (None, None)))
-    g, notes = check_inputs(p, g, pred, gt, tomograms)
+    g, notes = check_inputs(p, g, pred, gt, tomograms, particles=ps, distance_multiplier=distance_multiplier,
+                            shapes=shapes, voxel_spacings=voxel_spacings)
     for n in notes:
         warnings.warn(n, UserWarning, stacklevel=2)
     kw = dict(beta=beta, distance_multiplier=distance_multiplier, matching=matching, tomograms=tomograms)

@@ -7,17 +7,78 @@ an error wherever it appears.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib.resources import files
+from numbers import Real
 from typing import Iterable, Sequence
 
 import numpy as np
 import yaml
 
 from cryo3d.coords import angstrom_sigma_from_radius
+from cryo3d.errors import Cryo3DError
 
 #: Default Gaussian sigma as a fraction of the particle radius.
 DEFAULT_SIGMA_FRACTION = 1.0 / 3.0
+
+_CLASS_FIELDS = ("name", "radius", "weight", "shape")
+
+
+def _number(v: object) -> float | None:
+    """``v`` as a float when it is a real number (not a bool, not a string), else None."""
+    if isinstance(v, bool) or not isinstance(v, Real):
+        return None
+    return float(v)
+
+
+def check_particle_fields(d: object, source: str = "particle set") -> None:
+    """Check a particle set's fields as read (a file, a manifest, a checkpoint) before any use.
+
+    A radius of 0, a negative or a NaN one would score, train and simulate silently wrong
+    (an F-beta of 0, a mirrored sigma, "data must be finite" deep in training).
+
+    Args:
+        d (mapping): ``{"classes": [{name, radius, weight, shape}, ...], "sigma_fraction": ...}``.
+        source (str): Names the set (its file) in the message.
+
+    Raises:
+        Cryo3DError: One line naming ``source``, the class and the field: ``classes`` not a non-empty
+            list of mappings, a class field missing or unknown, ``name`` not a non-empty string,
+            ``radius`` not a finite number > 0 (Angstrom), ``weight`` not a finite number >= 0,
+            ``shape`` not a string, or ``sigma_fraction`` not a finite number > 0.
+    """
+    if not isinstance(d, dict) or not isinstance(d.get("classes"), list) or not d["classes"]:
+        raise Cryo3DError(f"{source}: expected a mapping with a non-empty 'classes' list of "
+                          "{name, radius, weight, shape}")
+    for i, c in enumerate(d["classes"]):
+        where = f"{source}: classes[{i}]"
+        if not isinstance(c, dict):
+            raise Cryo3DError(f"{where}: expected a mapping {{name, radius, weight, shape}}, got {c!r}")
+        unknown = [k for k in c if k not in _CLASS_FIELDS]
+        if unknown:
+            raise Cryo3DError(f"{where}: unknown field(s) {unknown}; a class has {list(_CLASS_FIELDS)}")
+        for key in ("name", "radius"):
+            if key not in c:
+                raise Cryo3DError(f"{where} lacks the field {key!r}")
+        name = c["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise Cryo3DError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
+        where = f"{where} ({name!r})"
+        r = _number(c["radius"])
+        if r is None or not math.isfinite(r) or r <= 0:
+            raise Cryo3DError(f"{where}: field 'radius' must be a finite number > 0 (Angstrom), got {c['radius']!r}")
+        if "weight" in c:
+            w = _number(c["weight"])
+            if w is None or not math.isfinite(w) or w < 0:
+                raise Cryo3DError(f"{where}: field 'weight' must be a finite number >= 0, got {c['weight']!r}")
+        if "shape" in c and not isinstance(c["shape"], str):
+            raise Cryo3DError(f"{where}: field 'shape' must be a string, got {c['shape']!r}")
+    if "sigma_fraction" in d:
+        f = _number(d["sigma_fraction"])
+        if f is None or not math.isfinite(f) or f <= 0:
+            raise Cryo3DError(f"{source}: field 'sigma_fraction' must be a finite number > 0 (sigma / radius), "
+                              f"got {d['sigma_fraction']!r}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +111,7 @@ class ParticleSet:
     _index: dict = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        check_particle_fields(self.to_dict())
         names = [c.name for c in self.classes]
         if len(set(names)) != len(names):
             raise ValueError(f"particle class names must be unique, got {names}")
@@ -103,7 +165,13 @@ class ParticleSet:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ParticleSet":
+    def from_dict(cls, d: dict, source: str = "particle set") -> "ParticleSet":
+        """The set written by :meth:`to_dict` (a particles file, a manifest, a checkpoint's metadata).
+
+        Raises:
+            Cryo3DError: A field out of range (see :func:`check_particle_fields`), naming ``source``.
+        """
+        check_particle_fields(d, source)
         return cls(
             tuple(ParticleClass(**c) for c in d["classes"]),
             float(d.get("sigma_fraction", DEFAULT_SIGMA_FRACTION)),
@@ -165,15 +233,14 @@ def load_particles(path: str | None) -> ParticleSet:
 
     The file holds ``classes: [{name, radius, weight, shape}, ...]`` (radius in Angstrom)
     and optionally ``sigma_fraction``.
+
+    Raises:
+        Cryo3DError: A field missing or out of range, naming the file, the class and the field
+            (:func:`check_particle_fields`).
     """
     if path is None:
         return CZII_PARTICLES
     with open(path) as fh:
         d = yaml.safe_load(fh)
-    if not isinstance(d, dict) or "classes" not in d:
-        raise ValueError(f"{path}: expected a mapping with a 'classes' list of {{name, radius, weight, shape}}")
-    for i, c in enumerate(d["classes"]):
-        for key in ("name", "radius"):
-            if key not in c:
-                raise ValueError(f"{path}: classes[{i}] lacks the field {key!r}")
-    return ParticleSet.from_dict(d)
+    return ParticleSet.from_dict(d, source=str(path))
+

@@ -167,3 +167,23 @@ def test_predict_killed_then_rerun_on_other_tomograms_with_the_same_stems_never_
         b = predict(checkpoint, two_sets[1], out, **KW)
         assert _same(b, reference_b), f"kill {i}: a result of the killed run on A was reused for B"
         assert _same(read_picks_csv(out / "picks.csv"), reference_b)
+
+
+def test_a_tomogram_over_8_mib_changed_in_one_middle_byte_with_its_mtime_restored_is_not_reused(tmp_path,
+                                                                                             checkpoint):
+    path = tmp_path / "TS_big.mrc"
+    write_mrc(path, np.random.default_rng(5).standard_normal((24, 320, 320)).astype(np.float32), 10.0)
+    assert path.stat().st_size > 8 * 2**20
+    out = tmp_path / "P"
+    predict(checkpoint, [str(path)], out, **KW)
+    st = os.stat(path)
+    with open(path, "r+b") as f:  # one byte near the middle of the data (between the blocks a sampled hash read)
+        f.seek(st.st_size // 2 + 200_000)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    predict(checkpoint, [str(path)], out, **KW)
+    rec = json.loads((out / "predict.json").read_text())
+    assert rec["n_reused"] == 0 and rec["n_computed"] == 1

@@ -26,7 +26,8 @@ def run(a: argparse.Namespace) -> int:
         tomo_specs = tomo_specs or [str(d / "tomograms")]
         picks_path = picks_path or str(d / "picks.csv")
         if particles_path is None and (d / "manifest.json").exists():
-            particles = ParticleSet.from_dict(json.loads((d / "manifest.json").read_text())["particles"])
+            particles = ParticleSet.from_dict(json.loads((d / "manifest.json").read_text())["particles"],
+                                              source=f"{d / 'manifest.json'}: particles")
         else:
             particles = load_particles(particles_path)
     else:

@@ -7,11 +7,13 @@ names (tomograms, picks in any format, heatmaps, a checkpoint's classes) for it.
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from cryo3d.io.copick_project import tomogram_sizes
 from cryo3d.io.pick_formats import read_picks
+from cryo3d.io.pick_validation import scale_mismatch_note, voxel_index_note
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
 from cryo3d.particles import ParticleSet, load_particles
 from cryo3d.report.build import load_heatmaps, write_report
@@ -47,10 +49,24 @@ def report_files(
     vols = [read_tomogram(p, voxel_spacing=voxel_spacing) for p in find_tomograms(list(tomograms))] if tomograms else []
     p = _read_picks(picks, vols, ps) if isinstance(picks, (str, Path)) else picks
     g = _read_picks(gt, vols, ps) if isinstance(gt, (str, Path)) else gt
+    _warn_units(p, g, ps, vols, picks, gt)
     hm = load_heatmaps(heatmaps, vols, ps) if heatmaps else None
     return write_report(out, vols, p, ps, gt=g, heatmaps=hm, thresholds=thresholds,
                         title=title or f"cryo3d report: {', '.join(v.name for v in vols) or 'picks'}",
                         notes=notes)
+
+
+def _warn_units(p: Any, g: Any, particles: ParticleSet, vols: Sequence[Any], picks: Any, gt: Any) -> None:
+    """Warn when picks or ground truth look like voxel indices, as ``prepare`` and ``evaluate`` do."""
+    label = (lambda x, default: str(x) if isinstance(x, (str, Path)) else default)  # noqa: E731
+    shapes, spacings = {v.name: v.shape for v in vols}, {v.name: float(v.voxel_spacing) for v in vols}
+    notes = [n for x, src, what in ((p, picks, "picks"), (g, gt, "ground truth"))
+             if x is not None and (n := voxel_index_note(x, shapes, spacings, label(src, what)))]
+    if not notes and g is not None and len(p) and len(g):  # one unit warning is enough
+        notes = [n for n in [scale_mismatch_note(p, g, particles, label(picks, "picks"), label(gt, "ground truth"))]
+                 if n]
+    for n in notes:
+        warnings.warn(n, UserWarning, stacklevel=3)
 
 
 def run(a: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ through :func:`atomic_path` or the two helpers built on it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import uuid
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+#: ``errno`` values of a full disk or an exhausted quota.
+_DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
 
 
 def file_suffix(path: str | os.PathLike) -> str:
@@ -33,7 +37,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     rename on the same file system), has a unique name (concurrent writers do not collide)
     and keeps the destination's ending (some writers, nibabel for one, choose compression
     by it). On an exception it is removed and the destination is left as it was. Missing
-    parent folders are created.
+    parent folders are created. A full disk or quota (``ENOSPC``, ``EDQUOT``) is re-raised
+    as an ``OSError`` naming ``path`` (a failed ``write`` names no file).
 
     Args:
         path (path-like): Final destination.
@@ -52,6 +57,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if exc.errno in _DISK_FULL:  # a write() names no file: name the one the user asked for
+            raise OSError(exc.errno, f"{exc.strerror or os.strerror(exc.errno)} (disk full or quota exceeded) while "
+                          "writing it; the file was left as it was: free some space or write elsewhere",
+                          str(dest)) from None
         if exc.filename is not None and str(exc.filename) == str(tmp):  # name the file the user asked for
             raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
         raise

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cryo3d.io.copick_picks import read_copick, read_copick_json, write_copick, write_copick_json
+from cryo3d.io.pick_validation import check_coordinates
 from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.star import read_star, write_star
 from cryo3d.picks import Picks
@@ -23,11 +24,18 @@ def read_picks(path: str | os.PathLike, **kw: Any) -> Picks:
     """Read picks by file ending: ``.csv``, ``.json`` (one copick file), ``.star``; or a
     folder (a copick root). Keyword arguments go to the reader that takes them (``None``
     values and options another format needs, such as ``voxel_spacing``, are dropped), so a
-    command can pass every option it has for whatever file it is given."""
+    command can pass every option it has for whatever file it is given.
+
+    Raises:
+        Cryo3DError: The reader's errors, and a coordinate that is not finite or beyond
+            :data:`~cryo3d.io.pick_validation.MAX_COORDINATE` Angstrom (naming the file, row and column).
+    """
     p = Path(path)
     if p.is_dir():
         kw = {k: v for k, v in kw.items() if k in ("user_id", "session_id", "objects") and v is not None}
-        return read_copick(p, **kw)
+        picks = read_copick(p, **kw)
+        check_coordinates(picks, str(p))
+        return picks
     if not p.exists():
         raise FileNotFoundError(f"{p}: picks file not found")
     readers = {".csv": read_picks_csv, ".json": read_copick_json, ".star": read_star}
@@ -40,7 +48,9 @@ def read_picks(path: str | os.PathLike, **kw: Any) -> Picks:
             "copick root folder"
         )
     kw = {k: v for k, v in kw.items() if k in takes[p.suffix.lower()] and v is not None}
-    return reader(p, **kw)
+    picks = reader(p, **kw)
+    check_coordinates(picks, str(p))  # every format: finite, within a sane magnitude, file and row named
+    return picks
 
 
 def write_picks(path: str | os.PathLike, picks: Picks, **kw: Any) -> list[str]:

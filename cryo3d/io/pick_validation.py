@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from cryo3d.coords import (
     angstrom_to_voxel,
@@ -26,7 +27,12 @@ from cryo3d.errors import Cryo3DError
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 
-__all__ = ["validate_picks"]
+__all__ = ["MAX_COORDINATE", "check_coordinates", "coordinate_limit_error", "scale_mismatch_note", "validate_picks",
+           "voxel_index_note"]
+
+#: The largest coordinate magnitude a pick may have, in Angstrom (1 cm; a tomogram spans a few micrometres,
+#: 1e4-1e5 Angstrom). Beyond it a value is a typo or another unit, and distances would overflow.
+MAX_COORDINATE = 1e8
 
 _AXES = ("x", "y", "z")
 
@@ -60,6 +66,165 @@ def _axis_hint(xyz_out: np.ndarray, shape_zyx: np.ndarray, spacing: float, n_tot
             "were Angstrom coordinates read as voxels (units='voxel'), or converted twice?"
         )
     return ""
+
+
+def coordinate_limit_error(where: str, column: str, value: float) -> Cryo3DError:
+    """The error for a coordinate beyond :data:`MAX_COORDINATE`: ``where`` names the file and row."""
+    return Cryo3DError(
+        f"{where}, column {column!r}: {value!r} Angstrom is beyond any tomogram; expected a coordinate in Angstrom "
+        f"with |{column}| <= {MAX_COORDINATE:g} (1 cm)"
+    )
+
+
+def check_coordinates(picks: Picks, source: str = "picks") -> None:
+    """Refuse non-finite coordinates and coordinates beyond :data:`MAX_COORDINATE` Angstrom, as read.
+
+    Args:
+        picks (Picks): Centres ``(x, y, z)`` in Angstrom.
+        source (str): Names the picks (the file) in the message.
+
+    Raises:
+        Cryo3DError: Naming ``source``, the first bad row (counted from 1 in table order) and its column.
+    """
+    xyz = np.asarray(picks.xyz, dtype=np.float64).reshape(-1, 3)
+    bad = ~np.isfinite(xyz) | (np.abs(xyz) > MAX_COORDINATE)
+    if not bad.any():
+        return
+    i, a = (int(v) for v in np.argwhere(bad)[0])
+    where = f"{source}, row {i + 1} (tomogram {str(picks.tomo[i])!r}, class {str(picks.cls[i])!r})"
+    if not np.isfinite(xyz[i, a]):
+        raise Cryo3DError(f"{where}, column {_AXES[a]!r}: expected a finite number of Angstrom, got {xyz[i, a]!r}")
+    raise coordinate_limit_error(where, _AXES[a], float(xyz[i, a]))
+
+
+def voxel_index_note(
+    picks: Picks,
+    shapes: Mapping[str, tuple[int, int, int]],
+    voxel_spacings: Mapping[str, float],
+    source: str = "picks",
+) -> str | None:
+    """A warning when picks look like voxel indices written as Angstrom, else None.
+
+    The sign: every pick of every tomogram (those in ``shapes``, each with 3 picks or more and
+    a spacing of 2 Angstrom or more) lies within ``[-0.5, n - 0.5]`` Angstrom along each axis, i.e.
+    within the first ``1/spacing`` of its volume. ``prepare`` (through :func:`validate_picks`),
+    ``evaluate --tomograms`` and ``report`` all ask this one function.
+
+    Args:
+        picks (Picks): Centres ``(x, y, z)``, supposedly in Angstrom.
+        shapes (mapping of tomogram name -> ``(Z, Y, X)``): Tomogram shapes in voxels.
+        voxel_spacings (mapping of tomogram name -> float): Angstrom per voxel.
+        source (str): Names the picks (e.g. the file) in the message.
+
+    Returns:
+        str or None: One line naming ``source``, the tomogram and the spacing, or None.
+    """
+    small = []
+    tomos = [t for t in picks.tomograms if t in shapes and t in voxel_spacings]
+    for t in tomos:
+        xyz = picks.xyz[picks.tomo == t]
+        s = float(voxel_spacings[t])
+        n_xyz = np.asarray(shapes[t], dtype=np.float64).reshape(-1)[::-1]
+        if not (s >= 2.0 and len(xyz) >= 3 and bool(in_voxel_extent(xyz, n_xyz).all())):
+            return None
+        small.append((t, s, len(xyz)))
+    if not small:
+        return None
+    t, s, n = small[0]
+    return (
+        f"{source}: all picks of {len(small)} tomogram(s) (e.g. {n} in {t!r}) lie within the first 1/{s:g} "
+        f"of the volume along x, y and z: are they voxel indices written as Angstrom? Coordinates must be "
+        f"(x, y, z) in Angstrom (voxel index x {s:g} for this tomogram's spacing of {s:g} Angstrom); "
+        "read voxel tables with units='voxel'"
+    )
+
+
+def _matched_fraction(pred: Picks, gt: Picks, particles: ParticleSet, distance_multiplier: float,
+                      scale: float = 1.0) -> float:
+    """Fraction of ground-truth picks with a prediction of their tomogram and class within the match
+    distance (``distance_multiplier`` x radius), the ground truth's coordinates multiplied by ``scale``."""
+    if not len(gt) or not len(pred):
+        return 0.0
+    tomos = {t: i for i, t in enumerate(dict.fromkeys(np.asarray(gt.tomo, dtype=str).tolist()))}
+    gt_t = np.array([tomos[t] for t in np.asarray(gt.tomo, dtype=str).tolist()], dtype=np.float64)
+    pr_t = np.array([tomos.get(t, -1) for t in np.asarray(pred.tomo, dtype=str).tolist()], dtype=np.float64)
+    gt_c, pr_c = np.asarray(gt.cls, dtype=str), np.asarray(pred.cls, dtype=str)
+    hits = 0
+    for name, radius in zip(particles.names, particles.radii * distance_multiplier):  # classes (few)
+        g, q = (gt_c == name), (pr_c == name) & (pr_t >= 0)
+        if not (g.any() and q.any()):
+            continue
+        sep = 2.0 * radius + 1.0  # a 4th coordinate keeps tomograms apart, as the metric does
+        p4 = np.column_stack([pred.xyz[q], pr_t[q] * sep])
+        g4 = np.column_stack([gt.xyz[g] * scale, gt_t[g] * sep])
+        d, _ = cKDTree(p4).query(g4, distance_upper_bound=radius)
+        hits += int(np.isfinite(d).sum())
+    return hits / len(gt)
+
+
+def _scale_ratio(pred: Picks, gt: Picks) -> float | None:
+    """How many times the predictions' coordinates exceed the ground truth's (the ratio of their 90th
+    percentiles over the shared tomograms, the same along x, y and z within a factor 1.5), or None."""
+    shared = np.intersect1d(np.asarray(pred.tomo, dtype=str), np.asarray(gt.tomo, dtype=str))
+    p = pred.xyz[np.isin(np.asarray(pred.tomo, dtype=str), shared)]
+    g = gt.xyz[np.isin(np.asarray(gt.tomo, dtype=str), shared)]
+    if len(p) < 3 or len(g) < 3:
+        return None
+    hp, hg = np.percentile(p, 90, axis=0), np.percentile(g, 90, axis=0)
+    if not ((hp > 0).all() and (hg > 0).all()):
+        return None
+    r = hp / hg
+    if r.max() > 1.5 * r.min():
+        return None
+    return float(np.exp(np.log(r).mean()))
+
+
+def scale_mismatch_note(
+    pred: Picks,
+    gt: Picks,
+    particles: ParticleSet,
+    pred_source: str = "predictions",
+    gt_source: str = "ground truth",
+    distance_multiplier: float = 0.5,
+) -> str | None:
+    """A warning when predictions and ground truth look like different units (voxels and Angstrom).
+
+    The sign: the coordinates of one table are 2 to 100 times those of the other along x, y and
+    z alike (about a voxel spacing), and no ground-truth pick has a prediction of its class within
+    the match distance, or under 5% do and rescaling by that ratio at least doubles it (to 10% or
+    more): one of them holds voxel indices, or was converted twice.
+
+    Args:
+        pred, gt (Picks): Predicted and ground-truth centres, supposedly in Angstrom.
+        particles (ParticleSet): Radii for the match distance.
+        pred_source, gt_source (str): Name the two tables (their files) in the message.
+        distance_multiplier (float): Match distance / particle radius.
+
+    Returns:
+        str or None: One line naming both tables, the ratio and how many picks would match
+        rescaled, or None.
+    """
+    f0 = _matched_fraction(pred, gt, particles, distance_multiplier)
+    if f0 >= 0.05:
+        return None
+    r = _scale_ratio(pred, gt)
+    if r is None or not (2.0 <= max(r, 1 / r) <= 100.0):
+        return None
+    if r > 1:  # the ground truth is the small one
+        small, big, k = gt_source, pred_source, r
+        f = _matched_fraction(pred, gt, particles, distance_multiplier, scale=r)
+    else:
+        small, big, k = pred_source, gt_source, 1 / r
+        f = _matched_fraction(gt, pred, particles, distance_multiplier, scale=k)
+    if f0 > 0 and f < max(2 * f0, 0.1):  # a few matches by chance are no sign unless rescaling finds many more
+        return None
+    now = "no ground-truth pick has" if f0 == 0 else f"only {100 * f0:.2g}% of the ground-truth picks have"
+    rescaled = f" (multiplied by {k:.3g}, {f:.0%} of its picks would have one)" if f > 0 else ""
+    return (
+        f"{small}: its coordinates are about 1/{k:.3g} of those of {big} along x, y and z, and {now} a prediction "
+        f"within the match distance{rescaled}: are they voxel indices (a voxel spacing of about {k:.3g} Angstrom) "
+        "instead of Angstrom? Both tables must be (x, y, z) in Angstrom"
+    )
 
 
 def validate_picks(
@@ -131,7 +296,6 @@ def validate_picks(
         raise Cryo3DError(f"{source}: no voxel spacing for tomogram(s) {no_spacing}")
     bad_tomos: list[tuple] = []
     fits = {}  # tomogram -> every pick inside as given
-    small = []  # tomograms whose picks all lie within the first 1/spacing of the volume
     for t in tomos:
         rows = np.flatnonzero(picks.tomo == t)
         s = check_voxel_spacing(voxel_spacings[t], where=f"{source}: voxel spacing of {t!r}")
@@ -145,21 +309,11 @@ def validate_picks(
         out = (vox < lo_vox) | (vox > hi_vox)
         bad = out.any(axis=1)
         fits[t] = not bad.any()
-        if not bad.any():
-            # voxel indices written as Angstrom: every pick within [0, n) Angstrom, i.e. the first 1/spacing
-            if s >= 2.0 and len(rows) >= 3 and bool(in_voxel_extent(xyz, n_xyz).all()):
-                small.append((t, s, len(rows)))
-            continue
-        bad_tomos.append((t, rows, s, shape, xyz, vox, n_xyz, out, bad))
-    if small and len(small) == len(tomos):
-        t, s, n = small[0]
-        warnings.warn(
-            f"{source}: all picks of {len(small)} tomogram(s) (e.g. {n} in {t!r}) lie within the first 1/{s:g} "
-            f"of the volume along x, y and z: are they voxel indices written as Angstrom? Coordinates must be "
-            f"(x, y, z) in Angstrom (voxel index x {s:g} for this tomogram's spacing of {s:g} Angstrom); "
-            "read voxel tables with units='voxel'",
-            UserWarning, stacklevel=2,
-        )
+        if bad.any():
+            bad_tomos.append((t, rows, s, shape, xyz, vox, n_xyz, out, bad))
+    note = voxel_index_note(picks, shapes, voxel_spacings, source)
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=2)
     if not bad_tomos:
         return
     t, rows, s, shape, xyz, vox, n_xyz, out, bad = bad_tomos[0]

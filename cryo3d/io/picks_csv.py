@@ -21,6 +21,7 @@ from cryo3d.coords import check_voxel_spacing, voxel_xyz_to_angstrom
 from cryo3d.errors import Cryo3DError
 from cryo3d.io.atomic import write_text_atomic
 from cryo3d.io.copick_files import is_copick_csv, read_copick_csv
+from cryo3d.io.pick_validation import MAX_COORDINATE, coordinate_limit_error
 from cryo3d.picks import Picks
 
 __all__ = ["CSV_COLUMNS", "Spacing", "check_file", "read_picks_csv", "write_picks_csv"]
@@ -156,7 +157,8 @@ def read_picks_csv(
 
     Raises:
         Cryo3DError: (a ``ValueError``) A required column is missing, a row has the wrong number of
-            fields, a coordinate or score is not a finite number, a tomo or class cell is
+            fields, a coordinate or score is not a finite number, a coordinate's magnitude exceeds
+            :data:`~cryo3d.io.pick_validation.MAX_COORDINATE` Angstrom, a tomo or class cell is
             empty, voxel units without a voxel spacing, text that is not UTF-8 (UTF-16 is
             named as such) or not CSV. The message names the file, ``row N (line L)`` (N
             counts data rows from 1, L is the file's line) and the column.
@@ -229,6 +231,10 @@ def _read_picks_csv(p: Path, voxel_spacing: Spacing | None, units: str, class_na
     tomo = np.array(columns["tomo"], dtype=object)
     if units == "voxel":
         xyz = _voxel_xyz_to_angstrom(xyz, tomo, voxel_spacing, where)
+    huge = np.abs(xyz) > MAX_COORDINATE  # a typo or another unit: distances would overflow
+    if huge.any():
+        i, a = (int(v) for v in np.argwhere(huge)[0])
+        raise coordinate_limit_error(f"{p}, row {rownums[i]} (line {lines[i]})", "xyz"[a], float(xyz[i, a]))
     score = None
     if "score" in columns:
         score = _parse_floats(columns["score"], where, "score", lines, "a finite number", rows=rownums)

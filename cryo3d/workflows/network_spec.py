@@ -76,7 +76,7 @@ def bundle_particles(
     if manifest.is_file():
         man = json.loads(manifest.read_text())
         if "particles" in man:
-            return ParticleSet.from_dict(man["particles"])
+            return ParticleSet.from_dict(man["particles"], source=f"{manifest}: particles")
     return builtin_particles("czii")
 
 
