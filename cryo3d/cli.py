@@ -68,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="data/synth", help="output folder (default: %(default)s)")
     s.add_argument("--n", type=int, default=4, help="number of tomograms (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12"],
+    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12", "tilt"],
                    help="default: randomised shapes, sizes, distractors and imaging (what training uses); "
                    "clean: high SNR, no distractors; hard: low SNR, crowded; ood: the CZII classes with held-out "
-                   "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set)")
+                   "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set); tilt: 7 held-out "
+                   "classes imaged through a tilt series and weighted back-projection")
     s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default: the preset's, 184 256 256; 128 256 256 for ood and crowded12)")
     s.add_argument("--voxel-spacing", type=float, nargs="+", metavar="A", help="Angstrom per voxel, or LOW HIGH")
     s.add_argument("--snr", type=float, nargs="+", help="signal-to-noise ratio, or LOW HIGH")
