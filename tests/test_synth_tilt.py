@@ -194,3 +194,21 @@ def test_bad_tilt_settings_are_rejected():
         TiltImaging(max_tilt=60.0, step=3.0, reconstruction="art")
     with pytest.raises(ValueError, match="step"):
         tilt_angles(60.0, 0.0)
+
+
+def test_sirt_equals_the_iterated_update_it_is_derived_from():
+    from cryo3d.synth.tilt_series import project_fourier, sirt
+
+    rng = np.random.default_rng(6)
+    geom = TiltGeometry.for_volume((8, 3, 10), tilt_angles(50.0, 12.5))
+    p = project_fourier(rng.random(geom.shape).astype(np.float32), geom)
+    a = (geom.shear().numpy() * geom.band()[:, :, None]).astype(np.complex128)  # [K, T, Z]
+    r = geom.cos / geom.shape[0]  # inverse row sums: every ray crosses Z slices of length 1 / cos t
+    c = 1.0 / np.sum(1.0 / geom.cos)  # inverse column sum
+    x = np.zeros((a.shape[0], geom.shape[0], geom.shape[1]), complex)  # [K, Z, Y], padded frame
+    for _ in range(5):
+        res = p - a @ x
+        x = x + c * np.conj(a).transpose(0, 2, 1) @ (r[None, :, None] * res)
+    want = scipy.fft.irfft(x, n=geom.width, axis=0)[: geom.shape[2]].transpose(1, 2, 0)
+    np.testing.assert_allclose(sirt(p, geom, 5), want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+    assert not np.allclose(sirt(p, geom, 1), want, atol=1e-2 * np.abs(want).max())

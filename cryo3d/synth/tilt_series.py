@@ -161,20 +161,11 @@ def backproject_fourier(proj: np.ndarray, geom: TiltGeometry, e: torch.Tensor | 
     return out
 
 
-def to_real(proj: np.ndarray, geom: TiltGeometry) -> np.ndarray:
-    """``[K, T, Y]`` Fourier projections as real sheared-frame projections ``[W, T, Y]``."""
-    return scipy.fft.irfft(proj, n=geom.width, axis=0, workers=-1).astype(np.float32, copy=False)
-
-
-def to_fourier(proj: np.ndarray, geom: TiltGeometry) -> np.ndarray:
-    """The inverse of :func:`to_real`."""
-    return scipy.fft.rfft(proj, axis=0, workers=-1).astype(np.complex64, copy=False)
-
-
 def project(vol: np.ndarray, geom: TiltGeometry) -> np.ndarray:
     """Real projections ``[T, Y, W]`` of ``vol`` in the sheared frame (``w = (x - xc) + (z - zc) tan t``
     at padded index ``x + (z - zc) tan t``, modulo ``width``)."""
-    return to_real(project_fourier(vol, geom), geom).transpose(1, 2, 0)
+    f = project_fourier(vol, geom)
+    return scipy.fft.irfft(f, n=geom.width, axis=0, workers=-1).astype(np.float32).transpose(1, 2, 0)
 
 
 def backproject(proj: np.ndarray, geom: TiltGeometry) -> np.ndarray:
@@ -222,29 +213,28 @@ def wbp(proj: np.ndarray, geom: TiltGeometry, e: torch.Tensor | None = None, exa
 
 
 def sirt(proj: np.ndarray, geom: TiltGeometry, iterations: int, e: torch.Tensor | None = None) -> np.ndarray:
-    """SIRT from Fourier projections ``[K, T, Y]``: ``x += C A^T (R (p - A x))`` with ``A`` the
-    band-limited projector, ``R`` and ``C`` the inverse row and column sums (rays that miss the
-    volume are left out); linear in the data (no positivity), starting from zero."""
+    """SIRT from Fourier projections ``[K, T, Y]``: ``x += C A^H R (p - A x)``, from ``x = 0``.
+
+    ``A`` is the band-limited projector over the padded (periodic) width, so every ray
+    crosses all ``Z`` slices: the inverse row sums are exactly ``R = cos t / Z`` and the
+    inverse column sum ``C = 1 / sum_t (1 / cos t)``. By the push-through identity,
+    ``n`` iterations give ``x = A^H G p`` with, per x frequency, the ``T x T`` matrix
+    ``G = sum_{j<n} (I - C R A A^H)^j C R``: SIRT costs one back-projection and small
+    matrix products instead of ``2 n`` projections. Linear in the data (no positivity).
+    """
     e = geom.shear() if e is None else e
-    band = geom.band()[:, :, None]
-
-    def fwd(v: np.ndarray) -> np.ndarray:
-        return to_real(project_fourier(v, geom, e) * band, geom)
-
-    def adj(p: np.ndarray) -> np.ndarray:
-        return backproject_fourier(to_fourier(p, geom) * band, geom, e)
-
-    rows = fwd(np.ones(geom.shape, np.float32))
-    r = np.where(rows > 0.5, 1.0 / np.maximum(rows, 0.5), 0.0).astype(np.float32)
-    cols = adj(np.ones_like(rows))
-    c = (1.0 / np.maximum(cols, 1e-3 * float(cols.max()))).astype(np.float32)
-    p = to_real(proj * band, geom)
-    x = np.zeros(geom.shape, np.float32)
+    band = torch.from_numpy(geom.band())[:, :, None]
+    a = e * band  # [K, T, Z]
+    b = torch.matmul(a, a.conj().transpose(1, 2))  # A A^H, [K, T, T]
+    cr = torch.from_numpy((geom.cos / geom.shape[0] / np.sum(1.0 / geom.cos)).astype(np.float32))
+    step = torch.eye(len(geom.angles), dtype=b.dtype) - cr[:, None] * b  # I - C R A A^H
+    term = torch.diag(cr).to(b.dtype).expand_as(b).contiguous()
+    g = torch.zeros_like(b)
     for _ in range(int(iterations)):
-        res = p - fwd(x)
-        res *= r
-        x += c * adj(res)
-    return x
+        g += term
+        term = torch.matmul(step, term)
+    q = torch.matmul(g, torch.from_numpy(np.ascontiguousarray(proj))) * band
+    return backproject_fourier(q.numpy(), geom, e)
 
 
 @dataclass(frozen=True)
