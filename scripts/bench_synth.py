@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cryo3d.synth.imaging import image
-from cryo3d.synth.tilt_series import TiltImaging, image_tilt_series
+from cryo3d.synth.tilt_imaging import TiltImaging, image_tilt_series
 
 
 def _scene(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:

@@ -9,9 +9,8 @@ from cryo3d.coords import angstrom_to_voxel
 from cryo3d.particles import ParticleClass, ParticleSet
 from cryo3d.synth import SynthConfig, simulate_tomogram
 from cryo3d.synth.imaging import WAVELENGTH_300KV, coherence_envelope, critical_exposure, ctf, exposure_filter
-from cryo3d.synth.tilt_series import (
-    TiltGeometry, TiltImaging, acquisition_order, backproject, exposure_at, image_tilt_series, project, tilt_angles,
-)
+from cryo3d.synth.tilt_imaging import TiltImaging, image_tilt_series
+from cryo3d.synth.tilt_series import TiltGeometry, acquisition_order, backproject, exposure_at, project, tilt_angles
 
 #: One labelled class, no distractors, high SNR, no misalignment: geometry only.
 BARE = dict(shape=(40, 64, 72), voxel_spacing=10.0, particles_per_class=4, snr=50.0, tilt_prob=1.0,
@@ -212,3 +211,16 @@ def test_sirt_equals_the_iterated_update_it_is_derived_from():
     want = scipy.fft.irfft(x, n=geom.width, axis=0)[: geom.shape[2]].transpose(1, 2, 0)
     np.testing.assert_allclose(sirt(p, geom, 5), want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
     assert not np.allclose(sirt(p, geom, 1), want, atol=1e-2 * np.abs(want).max())
+
+
+def test_defocus_varies_across_a_tilted_specimen_in_blended_strips():
+    from cryo3d.synth.tilt_imaging import _strips
+
+    geom = TiltGeometry.for_volume((100, 8, 600), np.array([-60.0, 0.0, 60.0]))
+    centres, weights = _strips(geom, 2, 30000.0, 10.0)
+    assert len(centres) >= 3 and weights is not None
+    np.testing.assert_allclose(weights.sum(0), 1.0, atol=1e-5)
+    # across the frame (w in +/- width / 2, u = w cos t) the defocus changes by width * sin t * spacing
+    assert centres.max() - centres.min() == pytest.approx(geom.width * math.sin(math.radians(60.0)) * 10.0, rel=0.01)
+    assert np.mean(centres) == pytest.approx(30000.0, rel=0.01)
+    assert _strips(geom, 1, 30000.0, 10.0)[1] is None  # untilted: one defocus

@@ -10,10 +10,10 @@ A tomogram is built in three steps:
    carbon-film edge.
 2. **Imaging**, per tomogram one of two models:
 
-   * **tilt series** (:mod:`cryo3d.synth.tilt_series`, the ``default`` preset's in 80 % of
-     tomograms): the scene projected at each tilt (+/-40-70 degrees, 2-4 degree steps,
-     dose-symmetric or bidirectional order), each projection with its own CTF (defocus,
-     astigmatism, coherence envelopes, phase-flipped or not), the exposure filter of its
+   * **tilt series** (:mod:`cryo3d.synth.tilt_imaging` over :mod:`cryo3d.synth.tilt_series`,
+     the ``default`` preset's in 80 % of tomograms): the scene projected at each tilt (+/-40-70 degrees, 2-4 degree steps,
+     dose-symmetric or bidirectional order), each projection with its own CTF (defocus
+     varying across the tilted specimen, astigmatism, coherence envelopes, phase-flipped or not), the exposure filter of its
      accumulated dose (total 60-140 e/A^2), a residual in-plane shift (0.5-1.5 px RMS) and
      shot noise; reconstructed by weighted back-projection (ramp or exact weighting,
      apodised) or SIRT. Streaks, ray artefacts at gold, ramp-filtered noise and missing-wedge

@@ -91,7 +91,8 @@ class SynthConfig:
             settings and noise ``default_rng([seed, i, 1])``, so the Fourier model's tomograms do not
             change with them).
         tilt_prob (float): Probability that a tomogram is imaged through a tilt series
-            (projections, per-projection CTF, dose, shifts and noise, reconstruction); else the
+            (:mod:`cryo3d.synth.tilt_imaging`: projections, per-projection CTF, dose, shifts and noise,
+            reconstruction); else the
             Fourier model (:func:`cryo3d.synth.imaging.image`: a wedge mask, one CTF). The tilt
             series reuses ``tilt_range``, ``defocus_um``, ``bfactor`` and ``ctf_signed_prob``
             (probability of projections that are not phase-flipped); ``z_blur`` and

@@ -13,7 +13,7 @@ from cryo3d.synth.shapes import random_rotations
 from cryo3d.synth import families as fam
 from cryo3d.synth.config import SynthConfig, draw
 from cryo3d.synth.imaging import image
-from cryo3d.synth.tilt_series import TiltImaging, image_tilt_series
+from cryo3d.synth.tilt_imaging import TiltImaging, image_tilt_series
 from cryo3d.synth.scene import GOLD_DENSITY, PROTEIN_DENSITY, Scene
 
 
