@@ -55,7 +55,7 @@ def main() -> None:
     shape = tuple(args.shape)
     vol = _scene(shape, np.random.default_rng(0))
     p = TiltImaging(max_tilt=args.max_tilt, step=args.step, defocus_um=3.5, astigmatism_um=0.3,
-                    defocus_spread=300.0, bfactor=150.0, misalignment_px=1.0, ice=0.4,
+                    defocus_spread=300.0, bfactor=150.0, misalignment_px=1.0, rotation_deg=0.3, ice=0.4,
                     reconstruction=args.reconstruction)
     (out, rec), wall, cpu = _timed(lambda: image_tilt_series(vol, np.random.default_rng(1), args.spacing, 0.5, p))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

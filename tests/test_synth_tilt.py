@@ -14,7 +14,7 @@ from cryo3d.synth.tilt_series import TiltGeometry, acquisition_order, backprojec
 
 #: One labelled class, no distractors, high SNR, no misalignment: geometry only.
 BARE = dict(shape=(40, 64, 72), voxel_spacing=10.0, particles_per_class=4, snr=50.0, tilt_prob=1.0,
-            misalignment_px=0.0, defocus_um=2.0, bfactor=100.0, vesicles=0, sheets=0, gold=0, carbon=0.0,
+            misalignment_px=0.0, rotation_deg=0.0, defocus_um=2.0, bfactor=100.0, vesicles=0, sheets=0, gold=0, carbon=0.0,
             crowders=0, variants="fixed", size_jitter=0.0, density_jitter=0.0, texture=0.0, invert_prob=0.0,
             gradient=0.0, ctf_signed_prob=0.0, sirt_prob=0.0)
 SMALL_BALL = ParticleSet((ParticleClass("ball", 40.0, 1.0, "sphere"),))
@@ -224,3 +224,20 @@ def test_defocus_varies_across_a_tilted_specimen_in_blended_strips():
     assert centres.max() - centres.min() == pytest.approx(geom.width * math.sin(math.radians(60.0)) * 10.0, rel=0.01)
     assert np.mean(centres) == pytest.approx(30000.0, rel=0.01)
     assert _strips(geom, 1, 30000.0, 10.0)[1] is None  # untilted: one defocus
+
+
+def test_an_in_plane_rotation_turns_a_projection_about_the_tilt_axis_centre():
+    from cryo3d.synth.tilt_imaging import rotate_projection
+
+    geom = TiltGeometry.for_volume((20, 41, 60), np.array([0.0, 60.0]))
+    w = (np.arange(geom.width) - 29.5 + geom.width / 2) % geom.width - geom.width / 2  # sheared-frame w
+    y = np.arange(41) - 20.0
+    u = w * geom.cos[1]
+    img = np.exp(-((u[:, None] - 8.0) ** 2 + (y[None, :] - 0.0) ** 2) / (2 * 1.5**2)).astype(np.float32)
+    out = rotate_projection(img, geom, 1, math.radians(30.0))
+    wgt = np.clip(out, 0, None)
+    centre = [np.sum(wgt * u[:, None]) / wgt.sum(), np.sum(wgt * y[None, :]) / wgt.sum()]
+    # the value at (u, y) is the input's at (u cos a + y sin a, -u sin a + y cos a): the spot at (8, 0)
+    # moves to (8 cos a, 8 sin a)
+    np.testing.assert_allclose(centre, [8.0 * math.cos(math.radians(30.0)), 8.0 * math.sin(math.radians(30.0))],
+                               atol=0.05)

@@ -47,9 +47,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                       vesicles=(0, 1), sheets=(0, 1), gold=(0, 3), crowders=(20, 60), crowder_radius=(15.0, 150.0)),
     # held out, imaged like real data: a tilt series reconstructed by weighted back-projection
     "tilt": dict(_HELD_OUT_IMAGING, particle_set="tilt", tilt_prob=1.0, tilt_range=(50.0, 63.0), tilt_step=3.0,
-                 defocus_um=(2.0, 5.0), misalignment_px=(0.5, 1.5), sirt_prob=0.0, z_blur=0.0, ctf_signed_prob=0.5,
-                 snr=(0.3, 1.0), particles_per_class=(22, 40), vesicles=(1, 2), sheets=(0, 1), gold=(2, 6), crowders=(600, 1200),
-                 crowder_radius=(15.0, 130.0), crowder_exclusion=0.1),
+                 defocus_um=(2.0, 5.0), misalignment_px=(0.5, 1.5), rotation_deg=0.0, sirt_prob=0.0, z_blur=0.0,
+                 ctf_signed_prob=0.5, snr=(0.3, 1.0), particles_per_class=(22, 40), vesicles=(1, 2), sheets=(0, 1),
+                 gold=(2, 6), crowders=(600, 1200), crowder_radius=(15.0, 130.0), crowder_exclusion=0.1),
 }
 
 
@@ -104,6 +104,8 @@ class SynthConfig:
         defocus_jitter_um (float): Standard deviation of each projection's defocus about the tomogram's.
         defocus_spread (float or (low, high)): Temporal-coherence defocus spread (Angstrom).
         misalignment_px (float or (low, high)): RMS residual in-plane shift of each projection (pixels).
+        rotation_deg (float or (low, high)): Standard deviation of each projection's residual in-plane
+            rotation (degrees).
         ice_thickness (float or (low, high)): Specimen thickness over the inelastic mean free path
             (fewer electrons, more noise at high tilt).
         sirt_prob (float): Probability of a SIRT reconstruction (else weighted back-projection).
@@ -145,6 +147,7 @@ class SynthConfig:
     defocus_jitter_um: float = 0.1
     defocus_spread: Range = (50.0, 600.0)
     misalignment_px: Range = (0.5, 1.5)
+    rotation_deg: Range = (0.0, 0.5)
     ice_thickness: Range = (0.2, 0.6)
     sirt_prob: float = 0.15
     sirt_iterations: int = 10

@@ -35,6 +35,7 @@ class TiltImaging:
         defocus_spread: temporal-coherence defocus spread (Angstrom).
         bfactor: B-factor envelope (Angstrom^2).
         misalignment_px: RMS (over both axes) of the residual in-plane shift per projection (pixels).
+        rotation_deg: standard deviation of the residual in-plane rotation per projection (degrees).
         ctf_signed: keep the CTF's sign reversals (else the projections are phase-flipped).
         ice: specimen thickness over the inelastic mean free path at zero tilt; a tilt keeps
             ``exp(-ice / cos t)`` of its electrons (zero-loss), so high tilts are noisier.
@@ -54,6 +55,7 @@ class TiltImaging:
     defocus_spread: float = 0.0
     bfactor: float = 0.0
     misalignment_px: float = 0.0
+    rotation_deg: float = 0.0
     ctf_signed: bool = False
     ice: float = 0.0
     reconstruction: str = "wbp"
@@ -82,6 +84,20 @@ def _strips(geom: TiltGeometry, t: int, defocus: float, spacing: float) -> tuple
     return centres, weights.astype(np.float32)
 
 
+def rotate_projection(img: np.ndarray, geom: TiltGeometry, t: int, angle: float) -> np.ndarray:
+    """A sheared-frame projection ``[W, Y]`` of tilt ``t`` rotated by ``angle`` (radians) in the
+    detector plane about the tilt axis's centre ``(u, y) = (0, (Y - 1) / 2)`` (cubic spline, periodic):
+    the value at ``(u, y)`` is the input's at ``(u cos a + y sin a, -u sin a + y cos a)``."""
+    from scipy.ndimage import map_coordinates
+
+    c, xc, yc = float(geom.cos[t]), 0.5 * (geom.shape[2] - 1), 0.5 * (img.shape[1] - 1)
+    w = (np.arange(geom.width) - xc + 0.5 * geom.width) % geom.width - 0.5 * geom.width
+    u, y = (w * c)[:, None], (np.arange(img.shape[1]) - yc)[None, :]
+    ca, sa = math.cos(angle), math.sin(angle)
+    coords = np.stack(np.broadcast_arrays((u * ca + y * sa) / c + xc, -u * sa + y * ca + yc))
+    return map_coordinates(img, coords, order=3, mode="grid-wrap").astype(np.float32)
+
+
 def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generator, spacing: float,
                        p: TiltImaging) -> tuple[np.ndarray, dict]:
     """Image Fourier projections ``s`` ``[K, T, Y]`` in place (CTF in defocus strips, envelopes,
@@ -91,6 +107,7 @@ def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generat
     exposure = exposure_at(acquisition_order(geom.angles, p.scheme), p.total_dose)
     defocus = (p.defocus_um + rng.normal(0.0, p.defocus_jitter_um, t_n)) * 1e4  # Angstrom
     shifts = rng.normal(0.0, p.misalignment_px / math.sqrt(2.0), (t_n, 2))  # (u, y) detector pixels
+    rotations = np.radians(rng.normal(0.0, p.rotation_deg, t_n)) if p.rotation_deg > 0 else np.zeros(t_n)
     kw = scipy.fft.rfftfreq(geom.width).astype(np.float32)
     ky = scipy.fft.fftfreq(y_n).astype(np.float32)
     band = geom.band()
@@ -122,6 +139,12 @@ def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generat
             part[:nb] = spec * h.astype(np.complex64)
             img = scipy.fft.irfftn(part, s=(y_n, geom.width), axes=(1, 0), workers=-1) * weights[i][:, None]
             acc = img if acc is None else acc + img
+        if rotations[t] and weights is None:
+            part = np.zeros((k_n, y_n), np.complex64)
+            part[:nb] = acc
+            acc, weights = scipy.fft.irfftn(part, s=(y_n, geom.width), axes=(1, 0), workers=-1), True
+        if rotations[t]:
+            acc = rotate_projection(acc, geom, t, float(rotations[t]))
         s[:, t] = 0
         s[:nb, t] = acc if weights is None else scipy.fft.rfftn(acc, axes=(1, 0), workers=-1)[:nb]
         # shot noise: white per detector pixel, relative variance 1 / (kept electrons); in the
@@ -132,6 +155,7 @@ def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generat
     s[:] = scipy.fft.ifft(s, axis=2, workers=-1)
     noise = scipy.fft.ifft(noise, axis=2, workers=-1).astype(np.complex64, copy=False)
     rec = dict(tilt_exposure_max=round(float(exposure.max()), 2), defocus_strips=n_strips,
+               rotation_rms_deg=round(float(np.degrees(np.sqrt(np.mean(rotations**2)))), 3),
                misalignment_rms_px=round(float(np.sqrt(np.mean(np.sum(shifts**2, 1)))), 3))
     return noise, rec
 
@@ -160,7 +184,8 @@ def image_tilt_series(volume: np.ndarray, rng: np.random.Generator, spacing: flo
     cmin = float(np.cos(np.radians(np.abs(angles).max())))
     # CTF delocalisation (lambda df k_max) and the largest shifts, in sheared-frame samples
     deloc = WAVELENGTH_300KV * (p.defocus_um + p.astigmatism_um) * 1e4 * 0.5 / spacing**2
-    geom = TiltGeometry.for_volume(volume.shape, angles, 16.0 + 2.0 * (deloc + 3.0 * p.misalignment_px) / cmin)
+    reach = deloc + 3.0 * p.misalignment_px + 1.5 * math.radians(p.rotation_deg) * volume.shape[1]
+    geom = TiltGeometry.for_volume(volume.shape, angles, 16.0 + 2.0 * reach / cmin)
     e = geom.shear()
     sig = project_fourier(np.asarray(volume, np.float32), geom, e)
     noise, rec = _image_projections(sig, geom, rng, spacing, p)

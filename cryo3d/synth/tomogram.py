@@ -73,6 +73,7 @@ def _image(scene: Scene, rng: np.random.Generator, config: SynthConfig, index: i
         defocus_jitter_um=float(config.defocus_jitter_um), astigmatism_um=draw(irng, config.astigmatism_um),
         astig_angle_deg=float(irng.uniform(0.0, 180.0)), defocus_spread=draw(irng, config.defocus_spread),
         bfactor=params["bfactor"], misalignment_px=draw(irng, config.misalignment_px),
+        rotation_deg=draw(irng, config.rotation_deg),
         ctf_signed=params["ctf_signed"], ice=draw(irng, config.ice_thickness),
         reconstruction="sirt" if irng.random() < config.sirt_prob else "wbp",
         sirt_iterations=int(config.sirt_iterations), exact_weighting=bool(irng.random() < config.exact_weighting_prob),
@@ -81,7 +82,8 @@ def _image(scene: Scene, rng: np.random.Generator, config: SynthConfig, index: i
     img, rec = image_tilt_series(scene.vol, irng, scene.spacing, params["snr"], tilt, scene.not_reference)
     params.update(imaging="tilt", z_blur=0.0, noise_colour=0.0, tilt_step=tilt.step, tilt_scheme=tilt.scheme,
                   total_dose=tilt.total_dose, astigmatism_um=tilt.astigmatism_um, astig_angle_deg=tilt.astig_angle_deg,
-                  defocus_spread=tilt.defocus_spread, misalignment_px=tilt.misalignment_px, ice_thickness=tilt.ice,
+                  defocus_spread=tilt.defocus_spread, misalignment_px=tilt.misalignment_px,
+                  rotation_deg=tilt.rotation_deg, ice_thickness=tilt.ice,
                   reconstruction=tilt.reconstruction, wbp_weighting="exact" if tilt.exact_weighting else "ramp",
                   wbp_window=tilt.window, **rec)
     return img
