@@ -241,3 +241,16 @@ def test_an_in_plane_rotation_turns_a_projection_about_the_tilt_axis_centre():
     # moves to (8 cos a, 8 sin a)
     np.testing.assert_allclose(centre, [8.0 * math.cos(math.radians(30.0)), 8.0 * math.sin(math.radians(30.0))],
                                atol=0.05)
+
+
+def test_residual_misalignment_blurs_the_reconstruction():
+    shape, c = (24, 24, 40), np.array([11.5, 11.5, 19.5])
+    zyx = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), -1)
+    vol = np.exp(-np.sum((zyx - c) ** 2, -1) / (2 * 1.2**2)).astype(np.float32)
+    peaks = []
+    for shift in (0.0, 1.5):
+        p = TiltImaging(max_tilt=60.0, step=3.0, defocus_um=0.0, misalignment_px=shift)
+        rec, record = image_tilt_series(vol, np.random.default_rng(0), 10.0, 1e12, p)
+        peaks.append(rec.max() / rec.std())
+        assert (record["misalignment_rms_px"] > 0.5) == (shift > 0)
+    assert peaks[1] < 0.9 * peaks[0]

@@ -124,29 +124,32 @@ def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generat
         common = band[:nb, t, None] * np.exp(np.float32(-p.bfactor / 4.0) * k * k) * exposure_filter(k, exposure[t])
         common = common * np.exp((-2j * math.pi) * (kw[:nb, None] * (shifts[t, 0] / c) + ky[None, :] * shifts[t, 1]))
         spec = s[:nb, t] * common.astype(np.complex64)
+        s[:, t] = 0
+
+        def transfer(df: float) -> np.ndarray:
+            h = ctf(k, phi, df, p.astigmatism_um * 1e4, math.radians(p.astig_angle_deg))
+            h *= coherence_envelope(k, df, p.defocus_spread)
+            if not p.ctf_signed:  # phase-flipped (per strip, as strip-wise CTF correction does)
+                np.abs(h, out=h)
+            return spec * h.astype(np.complex64)
+
+        def image(part: np.ndarray) -> np.ndarray:
+            full = np.zeros((k_n, y_n), np.complex64)
+            full[:nb] = part
+            return scipy.fft.irfftn(full, s=(y_n, geom.width), axes=(1, 0), workers=-1)
+
         centres, weights = _strips(geom, t, float(defocus[t]), spacing)
         n_strips = max(n_strips, len(centres))
-        acc = None
-        for i, df in enumerate(centres):
-            h = ctf(k, phi, float(df), p.astigmatism_um * 1e4, math.radians(p.astig_angle_deg))
-            h *= coherence_envelope(k, float(df), p.defocus_spread)
-            if not p.ctf_signed:
-                np.abs(h, out=h)  # phase-flipped (per strip, as strip-wise CTF correction does)
+        if weights is None and not rotations[t]:
+            s[:nb, t] = transfer(float(centres[0]))
+        else:  # in the detector plane: strips blended, then rotated
             if weights is None:
-                acc = spec * h.astype(np.complex64)
-                break
-            part = np.zeros((k_n, y_n), np.complex64)
-            part[:nb] = spec * h.astype(np.complex64)
-            img = scipy.fft.irfftn(part, s=(y_n, geom.width), axes=(1, 0), workers=-1) * weights[i][:, None]
-            acc = img if acc is None else acc + img
-        if rotations[t] and weights is None:
-            part = np.zeros((k_n, y_n), np.complex64)
-            part[:nb] = acc
-            acc, weights = scipy.fft.irfftn(part, s=(y_n, geom.width), axes=(1, 0), workers=-1), True
-        if rotations[t]:
-            acc = rotate_projection(acc, geom, t, float(rotations[t]))
-        s[:, t] = 0
-        s[:nb, t] = acc if weights is None else scipy.fft.rfftn(acc, axes=(1, 0), workers=-1)[:nb]
+                img = image(transfer(float(centres[0])))
+            else:
+                img = sum(image(transfer(float(df))) * wt[:, None] for df, wt in zip(centres, weights))
+            if rotations[t]:
+                img = rotate_projection(img, geom, t, float(rotations[t]))
+            s[:nb, t] = scipy.fft.rfftn(img, axes=(1, 0), workers=-1)[:nb]
         # shot noise: white per detector pixel, relative variance 1 / (kept electrons); in the
         # sheared frame a band-limited white spectrum of density 1 / cos t (a phase flip leaves it white)
         sd = math.sqrt(geom.width * y_n * math.exp(p.ice / c) / c / 2.0)
