@@ -14,8 +14,8 @@ from cryo3d.synth.tilt_series import TiltGeometry, acquisition_order, backprojec
 
 #: One labelled class, no distractors, high SNR, no misalignment: geometry only.
 BARE = dict(shape=(40, 64, 72), voxel_spacing=10.0, particles_per_class=4, snr=50.0, tilt_prob=1.0,
-            misalignment_px=0.0, rotation_deg=0.0, defocus_um=2.0, bfactor=100.0, vesicles=0, sheets=0, gold=0, carbon=0.0,
-            crowders=0, variants="fixed", size_jitter=0.0, density_jitter=0.0, texture=0.0, invert_prob=0.0,
+            misalignment_px=0.0, rotation_deg=0.0, defocus_um=2.0, bfactor=100.0, vesicles=0, sheets=0, gold=0,
+            carbon=0.0, crowders=0, variants="fixed", size_jitter=0.0, density_jitter=0.0, texture=0.0, invert_prob=0.0,
             gradient=0.0, ctf_signed_prob=0.0, sirt_prob=0.0)
 SMALL_BALL = ParticleSet((ParticleClass("ball", 40.0, 1.0, "sphere"),))
 

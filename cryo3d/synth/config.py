@@ -174,7 +174,8 @@ class SynthConfig:
                 raise ValueError(f"synth {key} is a fraction in [0, 1), got {v!r}")
         bad = sorted(set(self.wbp_windows) - {"ram-lak", "cosine", "hamming"})
         if bad or not self.wbp_windows:
-            raise ValueError(f"synth wbp_windows must be among 'ram-lak', 'cosine', 'hamming', got {self.wbp_windows!r}")
+            raise ValueError(f"synth wbp_windows must be among 'ram-lak', 'cosine', 'hamming', "
+                             f"got {self.wbp_windows!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "SynthConfig":

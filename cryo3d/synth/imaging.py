@@ -1,9 +1,10 @@
 """Imaging of a simulated scene: the optics shared by both imaging models, and the Fourier model.
 
 The optics (:func:`ctf`, :func:`coherence_envelope`, :func:`exposure_filter`) act on a
-projection's 2D spectrum; the tilt-series chain (:mod:`cryo3d.synth.tilt_series`) applies
+projection's 2D spectrum; the tilt-series chain (:mod:`cryo3d.synth.tilt_imaging`) applies
 them per projection. The **Fourier model** (:func:`image`, what the legacy presets use)
-images the whole volume at once; everything happens in one Fourier pass on the ``rfftn`` grid (frequencies in 1/Angstrom):
+images the whole volume at once; everything happens in one Fourier pass on the ``rfftn``
+grid (frequencies in 1/Angstrom):
 
 * missing wedge: a tilt series up to ``+/-tilt`` degrees about the y axis keeps only
   frequencies with ``|kz| <= tan(tilt) |kx|`` (the ky axis is on every tilt's slice);

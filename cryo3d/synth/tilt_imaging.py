@@ -16,7 +16,9 @@ import numpy as np
 import scipy.fft
 
 from cryo3d.synth.imaging import WAVELENGTH_300KV, coherence_envelope, ctf, exposure_filter
-from cryo3d.synth.tilt_series import TiltGeometry, acquisition_order, exposure_at, project_fourier, sirt, tilt_angles, wbp
+from cryo3d.synth.tilt_series import (
+    TiltGeometry, acquisition_order, exposure_at, project_fourier, sirt, tilt_angles, wbp,
+)
 
 #: Largest CTF phase error (radians, at the detector's Nyquist) of one defocus strip.
 STRIP_PHASE = 0.3
