@@ -117,13 +117,17 @@ def test_dose_symmetric_order_starts_at_zero_and_alternates_sides():
     assert dose[3] == pytest.approx(5.0) and dose.max() == pytest.approx(65.0)
 
 
-def test_snr_is_the_reconstructions_signal_over_noise_variance():
+@pytest.mark.parametrize("reconstruction", ["wbp", "sirt"])
+def test_snr_is_the_reconstructions_signal_over_noise_variance(reconstruction):
+    # the noise is scaled by its expected variance in the reconstruction (known ahead, so it is
+    # back-projected straight into the tomogram): the realised ratio is within sampling error
     rng = np.random.default_rng(4)
-    vol = gaussian_filter(rng.random((24, 32, 40)).astype(np.float32) ** 8, 1.5)
-    p = TiltImaging(max_tilt=60.0, step=3.0, defocus_um=3.0, bfactor=100.0, misalignment_px=1.0, ice=0.4)
+    vol = gaussian_filter(rng.random((32, 48, 56)).astype(np.float32) ** 8, 1.5)
+    p = TiltImaging(max_tilt=60.0, step=3.0, defocus_um=3.0, bfactor=100.0, misalignment_px=1.0, ice=0.4,
+                    reconstruction=reconstruction)
     signal, _ = image_tilt_series(vol, np.random.default_rng(9), 10.0, 1e12, p)
     both, _ = image_tilt_series(vol, np.random.default_rng(9), 10.0, 0.5, p)
-    assert signal.var() / (both - signal).var() == pytest.approx(0.5, rel=1e-3)
+    assert signal.var() / (both - signal).var() == pytest.approx(0.5, rel=0.03)
 
 
 def test_tilt_series_leaves_the_missing_wedge_nearly_empty():

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+import torch
 
 from cryo3d.synth.imaging import WAVELENGTH_300KV, coherence_envelope, ctf, exposure_filter
 from cryo3d.synth.tilt_series import (
-    TiltGeometry, acquisition_order, exposure_at, project_fourier, sirt, tilt_angles, wbp,
+    TiltGeometry, acquisition_order, backproject_fourier, exposure_at, noise_variance, project_fourier, sirt_matrix,
+    tilt_angles, weighting,
 )
 
 #: Largest CTF phase error (radians, at the detector's Nyquist) of one defocus strip.
@@ -101,10 +103,11 @@ def rotate_projection(img: np.ndarray, geom: TiltGeometry, t: int, angle: float)
 
 
 def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generator, spacing: float,
-                       p: TiltImaging) -> tuple[np.ndarray, dict]:
-    """Image Fourier projections ``s`` ``[K, T, Y]`` in place (CTF in defocus strips, envelopes,
-    dose, shift, phase flip) and draw their noise (same layout, unit scale); both returned in the
-    ``[K, T, y]`` mixed domain."""
+                       p: TiltImaging) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Image Fourier projections ``s`` ``[K, T, Y]`` (CTF in defocus strips, envelopes, dose,
+    shift, phase flip; ``s`` is overwritten) and draw their noise (same layout, unit scale):
+    ``(signal, noise, power, record)``, both in the ``[K, T, y]`` mixed domain, ``power[k, t]``
+    the noise's ``E|n[k, t, y]|^2``."""
     k_n, t_n, y_n = s.shape
     exposure = exposure_at(acquisition_order(geom.angles, p.scheme), p.total_dose)
     defocus = (p.defocus_um + rng.normal(0.0, p.defocus_jitter_um, t_n)) * 1e4  # Angstrom
@@ -113,8 +116,9 @@ def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generat
     kw = scipy.fft.rfftfreq(geom.width).astype(np.float32)
     ky = scipy.fft.fftfreq(y_n).astype(np.float32)
     band = geom.band()
-    s[:] = scipy.fft.fft(s, axis=2, workers=-1)
+    s = scipy.fft.fft(s, axis=2, overwrite_x=True, workers=-1)
     noise = np.zeros_like(s)
+    power = np.zeros((k_n, t_n))
     n_strips = 0
     for t in range(t_n):
         c = float(geom.cos[t])
@@ -157,12 +161,13 @@ def _image_projections(s: np.ndarray, geom: TiltGeometry, rng: np.random.Generat
         sd = math.sqrt(geom.width * y_n * math.exp(p.ice / c) / c / 2.0)
         z = rng.standard_normal((2, nb, y_n), dtype=np.float32)
         noise[:nb, t] = (z[0] + 1j * z[1]) * (band[:nb, t, None] * np.float32(sd))
-    s[:] = scipy.fft.ifft(s, axis=2, workers=-1)
-    noise = scipy.fft.ifft(noise, axis=2, workers=-1).astype(np.complex64, copy=False)
+        power[:nb, t] = 2.0 * sd**2 * band[:nb, t].astype(np.float64) ** 2 / y_n  # after the y inverse FFT
+    s = scipy.fft.ifft(s, axis=2, overwrite_x=True, workers=-1)
+    noise = scipy.fft.ifft(noise, axis=2, overwrite_x=True, workers=-1)
     rec = dict(tilt_exposure_max=round(float(exposure.max()), 2), defocus_strips=n_strips,
                rotation_rms_deg=round(float(np.degrees(np.sqrt(np.mean(rotations**2)))), 3),
                misalignment_rms_px=round(float(np.sqrt(np.mean(np.sum(shifts**2, 1)))), 3))
-    return noise, rec
+    return s, noise, power, rec
 
 
 def image_tilt_series(volume: np.ndarray, rng: np.random.Generator, spacing: float, snr: float, p: TiltImaging,
@@ -193,19 +198,26 @@ def image_tilt_series(volume: np.ndarray, rng: np.random.Generator, spacing: flo
     geom = TiltGeometry.for_volume(volume.shape, angles, 16.0 + 2.0 * reach / cmin)
     e = geom.shear()
     sig = project_fourier(np.asarray(volume, np.float32), geom, e)
-    noise, rec = _image_projections(sig, geom, rng, spacing, p)
+    sig, noise, power, rec = _image_projections(sig, geom, rng, spacing, p)
+    if p.reconstruction == "sirt":
+        m = sirt_matrix(geom, p.sirt_iterations, e)
 
-    def recon(x: np.ndarray) -> np.ndarray:
-        if p.reconstruction == "sirt":
-            return sirt(x, geom, p.sirt_iterations, e)
-        return wbp(x, geom, e, p.exact_weighting, p.window)
+        def recon(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            return backproject_fourier(torch.matmul(m, torch.from_numpy(x)).numpy(), geom, e, out=out)
 
+        n_var = noise_variance(geom, power, e, matrix=m)
+    else:
+        wt = weighting(geom, p.exact_weighting, p.window)
+
+        def recon(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            return backproject_fourier(x, geom, e, wt, out=out)
+
+        n_var = noise_variance(geom, power, weight=wt)
     out = recon(sig)
     del sig
-    nrec = recon(noise)
-    del noise
     ref = out if not_reference is None or not not_reference.any() else out[~not_reference]
-    s_std = float(ref.std()) or 1.0
-    out += nrec * np.float32(s_std / math.sqrt(snr) / (float(nrec.std()) or 1.0))
+    s_var = float(ref.var()) or 1.0
+    noise *= np.float32(math.sqrt(s_var / snr / n_var))  # the noise's variance in the reconstruction, known ahead
+    recon(noise, out=out)
     rec.update(n_tilts=len(angles), padded_width=geom.width)
     return out, rec

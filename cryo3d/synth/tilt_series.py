@@ -149,17 +149,24 @@ def project_fourier(vol: np.ndarray, geom: TiltGeometry, e: torch.Tensor | None 
     return out
 
 
-def backproject_fourier(proj: np.ndarray, geom: TiltGeometry, e: torch.Tensor | None = None) -> np.ndarray:
-    """The adjoint of :func:`project_fourier`: ``[K, T, Y]`` complex64 to a ``[Z, Y, X]`` float32 volume."""
+def backproject_fourier(proj: np.ndarray, geom: TiltGeometry, e: torch.Tensor | None = None,
+                        weight: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """The adjoint of :func:`project_fourier`: ``[K, T, Y]`` complex64 (times ``weight`` ``[K, T]``
+    when given, chunk by chunk) to a ``[Z, Y, X]`` float32 volume (added into ``out`` when given)."""
     z, y, x = geom.shape
     e = geom.shear() if e is None else e
     eh = e.conj().transpose(1, 2).contiguous()  # [K, Z, T]
-    out = np.empty((z, y, x), np.float32)
+    add = out is not None
+    out = np.empty((z, y, x), np.float32) if out is None else out
     for ys in _chunks(y, CHUNK_VALUES // (z * geom.n_freq)):
-        p = torch.from_numpy(np.ascontiguousarray(proj[:, :, ys]))
+        p = proj[:, :, ys] if weight is None else proj[:, :, ys] * weight[:, :, None]
+        p = torch.from_numpy(np.ascontiguousarray(p, dtype=np.complex64))
         b = torch.matmul(eh, p).numpy()  # [K, Z, y]
         v = scipy.fft.irfft(b, n=geom.width, axis=0, workers=-1)[:x]  # [X, Z, y]
-        out[:, ys, :] = v.transpose(1, 2, 0)
+        if add:
+            out[:, ys, :] += v.transpose(1, 2, 0)
+        else:
+            out[:, ys, :] = v.transpose(1, 2, 0)
     return out
 
 
@@ -211,18 +218,18 @@ def weighting(geom: TiltGeometry, exact: bool = False, window: str = "ram-lak") 
 def wbp(proj: np.ndarray, geom: TiltGeometry, e: torch.Tensor | None = None, exact: bool = False,
         window: str = "ram-lak") -> np.ndarray:
     """Weighted back-projection of Fourier projections ``[K, T, Y]`` (see :func:`weighting`)."""
-    return backproject_fourier(proj * weighting(geom, exact, window)[:, :, None], geom, e)
+    return backproject_fourier(proj, geom, e, weighting(geom, exact, window))
 
 
-def sirt(proj: np.ndarray, geom: TiltGeometry, iterations: int, e: torch.Tensor | None = None) -> np.ndarray:
-    """SIRT from Fourier projections ``[K, T, Y]``: ``x += C A^H R (p - A x)``, from ``x = 0``.
+def sirt_matrix(geom: TiltGeometry, iterations: int, e: torch.Tensor | None = None) -> torch.Tensor:
+    """``[K, T, T]`` the filter that makes SIRT one back-projection (see :func:`sirt`).
 
-    ``A`` is the band-limited projector over the padded (periodic) width, so every ray
-    crosses all ``Z`` slices: the inverse row sums are exactly ``R = cos t / Z`` and the
-    inverse column sum ``C = 1 / sum_t (1 / cos t)``. By the push-through identity,
-    ``n`` iterations give ``x = A^H G p`` with, per x frequency, the ``T x T`` matrix
-    ``G = sum_{j<n} (I - C R A A^H)^j C R``: SIRT costs one back-projection and small
-    matrix products instead of ``2 n`` projections. Linear in the data (no positivity).
+    SIRT iterates ``x += C A^H R (p - A x)`` from ``x = 0``. ``A`` is the band-limited
+    projector over the padded (periodic) width, so every ray crosses all ``Z`` slices: the
+    inverse row sums are exactly ``R = cos t / Z`` and the inverse column sum
+    ``C = 1 / sum_t (1 / cos t)``. By the push-through identity, ``n`` iterations give
+    ``x = E^H B G p`` (``B`` the band limit) with, per x frequency, the ``T x T`` matrix
+    ``G = sum_{j<n} (I - C R A A^H)^j C R``; this returns ``B G``.
     """
     e = geom.shear() if e is None else e
     band = torch.from_numpy(geom.band())[:, :, None]
@@ -235,5 +242,33 @@ def sirt(proj: np.ndarray, geom: TiltGeometry, iterations: int, e: torch.Tensor 
     for _ in range(int(iterations)):
         g += term
         term = torch.matmul(step, term)
-    q = torch.matmul(g, torch.from_numpy(np.ascontiguousarray(proj))) * band
+    return g * band
+
+
+def sirt(proj: np.ndarray, geom: TiltGeometry, iterations: int, e: torch.Tensor | None = None) -> np.ndarray:
+    """SIRT of Fourier projections ``[K, T, Y]`` with ``iterations`` iterations, as one
+    back-projection (:func:`sirt_matrix`); linear in the data (no positivity)."""
+    q = torch.matmul(sirt_matrix(geom, iterations, e), torch.from_numpy(np.ascontiguousarray(proj)))
     return backproject_fourier(q.numpy(), geom, e)
+
+
+def noise_variance(geom: TiltGeometry, power: np.ndarray, e: torch.Tensor | None = None,
+                   weight: np.ndarray | None = None, matrix: torch.Tensor | None = None) -> float:
+    """Expected voxel variance of the reconstruction ``E^H F n`` of noise projections ``n`` that are
+    independent across ``[K, T, Y]`` with ``E|n[k, t, y]|^2 = power[k, t]``; ``F`` is
+    ``diag(weight)`` (WBP, :func:`weighting`) or ``matrix`` (SIRT, :func:`sirt_matrix`). The
+    noise is stationary, so this is the whole volume's variance, without reconstructing it.
+    """
+    if matrix is None:
+        w = np.ones_like(power) if weight is None else weight
+        per_k = np.sum(power * w.astype(np.float64) ** 2 / geom.cos[None, :] ** 2, axis=1)
+    else:
+        e = geom.shear() if e is None else e
+        m = torch.matmul(e.conj().transpose(1, 2), matrix)  # [K, Z, T]
+        per_k = ((m.abs() ** 2).double().numpy() @ power.astype(np.float64)[:, :, None])[..., 0].mean(1)
+    # irfft: x = (Re X_0 + 2 Re sum_k X_k e^(...) + Re X_nyq) / W
+    mult = np.full(geom.n_freq, 2.0)
+    mult[0] = 0.5
+    if geom.width % 2 == 0:
+        mult[-1] = 0.5
+    return float(np.sum(mult * per_k) / geom.width**2)
