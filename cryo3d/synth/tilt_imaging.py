@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import torch
 
 from cryo3d.synth.imaging import WAVELENGTH_300KV, coherence_envelope, ctf, exposure_filter
 from cryo3d.synth.tilt_series import (
@@ -190,6 +189,8 @@ def image_tilt_series(volume: np.ndarray, rng: np.random.Generator, spacing: flo
         ``(tomogram, record)``: float32 ``[z, y, x]`` with particles positive (the caller sets
         the contrast), and the values drawn here for the manifest.
     """
+    import torch
+
     angles = tilt_angles(p.max_tilt, p.step)
     cmin = float(np.cos(np.radians(np.abs(angles).max())))
     # CTF delocalisation (lambda df k_max) and the largest shifts, in sheared-frame samples

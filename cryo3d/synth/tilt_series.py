@@ -31,9 +31,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.fft
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a product runs (cryo3d synth's startup stays light)
+    import torch
 
 #: Most complex64 values held per chunk of the volume while projecting / back-projecting.
 CHUNK_VALUES = 8_000_000
@@ -117,6 +121,8 @@ class TiltGeometry:
 
     def shear(self) -> torch.Tensor:
         """``E [K, T, Z]`` complex64: the projector per x frequency (phase ramps / cos t)."""
+        import torch
+
         z = np.arange(self.shape[0], dtype=np.float64) - 0.5 * (self.shape[0] - 1)
         k = scipy.fft.rfftfreq(self.width)
         tan = np.tan(np.radians(self.angles))
@@ -139,6 +145,8 @@ def _chunks(n: int, per: int) -> list[slice]:
 
 def project_fourier(vol: np.ndarray, geom: TiltGeometry, e: torch.Tensor | None = None) -> np.ndarray:
     """Projections of ``vol`` ``[Z, Y, X]`` as ``[K, T, Y]`` complex64 (x-rfft of the sheared frame)."""
+    import torch
+
     z, y, _ = geom.shape
     e = geom.shear() if e is None else e
     out = np.empty((geom.n_freq, len(geom.angles), y), np.complex64)
@@ -153,6 +161,8 @@ def backproject_fourier(proj: np.ndarray, geom: TiltGeometry, e: torch.Tensor | 
                         weight: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """The adjoint of :func:`project_fourier`: ``[K, T, Y]`` complex64 (times ``weight`` ``[K, T]``
     when given, chunk by chunk) to a ``[Z, Y, X]`` float32 volume (added into ``out`` when given)."""
+    import torch
+
     z, y, x = geom.shape
     e = geom.shear() if e is None else e
     eh = e.conj().transpose(1, 2).contiguous()  # [K, Z, T]
@@ -231,6 +241,8 @@ def sirt_matrix(geom: TiltGeometry, iterations: int, e: torch.Tensor | None = No
     ``x = E^H B G p`` (``B`` the band limit) with, per x frequency, the ``T x T`` matrix
     ``G = sum_{j<n} (I - C R A A^H)^j C R``; this returns ``B G``.
     """
+    import torch
+
     e = geom.shear() if e is None else e
     band = torch.from_numpy(geom.band())[:, :, None]
     a = e * band  # [K, T, Z]
@@ -248,6 +260,8 @@ def sirt_matrix(geom: TiltGeometry, iterations: int, e: torch.Tensor | None = No
 def sirt(proj: np.ndarray, geom: TiltGeometry, iterations: int, e: torch.Tensor | None = None) -> np.ndarray:
     """SIRT of Fourier projections ``[K, T, Y]`` with ``iterations`` iterations, as one
     back-projection (:func:`sirt_matrix`); linear in the data (no positivity)."""
+    import torch
+
     q = torch.matmul(sirt_matrix(geom, iterations, e), torch.from_numpy(np.ascontiguousarray(proj)))
     return backproject_fourier(q.numpy(), geom, e)
 
@@ -259,6 +273,8 @@ def noise_variance(geom: TiltGeometry, power: np.ndarray, e: torch.Tensor | None
     ``diag(weight)`` (WBP, :func:`weighting`) or ``matrix`` (SIRT, :func:`sirt_matrix`). The
     noise is stationary, so this is the whole volume's variance, without reconstructing it.
     """
+    import torch
+
     if matrix is None:
         w = np.ones_like(power) if weight is None else weight
         per_k = np.sum(power * w.astype(np.float64) ** 2 / geom.cos[None, :] ** 2, axis=1)
