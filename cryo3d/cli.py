@@ -63,23 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("synth", help="simulate tomograms with known particles (the built-in data)",
-                       description="Simulate cryo-ET-like tomograms (missing wedge, CTF band-pass, noise, "
+                       description="Simulate cryo-ET-like tomograms (a tilt series with per-projection CTF, dose "
+                       "and noise reconstructed by weighted back-projection, or a Fourier-domain wedge and CTF; "
                        "membranes, gold) with particles of several classes; write MRC, picks.csv, copick JSON.")
     s.add_argument("--out", default="data/synth", help="output folder (default: %(default)s)")
     s.add_argument("--n", type=int, default=4, help="number of tomograms (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12"],
+    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12", "tilt"],
                    help="default: randomised shapes, sizes, distractors and imaging (what training uses); "
                    "clean: high SNR, no distractors; hard: low SNR, crowded; ood: the CZII classes with held-out "
-                   "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set)")
-    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default: the preset's, 184 256 256; 128 256 256 for ood and crowded12)")
+                   "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set); "
+                   "tilt: 7 held-out classes imaged through a tilt series and weighted back-projection")
+    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="tomogram size in voxels (default: the preset's, 184 256 256; 128 256 256 for ood, crowded12 and tilt)")
     s.add_argument("--voxel-spacing", type=float, nargs="+", metavar="A", help="Angstrom per voxel, or LOW HIGH")
     s.add_argument("--snr", type=float, nargs="+", help="signal-to-noise ratio, or LOW HIGH")
     s.add_argument("--tilt-range", type=float, nargs="+", help="maximum tilt in degrees about y, or LOW HIGH")
     s.add_argument("--defocus-um", type=float, nargs="+", help="defocus in micrometres, or LOW HIGH")
     s.add_argument("--particles-per-class", type=int, nargs="+", help="particles of each class, or LOW HIGH")
     s.add_argument("--particles", help="YAML/JSON particle set (default: the preset's, the 6 CZII classes "
-                   "except for crowded12)")
+                   "except for crowded12 and tilt)")
     s.add_argument("--prefix", default="synth", help="tomogram name prefix (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="redo tomograms already in the folder")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -205,25 +205,28 @@ CZII_PARTICLES = _czii_with_shapes("shell", "two_lobes", "four_lobes", "two_lobe
 CZII_OOD_PARTICLES = _czii_with_shapes(
     "subunit_cage", "tetrahedral", "stacked_discs", "three_lobes", "rod", "capsomer_shell")
 
-#: Built-in particle sets by name (``crowded12`` is package data, read on demand).
-BUILTIN_PARTICLE_SETS = ("czii", "czii-ood", "crowded12")
+#: Built-in particle sets by name (``crowded12`` and ``tilt`` are package data, read on demand).
+BUILTIN_PARTICLE_SETS = ("czii", "czii-ood", "crowded12", "tilt")
+#: The built-in particle sets shipped as files in ``cryo3d/data``.
+_PARTICLE_FILES = {"crowded12": "crowded12_particles.yaml", "tilt": "tilt_particles.yaml"}
 
 
 def builtin_particle_file(name: str) -> str:
-    """Path of a built-in particle-set file shipped in the package (``crowded12``)."""
-    if name != "crowded12":
-        raise ValueError(f"no built-in particle file {name!r}; the shipped file is 'crowded12'")
-    return str(files("cryo3d.data") / "crowded12_particles.yaml")
+    """Path of a built-in particle-set file shipped in the package (``crowded12``, ``tilt``)."""
+    if name not in _PARTICLE_FILES:
+        raise ValueError(f"no built-in particle file {name!r}; the shipped files are {sorted(_PARTICLE_FILES)}")
+    return str(files("cryo3d.data") / _PARTICLE_FILES[name])
 
 
 def builtin_particles(name: str) -> ParticleSet:
     """A built-in particle set: ``czii`` (the challenge's 6 classes), ``czii-ood`` (the same
-    classes with held-out shapes) or ``crowded12`` (12 protein-like classes, radii 30-150 A)."""
+    classes with held-out shapes), ``crowded12`` (12 protein-like classes, radii 30-150 A) or
+    ``tilt`` (7 classes, radii 40-120 A, of the tilt-series benchmark)."""
     if name == "czii":
         return CZII_PARTICLES
     if name == "czii-ood":
         return CZII_OOD_PARTICLES
-    if name == "crowded12":
+    if name in _PARTICLE_FILES:
         return load_particles(builtin_particle_file(name))
     raise ValueError(f"unknown built-in particle set {name!r}; choose one of {list(BUILTIN_PARTICLE_SETS)}")
 

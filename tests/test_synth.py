@@ -60,8 +60,9 @@ def test_particles_are_darker_than_the_background(clean):
     assert _mean_inside_particles(vol, picks) < 0
 
 
-def test_missing_wedge_has_no_power():
-    vol, _, p = simulate_tomogram(SynthConfig(seed=1, tilt_range=50.0, **SMALL), 0)
+def test_fourier_model_missing_wedge_has_no_power():
+    vol, _, p = simulate_tomogram(SynthConfig(seed=1, tilt_range=50.0, tilt_prob=0.0, **SMALL), 0)
+    assert p["imaging"] == "fourier"
     F = np.abs(scipy.fft.rfftn(vol - vol.mean())) ** 2
     kz = scipy.fft.fftfreq(vol.shape[0])[:, None, None]
     kx = scipy.fft.rfftfreq(vol.shape[2])[None, None, :]

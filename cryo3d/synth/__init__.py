@@ -8,9 +8,22 @@ A tomogram is built in three steps:
    (:mod:`cryo3d.synth.families`); distractors that are never picked: unlabelled proteins
    of many sizes (crowders), vesicle membranes, flat membrane sheets, gold beads and a
    carbon-film edge.
-2. **Imaging** (:mod:`cryo3d.synth.imaging`): in Fourier space, a missing wedge, a CTF
-   (phase-flipped or not), a B-factor envelope, extra blur along z (anisotropic
-   resolution) and wedge-filtered coloured Gaussian noise at a chosen SNR.
+2. **Imaging**, per tomogram one of two models:
+
+   * **tilt series** (:mod:`cryo3d.synth.tilt_imaging` over :mod:`cryo3d.synth.tilt_series`,
+     the ``default`` preset's in 80 % of tomograms): the scene projected at each tilt (+/-40-70 degrees, 2-4 degree steps,
+     dose-symmetric or bidirectional order), each projection with its own CTF (defocus
+     varying across the tilted specimen, astigmatism, coherence envelopes, phase-flipped or not), the exposure filter of its
+     accumulated dose (total 60-140 e/A^2), a residual in-plane shift (0.5-1.5 px RMS) and
+     shot noise; reconstructed by weighted back-projection (ramp or exact weighting,
+     apodised) or SIRT. Streaks, ray artefacts at gold, ramp-filtered noise and missing-wedge
+     elongation come from that chain, as in real reconstructions.
+   * **Fourier model** (:mod:`cryo3d.synth.imaging`): in Fourier space, a missing wedge, a
+     CTF (phase-flipped or not), a B-factor envelope, extra blur along z (anisotropic
+     resolution) and wedge-filtered coloured Gaussian noise.
+
+   Both scale the noise to the tomogram's SNR (signal variance / noise variance of the
+   final volume).
 3. **Contrast**: particles dark on a lighter background (sometimes inverted), a background
    ramp, a random intensity scale and offset so that readers must normalise.
 
@@ -31,9 +44,11 @@ Presets (:meth:`SynthConfig.preset`, ``cryo3d synth --preset NAME``)
     15 % of a class's radius), 0-3 vesicles, 0-2 sheets, 0-8 gold beads, a carbon edge in
     30 % of tomograms; per tomogram voxel spacing 8-14 A, SNR 0.15-2 (log-uniform), tilt
     40-70 degrees, defocus 1.5-6 um, B 50-400, z blur 0-20 A, noise colour 0-1.5, a
-    signed CTF in 40 % and bright particles in 15 % of tomograms.
+    signed CTF in 40 % and bright particles in 15 % of tomograms; 80 % of tomograms imaged
+    through a tilt series (its settings drawn per tomogram: see :class:`SynthConfig`), the
+    rest through the Fourier model.
 ``clean``, ``hard``
-    The project's first simulator (fixed class shapes, 10 A voxels, no crowders or
+    The project's first simulator (Fourier-model imaging, as ``ood`` and ``crowded12``) (fixed class shapes, 10 A voxels, no crowders or
     carbon): ``clean`` at high SNR without distractors, for debugging; ``hard`` at SNR
     0.2-0.5, tilt 40-50 degrees, 20-30 particles per class and many distractors, the
     long-standing hard benchmark (kept unchanged so figures stay comparable).
@@ -49,7 +64,14 @@ Presets (:meth:`SynthConfig.preset`, ``cryo3d synth --preset NAME``)
     as ``cryo3d/data/crowded12_particles.yaml``), about 400 labelled particles per
     128 x 256 x 256 tomogram at 10.012 A, SNR 0.3-1.0, shapes from held-out families.
 
-The ``ood`` and ``crowded12`` shape families (:data:`cryo3d.synth.families.HELD_OUT`) are
+``tilt``
+    Held out, imaged like real data: 7 classes of radius 40-120 A with held-out shapes
+    (``cryo3d/data/tilt_particles.yaml``), 22-40 particles per class, 600-1,200 unlabelled
+    proteins, vesicles, sheets and gold, 128 x 256 x 256 at 10.012 A; a tilt series of
+    +/-50-63 degrees in 3 degree steps, defocus 2-5 um, misalignment 0.5-1.5 px, weighted
+    back-projection, SNR 0.3-1.0.
+
+The ``ood``, ``crowded12`` and ``tilt`` shape families (:data:`cryo3d.synth.families.HELD_OUT`) are
 kept out of ``default`` on purpose: they measure whether a model transfers to shapes it was
 not trained on, as a user's tomograms will be.
 """

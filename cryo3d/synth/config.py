@@ -24,7 +24,7 @@ _LEGACY: dict[str, Any] = dict(
     voxel_spacing=10.0, snr=(0.4, 2.0), log_snr=False, tilt_range=(45.0, 65.0), defocus_um=(2.0, 5.0),
     bfactor=(50.0, 300.0), vesicles=(0, 2), sheets=(0, 1), gold=(0, 6), carbon=0.0, crowders=0,
     variants="fixed", size_jitter=0.0, texture=0.0, invert_prob=0.0, z_blur=0.0, noise_colour=0.0,
-    ctf_signed_prob=0.0, gradient=0.0,
+    ctf_signed_prob=0.0, gradient=0.0, tilt_prob=0.0,
 )
 
 #: Held-out presets: 128 x 256 x 256 at a fixed, non-round 10.012 A, shapes never seen by ``default``.
@@ -32,6 +32,7 @@ _HELD_OUT_IMAGING: dict[str, Any] = dict(
     shape=(128, 256, 256), voxel_spacing=10.012, log_snr=False, tilt_range=(50.0, 60.0),
     defocus_um=(2.0, 4.0), bfactor=(80.0, 250.0), variants="fixed", size_jitter=0.05, texture=0.15,
     invert_prob=0.0, z_blur=(0.0, 8.0), noise_colour=0.0, ctf_signed_prob=0.0, gradient=0.0, carbon=0.0,
+    tilt_prob=0.0,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -44,6 +45,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                 vesicles=(1, 2), sheets=(0, 1), gold=(2, 6), crowders=(80, 160), crowder_radius=(20.0, 150.0)),
     "crowded12": dict(_HELD_OUT_IMAGING, particle_set="crowded12", snr=(0.3, 1.0), particles_per_class=(30, 38),
                       vesicles=(0, 1), sheets=(0, 1), gold=(0, 3), crowders=(20, 60), crowder_radius=(15.0, 150.0)),
+    # held out, imaged like real data: a tilt series reconstructed by weighted back-projection
+    "tilt": dict(_HELD_OUT_IMAGING, particle_set="tilt", tilt_prob=1.0, tilt_range=(50.0, 63.0), tilt_step=3.0,
+                 defocus_um=(2.0, 5.0), misalignment_px=(0.5, 1.5), rotation_deg=0.0, sirt_prob=0.0, z_blur=0.0,
+                 ctf_signed_prob=0.5, snr=(0.3, 1.0), particles_per_class=(22, 40), vesicles=(1, 2), sheets=(0, 1),
+                 gold=(2, 6), crowders=(600, 1200), crowder_radius=(15.0, 130.0), crowder_exclusion=0.1),
 }
 
 
@@ -57,7 +63,8 @@ class SynthConfig:
         shape ((Z, Y, X)): Tomogram size in voxels.
         voxel_spacing (float or (low, high)): Angstrom per voxel.
         particles_per_class (int or (low, high)): Number of particles of each class (fewer if the volume is full).
-        snr (float or (low, high)): Signal variance / noise variance over the whole volume after filtering.
+        snr (float or (low, high)): Signal variance / noise variance over the whole volume of the final
+            tomogram (after filtering, or after reconstruction for a tilt series).
         log_snr (bool): Draw the SNR log-uniformly (as many low as high SNR tomograms), else uniformly.
         tilt_range (float or (low, high)): Maximum tilt (degrees) about the y axis; the rest of Fourier space is missing.
         defocus_um (float or (low, high)): Defocus in micrometres of the CTF (0 disables the CTF).
@@ -77,10 +84,35 @@ class SynthConfig:
         noise_colour (float or (low, high)): Exponent ``a`` of the noise power ``(1 + (k / 0.02 A^-1)^2)^(-a/2)``; 0 is white.
         ctf_signed_prob (float): Probability that the CTF is not phase-flipped (its sign reversals kept).
         gradient (float or (low, high)): A linear background ramp across the volume, in units of the image's standard deviation.
-        particle_set (str): Built-in particle set the preset renders (``czii``, ``czii-ood``, ``crowded12``)
+        particle_set (str): Built-in particle set the preset renders (``czii``, ``czii-ood``, ``crowded12``, ``tilt``)
             when no other set is given.
         preset (str or None): The preset these settings came from (None: built by hand); recorded in the manifest.
-        seed (int): Base seed; tomogram ``i`` uses ``default_rng([seed, i])``.
+        seed (int): Base seed; tomogram ``i`` uses ``default_rng([seed, i])`` (the tilt series'
+            settings and noise ``default_rng([seed, i, 1])``, so the Fourier model's tomograms do not
+            change with them).
+        tilt_prob (float): Probability that a tomogram is imaged through a tilt series
+            (:mod:`cryo3d.synth.tilt_imaging`: projections, per-projection CTF, dose, shifts and noise,
+            reconstruction); else the
+            Fourier model (:func:`cryo3d.synth.imaging.image`: a wedge mask, one CTF). The tilt
+            series reuses ``tilt_range``, ``defocus_um``, ``bfactor`` and ``ctf_signed_prob``
+            (probability of projections that are not phase-flipped); ``z_blur`` and
+            ``noise_colour`` belong to the Fourier model only.
+        tilt_step (float or (low, high)): Tilt increment (degrees).
+        dose_symmetric_prob (float): Probability of a dose-symmetric acquisition order (else bidirectional).
+        total_dose (float or (low, high)): Exposure of the whole series (e/A^2), equal per tilt.
+        astigmatism_um (float or (low, high)): Major minus minor defocus (um), at a random angle.
+        defocus_jitter_um (float): Standard deviation of each projection's defocus about the tomogram's.
+        defocus_spread (float or (low, high)): Temporal-coherence defocus spread (Angstrom).
+        misalignment_px (float or (low, high)): RMS residual in-plane shift of each projection (pixels).
+        rotation_deg (float or (low, high)): Standard deviation of each projection's residual in-plane
+            rotation (degrees).
+        ice_thickness (float or (low, high)): Specimen thickness over the inelastic mean free path
+            (fewer electrons, more noise at high tilt).
+        sirt_prob (float): Probability of a SIRT reconstruction (else weighted back-projection).
+        sirt_iterations (int): SIRT's iterations.
+        exact_weighting_prob (float): Probability of exact weighting (else the ramp) in WBP.
+        wbp_windows (tuple of str): Apodisations of the WBP filter, one drawn per tomogram
+            (``ram-lak``, ``cosine``, ``hamming``).
     """
 
     shape: tuple[int, int, int] = (184, 256, 256)
@@ -107,6 +139,20 @@ class SynthConfig:
     noise_colour: Range = (0.0, 1.5)
     ctf_signed_prob: float = 0.4
     gradient: Range = (0.0, 0.3)
+    tilt_prob: float = 0.8
+    tilt_step: Range = (2.0, 4.0)
+    dose_symmetric_prob: float = 0.7
+    total_dose: Range = (60.0, 140.0)
+    astigmatism_um: Range = (0.0, 0.6)
+    defocus_jitter_um: float = 0.1
+    defocus_spread: Range = (50.0, 600.0)
+    misalignment_px: Range = (0.5, 1.5)
+    rotation_deg: Range = (0.0, 0.5)
+    ice_thickness: Range = (0.2, 0.6)
+    sirt_prob: float = 0.15
+    sirt_iterations: int = 10
+    exact_weighting_prob: float = 0.3
+    wbp_windows: Sequence[str] = ("ram-lak", "cosine", "hamming")
     particle_set: str = "czii"
     preset: str | None = None
     seed: int = 0
@@ -117,7 +163,8 @@ class SynthConfig:
         if self.particle_set not in BUILTIN_PARTICLE_SETS:
             raise ValueError(f"synth particle_set must be one of {list(BUILTIN_PARTICLE_SETS)}, "
                              f"got {self.particle_set!r}")
-        for key in ("carbon", "invert_prob", "ctf_signed_prob"):
+        for key in ("carbon", "invert_prob", "ctf_signed_prob", "tilt_prob", "dose_symmetric_prob", "sirt_prob",
+                    "exact_weighting_prob"):
             v = getattr(self, key)
             if not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"synth {key} is a probability in [0, 1], got {v!r}")
@@ -125,6 +172,10 @@ class SynthConfig:
             v = getattr(self, key)
             if not 0.0 <= float(v) < 1.0:
                 raise ValueError(f"synth {key} is a fraction in [0, 1), got {v!r}")
+        bad = sorted(set(self.wbp_windows) - {"ram-lak", "cosine", "hamming"})
+        if bad or not self.wbp_windows:
+            raise ValueError(f"synth wbp_windows must be among 'ram-lak', 'cosine', 'hamming', "
+                             f"got {self.wbp_windows!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "SynthConfig":

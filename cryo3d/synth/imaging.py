@@ -1,6 +1,10 @@
-"""Imaging of a simulated scene: missing wedge, CTF, envelope, anisotropic blur, coloured noise.
+"""Imaging of a simulated scene: the optics shared by both imaging models, and the Fourier model.
 
-Everything happens in one Fourier pass on the ``rfftn`` grid (frequencies in 1/Angstrom):
+The optics (:func:`ctf`, :func:`coherence_envelope`, :func:`exposure_filter`) act on a
+projection's 2D spectrum; the tilt-series chain (:mod:`cryo3d.synth.tilt_imaging`) applies
+them per projection. The **Fourier model** (:func:`image`, what the legacy presets use)
+images the whole volume at once; everything happens in one Fourier pass on the ``rfftn``
+grid (frequencies in 1/Angstrom):
 
 * missing wedge: a tilt series up to ``+/-tilt`` degrees about the y axis keeps only
   frequencies with ``|kz| <= tan(tilt) |kx|`` (the ky axis is on every tilt's slice);
@@ -25,6 +29,54 @@ WAVELENGTH_300KV = 0.0197
 AMPLITUDE_CONTRAST = 0.07
 #: Corner frequency (1/Angstrom) of the noise colour.
 K_COLOUR = 0.02
+#: Spherical aberration (Angstrom) of the objective lens (2.7 mm).
+CS_ANGSTROM = 2.7e7
+#: Illumination semi-angle (radians) of the spatial-coherence envelope.
+ILLUMINATION_APERTURE = 2e-5
+
+
+def ctf(k: np.ndarray, phi: np.ndarray, defocus: float, astigmatism: float = 0.0, astig_angle: float = 0.0,
+        amplitude_contrast: float = AMPLITUDE_CONTRAST, cs: float = CS_ANGSTROM,
+        wavelength: float = WAVELENGTH_300KV) -> np.ndarray:
+    """The signed contrast transfer ``sin(chi + asin(A))`` (positive at low frequency, as the density).
+
+    ``chi = pi lambda df(phi) k^2 - pi/2 Cs lambda^3 k^4`` with the astigmatic defocus
+    ``df(phi) = defocus + astigmatism / 2 cos(2 (phi - astig_angle))`` (underfocus positive).
+
+    Args:
+        k: spatial frequency (1/Angstrom). phi: its direction (radians).
+        defocus: mean defocus (Angstrom). astigmatism: major minus minor defocus (Angstrom).
+        astig_angle: direction of the major defocus (radians).
+    """
+    df = defocus + 0.5 * astigmatism * np.cos(2.0 * (phi - astig_angle))
+    k2 = k * k
+    chi = (math.pi * wavelength) * df * k2 - (0.5 * math.pi * cs * wavelength**3) * k2 * k2
+    return np.sin(chi + math.asin(amplitude_contrast))
+
+
+def coherence_envelope(k: np.ndarray, defocus: float, defocus_spread: float, aperture: float = ILLUMINATION_APERTURE,
+                       cs: float = CS_ANGSTROM, wavelength: float = WAVELENGTH_300KV) -> np.ndarray:
+    """Temporal ``exp(-(pi lambda delta)^2 k^4 / 2)`` times spatial
+    ``exp(-(pi alpha / lambda)^2 (Cs lambda^3 k^3 - df lambda k)^2)`` coherence envelope.
+
+    Args:
+        k: spatial frequency (1/Angstrom). defocus, defocus_spread: Angstrom.
+        aperture: illumination semi-angle ``alpha`` (radians).
+    """
+    k2 = k * k
+    temporal = -0.5 * (math.pi * wavelength * defocus_spread) ** 2 * k2 * k2
+    spatial = -((math.pi * aperture / wavelength) ** 2) * (cs * wavelength**3 * k2 * k - defocus * wavelength * k) ** 2
+    return np.exp(temporal + spatial)
+
+
+def critical_exposure(k: np.ndarray) -> np.ndarray:
+    """Grant & Grigorieff (2015) critical exposure ``0.245 k^-1.665 + 2.81`` (e/A^2), ``k`` in 1/Angstrom."""
+    return 0.245 * np.power(np.maximum(k, 1e-6), -1.665) + 2.81
+
+
+def exposure_filter(k: np.ndarray, exposure: float) -> np.ndarray:
+    """Amplitude left after an accumulated ``exposure`` (e/A^2): ``exp(-N / (2 N_e(k)))``."""
+    return np.exp(-float(exposure) / (2.0 * critical_exposure(k)))
 
 
 def imaging_filters(shape: tuple[int, int, int], spacing: float, tilt_deg: float, defocus_um: float,

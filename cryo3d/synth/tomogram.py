@@ -13,6 +13,7 @@ from cryo3d.synth.shapes import random_rotations
 from cryo3d.synth import families as fam
 from cryo3d.synth.config import SynthConfig, draw
 from cryo3d.synth.imaging import image
+from cryo3d.synth.tilt_imaging import TiltImaging, image_tilt_series
 from cryo3d.synth.scene import GOLD_DENSITY, PROTEIN_DENSITY, Scene
 
 
@@ -50,6 +51,42 @@ def _crowder_radii(rng: np.random.Generator, n: int, band: tuple[float, float], 
     if n <= 0 or not ok.any():
         return np.zeros(0)
     return rng.choice(grid[ok], size=n) * np.exp(rng.uniform(-0.5, 0.5, n) * (hi - lo) / 2047)
+
+
+def _image(scene: Scene, rng: np.random.Generator, config: SynthConfig, index: int, params: dict) -> np.ndarray:
+    """Image the scene through a tilt series (probability ``tilt_prob``) or the Fourier model.
+
+    The choice and the tilt series' settings and noise come from their own stream
+    ``default_rng([seed, index, 1])``, so the Fourier model's tomograms are those of before.
+    """
+    irng = np.random.default_rng([int(config.seed), int(index), 1])
+    if not irng.random() < config.tilt_prob:
+        params["imaging"] = "fourier"
+        return image(scene.vol, rng, scene.spacing, params["snr"], scene.not_reference, tilt_deg=params["tilt_range"],
+                     defocus_um=params["defocus_um"], bfactor=params["bfactor"], z_blur=params["z_blur"],
+                     noise_colour=params["noise_colour"], ctf_signed=params["ctf_signed"])
+    windows = list(config.wbp_windows)
+    tilt = TiltImaging(
+        max_tilt=params["tilt_range"], step=draw(irng, config.tilt_step),
+        scheme="dose-symmetric" if irng.random() < config.dose_symmetric_prob else "bidirectional",
+        total_dose=draw(irng, config.total_dose), defocus_um=params["defocus_um"],
+        defocus_jitter_um=float(config.defocus_jitter_um), astigmatism_um=draw(irng, config.astigmatism_um),
+        astig_angle_deg=float(irng.uniform(0.0, 180.0)), defocus_spread=draw(irng, config.defocus_spread),
+        bfactor=params["bfactor"], misalignment_px=draw(irng, config.misalignment_px),
+        rotation_deg=draw(irng, config.rotation_deg),
+        ctf_signed=params["ctf_signed"], ice=draw(irng, config.ice_thickness),
+        reconstruction="sirt" if irng.random() < config.sirt_prob else "wbp",
+        sirt_iterations=int(config.sirt_iterations), exact_weighting=bool(irng.random() < config.exact_weighting_prob),
+        window=windows[int(irng.integers(len(windows)))],
+    )
+    img, rec = image_tilt_series(scene.vol, irng, scene.spacing, params["snr"], tilt, scene.not_reference)
+    params.update(imaging="tilt", z_blur=0.0, noise_colour=0.0, tilt_step=tilt.step, tilt_scheme=tilt.scheme,
+                  total_dose=tilt.total_dose, astigmatism_um=tilt.astigmatism_um, astig_angle_deg=tilt.astig_angle_deg,
+                  defocus_spread=tilt.defocus_spread, misalignment_px=tilt.misalignment_px,
+                  rotation_deg=tilt.rotation_deg, ice_thickness=tilt.ice,
+                  reconstruction=tilt.reconstruction, wbp_weighting="exact" if tilt.exact_weighting else "ramp",
+                  wbp_window=tilt.window, **rec)
+    return img
 
 
 def simulate_tomogram(
@@ -155,9 +192,7 @@ def simulate_tomogram(
     params["crowders"] = int(sum(len(c) for c in crowd_c))
     params["variants"] = variants
 
-    img = image(scene.vol, rng, spacing, params["snr"], scene.not_reference, tilt_deg=params["tilt_range"],
-                defocus_um=params["defocus_um"], bfactor=params["bfactor"], z_blur=params["z_blur"],
-                noise_colour=params["noise_colour"], ctf_signed=params["ctf_signed"])
+    img = _image(scene, rng, config, index, params)
     if not params["inverted"]:
         img *= -1.0  # dark particles on a lighter background
     img *= params["intensity_scale"] / (float(img.std()) or 1.0)
