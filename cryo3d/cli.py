@@ -55,6 +55,17 @@ def add_project_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
         g.add_argument("--gt-session", help="copick session of the ground-truth picks (default: the only one)")
 
 
+def _non_negative(text: str) -> float:
+    """A finite number >= 0 (argparse type)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cryo3d",
@@ -126,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float, nargs="+",
                    help="peak score threshold: one, or one per class (default: the checkpoint's validated thresholds)")
     s.add_argument("--tta", default="none", choices=["none", "flips", "flips_rot90"], help="test-time augmentation")
+    s.add_argument("--density-cap", type=_non_negative, default=None, metavar="FACTOR",
+                   help="a class reports at most FACTOR x the particle density of the checkpoint's training "
+                   "annotations per tomogram, its highest scores kept, with a warning (default: 3; 0: no cap)")
+    s.add_argument("--class-decision", default="independent", choices=["independent", "strongest"],
+                   help="independent: each class's peaks on their own; strongest: a peak is kept only where its "
+                   "class is the model's strongest at that voxel (one particle, one class) (default: %(default)s)")
     s.add_argument("--overlap", type=float, default=0.25, help="window overlap (default: %(default)s)")
     s.add_argument("--sw-batch-size", type=_sw_batch_size, default="auto",
                    help="windows per forward pass; auto: 4 on the CPU, as many as fill the GPU (default: %(default)s)")

@@ -25,7 +25,7 @@ from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
 from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import ParticleSet
-from cryo3d.peak_selection import heatmap_to_picks
+from cryo3d.peak_selection import CLASS_DECISION, DENSITY_CAP_FACTOR, heatmap_to_picks
 from cryo3d.picks import Picks
 from cryo3d.resample import to_spacing
 from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
@@ -69,7 +69,8 @@ def pick_tomogram(
     picks = heatmap_to_picks(hm, settings.thresholds, tomogram.name, particles, spacing, int(settings.ds_factor),
                              settings.min_distance_fraction, settings.cross_class_fraction,
                              where=f"tomogram {tomogram.name}", logits=True,
-                             class_density=settings.class_density, density_factor=settings.density_factor)
+                             class_density=settings.class_density, density_factor=settings.density_factor,
+                             class_decision=settings.class_decision)
     if return_heatmap:
         return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
@@ -133,6 +134,8 @@ def predict(
     progress: bool = True,
     compile: bool | str = False,
     force: bool = False,
+    density_factor: float | None = None,
+    class_decision: str = CLASS_DECISION,
 ) -> Picks:
     """``cryo3d predict``: pick every tomogram and write ``picks.csv`` + copick JSON (+ heatmap MRC).
 
@@ -144,7 +147,10 @@ def predict(
     call are removed. An output folder holding files predict did not write (ground truth,
     a copick project, tomograms) is refused unless ``force``. ``sw_batch_size="auto"`` fills
     the device (:func:`cryo3d.sliding_window.auto_sw_batch_size`); ``compile`` runs the network through
-    ``torch.compile`` (see :class:`InferenceSettings`).
+    ``torch.compile`` (see :class:`InferenceSettings`). Each class reports at most
+    ``density_factor`` (default :data:`cryo3d.peak_selection.DENSITY_CAP_FACTOR`; 0: off) times
+    the particle density of the checkpoint's training annotations; ``class_decision`` is
+    ``"independent"`` or ``"strongest"`` (:func:`cryo3d.peak_selection.strongest_class_keep`).
 
     Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
     of nodes) the tomograms are shared among the ranks (:func:`cryo3d.sharding.shard_tomograms`),
@@ -169,7 +175,8 @@ def predict(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
         sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
-        class_density=meta.get("class_density"),
+        class_density=meta.get("class_density"), class_decision=class_decision,
+        density_factor=DENSITY_CAP_FACTOR if density_factor is None else density_factor,
     )
     net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
     settings_d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}

@@ -28,7 +28,7 @@ import torch
 
 from cryo3d import coords
 from cryo3d.normalization import NORM_CLIP
-from cryo3d.peak_selection import CROSS_CLASS_FRACTION, DENSITY_CAP_FACTOR
+from cryo3d.peak_selection import CLASS_DECISION, CROSS_CLASS_FRACTION, DENSITY_CAP_FACTOR
 
 
 @dataclass
@@ -61,6 +61,8 @@ class InferenceSettings:
             checkpoint's ``class_density``); None: no density cap.
         density_factor: a class reports at most this many times its annotated density
             (:func:`cryo3d.peak_selection.density_caps`); None or 0: no density cap.
+        class_decision: ``"independent"`` or ``"strongest"`` (one particle, one class:
+            :func:`cryo3d.peak_selection.strongest_class_keep`).
     """
 
     roi_size: tuple[int, int, int] = (64, 64, 64)
@@ -79,6 +81,7 @@ class InferenceSettings:
     cross_class_fraction: float = CROSS_CLASS_FRACTION
     class_density: Sequence[float | None] | None = None
     density_factor: float | None = DENSITY_CAP_FACTOR
+    class_decision: str = CLASS_DECISION
 
     def __post_init__(self) -> None:
         self.roi_size = tuple(int(r) for r in (self.roi_size if not np.isscalar(self.roi_size) else (self.roi_size,) * 3))

@@ -200,3 +200,17 @@ def test_picks_with_the_strongest_class_rule_report_each_particle_once():
     assert len(both) == 4
     assert sorted(once.cls.tolist()) == ["a", "b"]
     assert np.allclose(once.for_class("a").xyz, coords.voxel_to_angstrom(kp[:1], SPACING), atol=1.0)
+
+
+def test_predict_without_the_density_cap_reports_more_than_the_annotations_allow(tmp_path, noise_tomogram):
+    from cryo3d.cli import main
+
+    ck = tmp_path / "dense.pt"
+    volume = coords.voxels_to_volume((48, 64, 64), SPACING, 1)
+    _confident_checkpoint(ck, class_density=[1.0 / volume] * 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["predict", str(ck), str(noise_tomogram), "--out", str(tmp_path / "out"), "--quiet",
+                     "--device", "cpu", "--density-cap", "0"]) == 0
+    picks = read_picks_csv(tmp_path / "out" / "picks.csv")
+    assert max(len(picks.for_class(n)) for n in CZII_PARTICLES.names) > 3

@@ -35,7 +35,7 @@ def run(a: argparse.Namespace) -> int:
         a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,
         write_heatmaps=a.write_heatmaps, user_id=a.user_id, session_id=a.session_id, progress=not a.quiet,
-        force=a.force, compile=a.compile,
+        force=a.force, compile=a.compile, density_factor=a.density_cap, class_decision=a.class_decision,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 merges and writes; the others did their share
         return 0
