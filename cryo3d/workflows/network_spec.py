@@ -36,6 +36,7 @@ def bundle_particles(
     dataset_dir: str | os.PathLike,
     synth_preset: str = "default",
     copick_config: str | os.PathLike | None = None,
+    synth_structures: str | None = None,
 ) -> ParticleSet:
     """The classes a training run learns, without making or reading any tomogram.
 
@@ -49,6 +50,8 @@ def bundle_particles(
         dataset_dir: the bundle's ``dataset_dir`` (read, never written).
         synth_preset: the simulator preset an empty ``dataset_dir`` is filled with.
         copick_config: a copick project's config file, or None.
+        synth_structures: the folder of structures an empty ``dataset_dir`` is simulated from
+            (its particle set is derived from them), or None.
 
     Returns:
         The particle set; its length is the network's number of output channels.
@@ -71,7 +74,7 @@ def bundle_particles(
         return load_particles(str(d / "particles.yaml"))
     tdir = d / "tomograms"
     if not (tdir.is_dir() and any(tdir.iterdir())):
-        return SynthConfig.preset(synth_preset).particles()
+        return SynthConfig.preset(synth_preset, structures=synth_structures).particles()
     manifest = d / "manifest.json"
     if manifest.is_file():
         man = json.loads(manifest.read_text())
