@@ -63,25 +63,33 @@ def symmetry_operators(group: str) -> np.ndarray:
     raise ValueError(f"unknown symmetry {group!r}; choose one of {list(SYMMETRIES)}")
 
 
-def envelope(family: fam.Family, params: fam.Params, radius: float, offset: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
+def envelope(family: fam.Family, params: fam.Params, radius: float, offset: np.ndarray | None = None,
+             rivals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cells inside one particle of ``family`` (``params`` of one particle) of ``radius`` Angstrom.
+
+    With ``rivals`` (``[k, 3]`` centres of the other subunits of an oligomer) only the cells
+    nearer to ``offset`` than to every rival are kept (its Voronoi cell), so symmetric
+    copies of the subunit never overlap.
 
     Returns:
         ``(mask [a, b, c] bool, origin [3])``: cell ``i`` has its centre at ``origin + CELL * i``
         (Angstrom, particle frame, the shape's centre at ``offset``, default the origin).
     """
     offset = np.zeros(3) if offset is None else np.asarray(offset, float)
-    n = int(math.ceil(1.25 * radius / CELL)) + 1
+    n = int(math.ceil(1.2 * radius / CELL)) + 1
     ax = np.arange(-n, n + 1) * CELL
     pts = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(1, -1, 3)
     e = np.full((1, 1), 0.05)
     inside = family.density(pts / radius, params, e)[0] > 0.5
+    if rivals is not None and len(rivals):
+        p = pts[0] + offset
+        d_rival = np.min(np.linalg.norm(p[:, None, :] - np.asarray(rivals)[None], axis=-1), axis=1)
+        inside &= np.linalg.norm(pts[0], axis=1) <= d_rival
     return inside.reshape((2 * n + 1,) * 3), offset - n * CELL
 
 
 def walk(mask: np.ndarray, origin: np.ndarray, rng: np.random.Generator, persistence: float = 0.6,
-         tries: int = 6, rounds: int = 12) -> np.ndarray:
+         tries: int = 5, rounds: int = 10) -> np.ndarray:
     """C-alpha positions and steps of self-avoiding chains filling ``mask`` (cells of ``CELL`` A).
 
     Chains start in random free cells and grow all at once (vectorised over chains); a
@@ -182,14 +190,19 @@ def protein(radius: float, rng: np.random.Generator, family: str | None = None, 
     if symmetry is not None:
         ops = symmetry_operators(symmetry)
         n = len(ops)
-        r_sub = radius * min(0.75, 1.1 / n ** (1.0 / 3.0))
-        direction = rng.normal(size=3)
+        cand = rng.normal(size=(8, 3))
         if symmetry.startswith("C"):  # subunits around the z axis, not on it
-            direction[2] *= 0.3
-        direction /= np.linalg.norm(direction)
-        offset = direction * (radius - 0.9 * r_sub)
+            cand[:, 2] *= 0.3
+        cand *= 0.5 * radius / np.linalg.norm(cand, axis=1, keepdims=True)
+        copies = np.einsum("kij,cj->cki", ops[1:], cand)  # [8, n-1, 3]: the other copies of each candidate
+        gaps = np.min(np.linalg.norm(copies - cand[:, None], axis=-1), axis=1)
+        best = int(np.argmax(gaps))  # the subunit position farthest from its copies (off the symmetry axes)
+        offset = cand[best]
+        # subunits reach into their neighbours' space, which each keeps to its own Voronoi cell:
+        # the copies touch along flat interfaces and never overlap
+        r_sub = min(0.8 * float(gaps[best]), 0.65 * radius)
         sub = fam.FAMILIES[str(rng.choice(fam.FILLED_FAMILIES))]
-        mask, origin = envelope(sub, sub.draw(rng, 1), r_sub, offset)
+        mask, origin = envelope(sub, sub.draw(rng, 1), r_sub, offset, rivals=copies[best])
         xyz, mass = pseudo_atoms(walk(mask, origin, rng), rng)
         xyz = np.concatenate([xyz @ op.T for op in ops])
         mass = np.tile(mass, n)

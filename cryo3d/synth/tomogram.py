@@ -21,8 +21,8 @@ from cryo3d.synth.structures import PSEUDO_ATOMIC, TemplateCache, Template, load
 #: variants and of crowders drawn as pseudo-atomic proteins (the rest: geometric families).
 PROTEIN_SHARE = 0.75
 #: Pseudo-atomic variants per class and per crowder size bin in one tomogram (shared by particles).
-CLASS_VARIANTS = 3
-CROWDER_BINS = 4
+CLASS_VARIANTS = 2
+CROWDER_BINS = 3
 CROWDER_VARIANTS = 2
 
 

@@ -27,7 +27,7 @@ from cryo3d.networks import build_network
 from cryo3d.resolution import choose_geometry, parse_spacing_key
 from cryo3d.store import StoreSettings, prepare_store
 from cryo3d.synth import SynthConfig, synthesize
-from cryo3d.workflows.network_spec import bundle_particles
+from cryo3d.workflows.network_spec import bundle_particles, structures_key
 
 logger = logging.getLogger("cryo3d")
 
@@ -147,7 +147,8 @@ def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progre
     tdir = d / "tomograms"
     has_tomos = tdir.is_dir() and any(tdir.iterdir())
     if not has_tomos:
-        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed, structures=synth_structures)
+        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed,
+                                 structures=structures_key(synth_structures))
         synthesize(d, n_tomograms, cfg, progress=progress)
     gt = d / "picks.csv"
     if not gt.exists():

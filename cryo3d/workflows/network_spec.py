@@ -21,6 +21,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from cryo3d import coords
+from cryo3d.bundle_keys import NULL_WORDS
 from cryo3d.io.copick_project import project_particles
 from cryo3d.particles import BUILTIN_PARTICLE_SETS, ParticleSet, builtin_particles, load_particles
 from cryo3d.resolution import TrainingGeometry, choose_geometry
@@ -29,6 +30,13 @@ from cryo3d.synth import SynthConfig
 
 def _is_auto(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "", "null", "none"))
+
+
+def structures_key(value: Any) -> str | None:
+    """The bundle's ``synth_structures`` key: a folder, or None for null (also as MONAI's CLI passes it)."""
+    if value is None or str(value).strip().lower() in NULL_WORDS:
+        return None
+    return str(value)
 
 
 def bundle_particles(
@@ -74,7 +82,7 @@ def bundle_particles(
         return load_particles(str(d / "particles.yaml"))
     tdir = d / "tomograms"
     if not (tdir.is_dir() and any(tdir.iterdir())):
-        return SynthConfig.preset(synth_preset, structures=synth_structures).particles()
+        return SynthConfig.preset(synth_preset, structures=structures_key(synth_structures)).particles()
     manifest = d / "manifest.json"
     if manifest.is_file():
         man = json.loads(manifest.read_text())
