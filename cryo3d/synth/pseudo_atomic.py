@@ -78,14 +78,16 @@ def envelope(family: fam.Family, params: fam.Params, radius: float, offset: np.n
     offset = np.zeros(3) if offset is None else np.asarray(offset, float)
     n = int(math.ceil(1.2 * radius / CELL)) + 1
     ax = np.arange(-n, n + 1) * CELL
-    pts = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(1, -1, 3)
-    e = np.full((1, 1), 0.05)
-    inside = family.density(pts / radius, params, e)[0] > 0.5
+    pts = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
+    near = np.flatnonzero(np.einsum("ij,ij->i", pts, pts) <= (n * CELL) ** 2)  # shapes lie within 1.2 radius
+    p = pts[near]
+    inside = family.density(p[None] / radius, params, np.full((1, 1), 0.05))[0] > 0.5
     if rivals is not None and len(rivals):
-        p = pts[0] + offset
-        d_rival = np.min(np.linalg.norm(p[:, None, :] - np.asarray(rivals)[None], axis=-1), axis=1)
-        inside &= np.linalg.norm(pts[0], axis=1) <= d_rival
-    return inside.reshape((2 * n + 1,) * 3), offset - n * CELL
+        d_rival = np.min(np.linalg.norm((p + offset)[:, None, :] - np.asarray(rivals)[None], axis=-1), axis=1)
+        inside &= np.linalg.norm(p, axis=1) <= d_rival
+    mask = np.zeros(len(pts), bool)
+    mask[near[inside]] = True
+    return mask.reshape((2 * n + 1,) * 3), offset - n * CELL
 
 
 def walk(mask: np.ndarray, origin: np.ndarray, rng: np.random.Generator, persistence: float = 0.6,
@@ -110,9 +112,9 @@ def walk(mask: np.ndarray, origin: np.ndarray, rng: np.random.Generator, persist
     total = 0
     for _ in range(rounds):
         free = np.argwhere(mask & (occ < CAPACITY))
-        if total >= n_res or len(free) == 0:
+        if total >= 0.95 * n_res or len(free) == 0:
             break
-        k = max(1, min(len(free), int(math.ceil((n_res - total) / SEGMENT * 2.0))))
+        k = max(1, min(len(free), int(math.ceil((n_res - total) / SEGMENT * 3.0))))
         start = free[rng.choice(len(free), size=k, replace=False)]
         pos = origin + CELL * (start + rng.uniform(-0.4, 0.4, size=(k, 3)))
         np.add.at(occ, tuple(start.T), 1)
@@ -122,7 +124,7 @@ def walk(mask: np.ndarray, origin: np.ndarray, rng: np.random.Generator, persist
         spread = (1.0 + 0.5 * np.arange(tries))[None, :, None] / math.sqrt(3.0)  # wider turns on later tries
         for _ in range(SEGMENT):
             idx = np.flatnonzero(active)
-            if len(idx) == 0 or total >= n_res:
+            if len(idx) <= k // 10 or total >= n_res:  # the last few chains end with the round (fewer, longer rounds)
                 break
             # all tries at once: the first direction that stays inside and finds room wins
             nd = persistence * d[idx][:, None, :] + spread * rng.standard_normal((len(idx), tries, 3))

@@ -243,9 +243,10 @@ def atoms_to_map(xyz: np.ndarray, mass: np.ndarray, spacing: float, sigma: float
 
 def _finish(vol: np.ndarray, spacing: float, radius: float) -> Template:
     """Cut to the support holding ``MASS_KEPT`` of the mass, scale to ``PROTEIN_DENSITY``, find the centre."""
-    vol = np.clip(vol, 0.0, None)
-    idx = np.indices(vol.shape).reshape(3, -1).T.astype(np.float64)
-    w = vol.reshape(-1).astype(np.float64)
+    flat = np.clip(vol, 0.0, None).reshape(-1).astype(np.float64)
+    keep = np.flatnonzero(flat > 1e-6 * flat.max())  # the Gaussian tails' far end adds nothing
+    idx = np.stack(np.unravel_index(keep, vol.shape), 1).astype(np.float64)
+    w = flat[keep]
     com = (w @ idx) / w.sum()
     d = np.linalg.norm(idx - com, axis=1)
     order = np.argsort(d)
@@ -254,8 +255,9 @@ def _finish(vol: np.ndarray, spacing: float, radius: float) -> Template:
     w = np.where(d <= reach_vox, w, 0.0)
     w *= PROTEIN_DENSITY * w.sum() / float(np.sum(w * w))  # mass-weighted mean density = PROTEIN_DENSITY
     com = (w @ idx) / w.sum()
-    return Template(w.reshape(vol.shape).astype(np.float32), float(spacing), com, float(radius),
-                    reach_vox * spacing)
+    out = np.zeros(flat.size, np.float32)
+    out[keep] = w
+    return Template(out.reshape(vol.shape), float(spacing), com, float(radius), reach_vox * spacing)
 
 
 def make_template(structure: Structure, scene_spacing: float) -> Template:

@@ -70,7 +70,7 @@ class _Proteins:
             pc = self.classes[parts[0]]
             rng = np.random.default_rng([self.seed, self.index, tag])
             xyz, mass = _random_protein(pa, rng, pc.radius, hollow=fam.resolve(pc.shape).hollow)
-        radius = pa.rule_radius(xyz, mass)
+        radius = radius if parts[0] == "crowder" else pc.radius  # pa.protein's models have the radius asked for
         return make_template(Structure(key, "(pseudo-atomic)", radius, xyz=xyz, mass=mass), self.spacing)
 
     def crowder_keys(self, rng: np.random.Generator, radii: np.ndarray) -> np.ndarray:
