@@ -98,6 +98,25 @@ def test_rendered_template_centre_of_mass_lies_at_the_pick():
         np.testing.assert_allclose(_density_com(scene.vol), centre, atol=0.5)
 
 
+def test_simulated_particle_density_is_centred_on_its_ground_truth_pick(tmp_path, monkeypatch):
+    import cryo3d.synth.tomogram as tomogram
+    from cryo3d.coords import angstrom_to_voxel
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    z, y, x = np.indices((40, 40, 40), dtype=np.float64)  # two unequal balls, off the box centre
+    two = ((z - 14) ** 2 + (y - 18) ** 2 + (x - 20) ** 2 <= 64) | ((z - 20) ** 2 + (y - 27) ** 2 + (x - 24) ** 2 <= 25)
+    write_mrc(folder / "dimer.mrc", two.astype(np.float32), 3.0)
+    scenes = []
+    real_image = tomogram.image
+    monkeypatch.setattr(tomogram, "image", lambda vol, *a, **k: (scenes.append(vol.copy()), real_image(vol, *a, **k))[1])
+    cfg = SynthConfig(structures=str(folder), shape=(40, 64, 64), voxel_spacing=7.0, particles_per_class=1, crowders=0,
+                      vesicles=0, sheets=0, gold=0, carbon=0.0, seed=2)
+    for i in range(3):
+        _, picks, _ = simulate_tomogram(cfg, i)
+        np.testing.assert_allclose(_density_com(scenes[-1]), angstrom_to_voxel(picks.xyz, 7.0)[0], atol=0.5)
+
+
 @pytest.mark.parametrize("radius", [30.0, 60.0, 120.0])
 @pytest.mark.parametrize("kind", ["filled", "hollow", "T", "C5"])
 def test_pseudo_atomic_templates_have_the_requested_radius(radius, kind):
