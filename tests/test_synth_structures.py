@@ -117,6 +117,27 @@ def test_simulated_particle_density_is_centred_on_its_ground_truth_pick(tmp_path
         np.testing.assert_allclose(_density_com(scenes[-1]), angstrom_to_voxel(picks.xyz, 7.0)[0], atol=0.5)
 
 
+def test_a_fine_off_centre_map_renders_centred_on_the_pick_with_its_radius(tmp_path):
+    s = read_map(_sphere_map(tmp_path / "fine.mrc", radius=30.0, spacing=1.0, box=100, centre=(40.0, 55.0, 62.0)))
+    tpl = make_template(s, 10.0)
+    idx = np.argwhere(tpl.vol > 0)
+    measured, _ = gyration_radius(idx * tpl.spacing, tpl.vol[tpl.vol > 0].astype(np.float64))
+    assert measured == pytest.approx(30.0, rel=0.1)
+    scene = Scene((24, 24, 24), 10.0)
+    scene.render_template(tpl, np.array([[11.6, 12.2, 11.3]]), random_rotations(np.random.default_rng(1), 1),
+                          np.ones(1), np.ones(1))
+    np.testing.assert_allclose(_density_com(scene.vol), [11.6, 12.2, 11.3], atol=0.5)
+
+
+def test_a_map_with_inverted_contrast_warns_naming_it(tmp_path):
+    path = tmp_path / "inverted.mrc"
+    z, y, x = np.indices((24, 24, 24))
+    ball = ((z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 36).astype(np.float32)
+    write_mrc(path, 0.01 - ball, 2.0)  # dark protein on a faint positive background
+    with pytest.warns(UserWarning, match="inverted.mrc.*inverted"):
+        read_map(path)
+
+
 @pytest.mark.parametrize("radius", [30.0, 60.0, 120.0])
 @pytest.mark.parametrize("kind", ["filled", "hollow", "T", "C5"])
 def test_pseudo_atomic_templates_have_the_requested_radius(radius, kind):

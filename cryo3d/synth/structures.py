@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,9 +124,13 @@ def read_map(path: str | os.PathLike) -> Structure:
         raise _fail(path, f"a density map must be 3-D, got shape {data.shape}")
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise _fail(path, f"header voxel size must be > 0 Angstrom, got (z, y, x) {spacing.tolist()}")
-    w = np.clip(np.nan_to_num(data), 0.0, None)
+    data = np.nan_to_num(data)
+    w = np.clip(data, 0.0, None)
     if not w.any():
         raise _fail(path, "the map has no positive density")
+    if float(-data[data < 0].sum()) > float(w.sum()):
+        warnings.warn(f"{path}: more negative than positive density; is its contrast inverted? Protein must be "
+                      "positive (only the positive density is used)", stacklevel=2)
     idx = np.argwhere(w > 0)
     radius, com = gyration_radius(idx * spacing, w[w > 0].astype(np.float64))
     return Structure(Path(path).stem, str(path), radius, density=w, spacing=spacing, com=com / spacing)
@@ -272,17 +277,29 @@ def make_template(structure: Structure, scene_spacing: float) -> Template:
     if structure.xyz is not None:
         vol, _ = atoms_to_map(structure.xyz, structure.mass, ts, sigma)
         return _finish(vol, ts, structure.radius)
-    dens, sp = structure.density, structure.spacing
+    dens, sp, com = structure.density, structure.spacing, structure.com
+    f = np.maximum(np.floor(ts / sp).astype(int), 1)
+    if np.any(f > 1):  # a fine map: average blocks of f voxels first (cheap; the blur below hides the blocks)
+        dens = _block_mean(dens, f)
+        sp, com = sp * f, (com - (f - 1) / 2.0) / f
     own = BLUR * sp
     blur = np.sqrt(np.maximum(sigma**2 - own**2, 0.0)) / sp
     if np.any(blur > 0):
         dens = ndimage.gaussian_filter(dens, blur, mode="constant")
-    half = np.ceil(np.asarray(dens.shape) * sp / 2 / ts).astype(int) + 2
+    ext = np.maximum(com, np.asarray(dens.shape) - 1 - com) * sp  # from the centre of mass to the box's far side
+    half = np.ceil(ext / ts).astype(int) + 2
     axes = [np.arange(-h, h + 1) * ts for h in half]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), 0)
-    coords = structure.com[:, None, None, None] + grid / sp[:, None, None, None]
+    coords = com[:, None, None, None] + grid / sp[:, None, None, None]
     vol = ndimage.map_coordinates(dens, coords, order=1, mode="constant", cval=0.0)
     return _finish(vol, ts, structure.radius)
+
+
+def _block_mean(a: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Mean over blocks of ``f`` (per axis) voxels; the array is cut to whole blocks."""
+    n = np.asarray(a.shape) // f
+    a = a[: n[0] * f[0], : n[1] * f[1], : n[2] * f[2]]
+    return a.reshape(n[0], f[0], n[1], f[1], n[2], f[2]).mean(axis=(1, 3, 5))
 
 
 class TemplateCache:
