@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--particles-per-class", type=int, nargs="+", help="particles of each class, or LOW HIGH")
     s.add_argument("--particles", help="YAML/JSON particle set (default: the preset's, the 6 CZII classes "
                    "except for crowded12 and tilt)")
+    s.add_argument("--structures", metavar="DIR",
+                   help="a folder of density maps (.mrc/.map, voxel size from the header) and/or atomic models "
+                   "(.pdb/.cif, density computed from the atoms): one class per file, named by its stem, radius "
+                   "sqrt(5/3) x its radius of gyration; writes particles.yaml for that set. 'pseudo-atomic' (the "
+                   "default preset's and crowded12's): built-in protein-like models; 'none': geometric shapes only")
     s.add_argument("--prefix", default="synth", help="tomogram name prefix (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="redo tomograms already in the folder")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

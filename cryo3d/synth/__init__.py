@@ -36,12 +36,15 @@ Presets (:meth:`SynthConfig.preset`, ``cryo3d synth --preset NAME``)
 ``default`` (``SynthConfig()``)
     What the training bundle simulates: **domain randomisation**, so that a model learns
     "a hollow or filled blob of this size with this texture" and not our exact shapes.
-    The 6 CZII classes; per particle a shape variant of the class's kind (for hollow
+    The 6 CZII classes; per particle (three in four) one of the tomogram's pseudo-atomic
+    protein models of the class's size (:mod:`cryo3d.synth.pseudo_atomic`: compact 3.8 A
+    C-alpha chains with Gaussian pseudo-atoms filling a filled or, for hollow classes, a
+    hollow envelope, or symmetric homo-oligomers C2-C7, D2, T), else a shape variant of the class's kind (for hollow
     classes thin or thick shells with or without a core, bumpy, ellipsoidal or randomly
     knobbed shells; for the others ellipsoids, random-blob unions, harmonic-perturbed
     spheres, elongated bodies, symmetric lobes; both also the class's own shape), radius +/-10 %, density
     +/-15 % and a smooth inner texture; 20-160 crowders of 20-150 A radius (none within
-    15 % of a class's radius), 0-3 vesicles, 0-2 sheets, 0-8 gold beads, a carbon edge in
+    15 % of a class's radius; three in four pseudo-atomic proteins), 0-3 vesicles, 0-2 sheets, 0-8 gold beads, a carbon edge in
     30 % of tomograms; per tomogram voxel spacing 8-14 A, SNR 0.15-2 (log-uniform), tilt
     40-70 degrees, defocus 1.5-6 um, B 50-400, z blur 0-20 A, noise colour 0-1.5, a
     signed CTF in 40 % and bright particles in 15 % of tomograms; 80 % of tomograms imaged
@@ -62,7 +65,16 @@ Presets (:meth:`SynthConfig.preset`, ``cryo3d synth --preset NAME``)
 ``crowded12``
     Held out: 12 protein-like classes of radius 30-150 A (their own particle set, shipped
     as ``cryo3d/data/crowded12_particles.yaml``), about 400 labelled particles per
-    128 x 256 x 256 tomogram at 10.012 A, SNR 0.3-1.0, shapes from held-out families.
+    128 x 256 x 256 tomogram at 10.012 A, SNR 0.3-1.0; each class one pseudo-atomic protein
+    (the same in every tomogram) whose chains fill its held-out family's shape.
+
+The user's own structures (``cryo3d synth --structures DIR``, the ``structures`` setting)
+-----------------------------------------------------------------------------------------
+
+Density maps and atomic models, one class per file (:mod:`cryo3d.synth.structures`): the
+particle set is derived from them (radius = sqrt(5/3) x the radius of gyration of the
+mass, :data:`cryo3d.synth.structures.RADIUS_RULE`), each particle is the structure's
+density rotated and resampled at the scene's spacing, its pick at the centre of mass.
 
 ``tilt``
     Held out, imaged like real data: 7 classes of radius 40-120 A with held-out shapes

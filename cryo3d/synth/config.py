@@ -24,7 +24,7 @@ _LEGACY: dict[str, Any] = dict(
     voxel_spacing=10.0, snr=(0.4, 2.0), log_snr=False, tilt_range=(45.0, 65.0), defocus_um=(2.0, 5.0),
     bfactor=(50.0, 300.0), vesicles=(0, 2), sheets=(0, 1), gold=(0, 6), carbon=0.0, crowders=0,
     variants="fixed", size_jitter=0.0, texture=0.0, invert_prob=0.0, z_blur=0.0, noise_colour=0.0,
-    ctf_signed_prob=0.0, gradient=0.0, tilt_prob=0.0,
+    ctf_signed_prob=0.0, gradient=0.0, tilt_prob=0.0, structures=None,
 )
 
 #: Held-out presets: 128 x 256 x 256 at a fixed, non-round 10.012 A, shapes never seen by ``default``.
@@ -32,7 +32,7 @@ _HELD_OUT_IMAGING: dict[str, Any] = dict(
     shape=(128, 256, 256), voxel_spacing=10.012, log_snr=False, tilt_range=(50.0, 60.0),
     defocus_um=(2.0, 4.0), bfactor=(80.0, 250.0), variants="fixed", size_jitter=0.05, texture=0.15,
     invert_prob=0.0, z_blur=(0.0, 8.0), noise_colour=0.0, ctf_signed_prob=0.0, gradient=0.0, carbon=0.0,
-    tilt_prob=0.0,
+    tilt_prob=0.0, structures=None,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -43,8 +43,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                  vesicles=(1, 3), sheets=(0, 2), gold=(4, 10)),
     "ood": dict(_HELD_OUT_IMAGING, particle_set="czii-ood", snr=(0.2, 0.5), particles_per_class=(10, 18),
                 vesicles=(1, 2), sheets=(0, 1), gold=(2, 6), crowders=(80, 160), crowder_radius=(20.0, 150.0)),
-    "crowded12": dict(_HELD_OUT_IMAGING, particle_set="crowded12", snr=(0.3, 1.0), particles_per_class=(30, 38),
-                      vesicles=(0, 1), sheets=(0, 1), gold=(0, 3), crowders=(20, 60), crowder_radius=(15.0, 150.0)),
+    "crowded12": dict(_HELD_OUT_IMAGING, particle_set="crowded12", structures="pseudo-atomic", snr=(0.3, 1.0),
+                      particles_per_class=(30, 38), vesicles=(0, 1), sheets=(0, 1), gold=(0, 3), crowders=(20, 60),
+                      crowder_radius=(15.0, 150.0)),
     # held out, imaged like real data: a tilt series reconstructed by weighted back-projection
     "tilt": dict(_HELD_OUT_IMAGING, particle_set="tilt", tilt_prob=1.0, tilt_range=(50.0, 63.0), tilt_step=3.0,
                  defocus_um=(2.0, 5.0), misalignment_px=(0.5, 1.5), rotation_deg=0.0, sirt_prob=0.0, z_blur=0.0,
@@ -86,6 +87,12 @@ class SynthConfig:
         gradient (float or (low, high)): A linear background ramp across the volume, in units of the image's standard deviation.
         particle_set (str): Built-in particle set the preset renders (``czii``, ``czii-ood``, ``crowded12``, ``tilt``)
             when no other set is given.
+        structures (str or None): What particles and crowders are made of. ``None``: geometric shape
+            families only; ``"pseudo-atomic"``: protein-like pseudo-atomic models
+            (:mod:`cryo3d.synth.pseudo_atomic`) for most randomised class variants and crowders, and
+            for each class with ``variants="fixed"`` (its own model, envelope of its shape); a folder:
+            the user's density maps and atomic models (:mod:`cryo3d.synth.structures`), one class per
+            file, the particle set derived from them.
         preset (str or None): The preset these settings came from (None: built by hand); recorded in the manifest.
         seed (int): Base seed; tomogram ``i`` uses ``default_rng([seed, i])`` (the tilt series'
             settings and noise ``default_rng([seed, i, 1])``, so the Fourier model's tomograms do not
@@ -154,10 +161,15 @@ class SynthConfig:
     exact_weighting_prob: float = 0.3
     wbp_windows: Sequence[str] = ("ram-lak", "cosine", "hamming")
     particle_set: str = "czii"
+    structures: str | None = "pseudo-atomic"
     preset: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.structures, str) and self.structures.strip().lower() in ("", "none", "null"):
+            self.structures = None
+        elif self.structures is not None:
+            self.structures = str(self.structures)
         if self.variants not in ("random", "fixed"):
             raise ValueError(f"synth variants must be 'random' or 'fixed', got {self.variants!r}")
         if self.particle_set not in BUILTIN_PARTICLE_SETS:
@@ -191,7 +203,12 @@ class SynthConfig:
         return cls(**d)
 
     def particles(self) -> ParticleSet:
-        """The particle set this configuration renders by default (its ``particle_set``)."""
+        """The particle set this configuration renders by default: derived from a ``structures``
+        folder (:func:`cryo3d.synth.structures.structure_particles`), else its ``particle_set``."""
+        if self.structures not in (None, "pseudo-atomic"):
+            from cryo3d.synth.structures import load_structures, structure_particles
+
+            return structure_particles(load_structures(self.structures))
         return builtin_particles(self.particle_set)
 
 

@@ -19,7 +19,11 @@ Three groups, kept apart on purpose:
   ``ood`` and ``crowded12`` presets render (capsomer shells, subunit cages, rods,
   tetrahedral and cube clusters, stacked rings, ...). ``default`` never draws them, so
   those presets measure transfer to shapes a model has not seen.
-* **crowders**: unlabelled proteins are drawn from the filled training families.
+* **crowders**: unlabelled proteins are drawn from the filled training families (or, with
+  ``structures: pseudo-atomic``, mostly pseudo-atomic proteins).
+
+The families are also the envelopes that :mod:`cryo3d.synth.pseudo_atomic` fills with
+C-alpha chains: a pseudo-atomic protein has a family's shape and a protein's inner density.
 
 Why hand-written: the shapes are signed-distance expressions evaluated on voxel grids,
 which no library in the stack provides in a vectorised, per-particle-parameterised form.

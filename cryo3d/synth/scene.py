@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from cryo3d.coords import length_to_voxels
 from cryo3d.synth.families import Family, Params, solid
@@ -176,6 +177,46 @@ class Scene:
                 pos = pos[inside]
                 flat_idx = (pos[:, 0] * shape[1] + pos[:, 1]) * shape[2] + pos[:, 2]
                 np.add.at(flat, flat_idx, vals[inside].astype(np.float32))
+
+    def render_template(self, template, centres: np.ndarray, rotations: np.ndarray, scales: np.ndarray,
+                        density: np.ndarray) -> None:
+        """Add particles drawn from a density template (a :class:`cryo3d.synth.structures.Template`).
+
+        Each particle's local grid of scene voxels is rotated into the template's frame and
+        the template is resampled there (trilinear, vectorised over particles and voxels), so
+        the template's centre of mass lands on the particle's centre.
+
+        Args:
+            template: the structure's density, its spacing (Angstrom), centre of mass and reach.
+            centres: ``[n, 3]`` voxels; rotations ``[n, 3, 3]`` (rows: the particle's axes).
+            scales: ``[n]`` size factor of each particle (1: the structure's own size).
+            density: ``[n]`` scale of each particle's density.
+        """
+        if len(centres) == 0:
+            return
+        shape = np.asarray(self.shape)
+        flat = self.vol.reshape(-1)
+        h = int(math.ceil(template.reach * float(np.max(scales)) / self.spacing)) + 1
+        off = np.arange(-h, h + 1, dtype=np.float32)
+        grid = np.stack(np.meshgrid(off, off, off, indexing="ij"), -1).reshape(-1, 3)
+        grid = grid[np.sum(grid * grid, -1) <= (h + 0.5) ** 2]
+        per = max(1, CHUNK_FLOATS // (len(grid) * 6))
+        com = np.asarray(template.com, np.float32)
+        for s in range(0, len(centres), per):
+            c = centres[s:s + per]
+            base = np.rint(c).astype(np.int64)
+            local = grid[None] + (base - c).astype(np.float32)[:, None, :]
+            k = (self.spacing / (template.spacing * scales[s:s + per])).astype(np.float32)
+            p = np.matmul(local, rotations[s:s + per].astype(np.float32).transpose(0, 2, 1)) * k[:, None, None]
+            p += com
+            vals = ndimage.map_coordinates(template.vol, p.reshape(-1, 3).T, order=1, mode="constant", cval=0.0,
+                                           prefilter=False).reshape(len(c), -1)
+            vals *= density[s:s + per].astype(np.float32)[:, None]
+            pos = base[:, None, :] + grid[None].astype(np.int64)
+            inside = np.all((pos >= 0) & (pos < shape), axis=-1) & (vals > 1e-5)
+            pos = pos[inside]
+            flat_idx = (pos[:, 0] * shape[1] + pos[:, 1]) * shape[2] + pos[:, 2]
+            np.add.at(flat, flat_idx, vals[inside])
 
     # ------------------------------------------------------------ distractors
     def _bilayer(self, dist: np.ndarray) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 
 import numpy as np
 
-from cryo3d.coords import voxel_to_angstrom
+from cryo3d.coords import voxel_to_angstrom, voxels_to_length
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.synth.shapes import random_rotations
@@ -15,6 +16,77 @@ from cryo3d.synth.config import SynthConfig, draw
 from cryo3d.synth.imaging import image
 from cryo3d.synth.tilt_imaging import TiltImaging, image_tilt_series
 from cryo3d.synth.scene import GOLD_DENSITY, PROTEIN_DENSITY, Scene
+from cryo3d.synth.structures import PSEUDO_ATOMIC, TemplateCache, Template, load_structures, make_template
+
+#: With pseudo-atomic proteins (``structures: pseudo-atomic``), the share of randomised class
+#: variants and of crowders drawn as pseudo-atomic proteins (the rest: geometric families).
+PROTEIN_SHARE = 0.75
+#: Pseudo-atomic variants per class and per crowder size bin in one tomogram (shared by particles).
+CLASS_VARIANTS = 2
+CROWDER_BINS = 3
+CROWDER_VARIANTS = 2
+
+
+class _Proteins:
+    """The tomogram's protein templates (pseudo-atomic models or the user's structures), made on first use.
+
+    Keys: ``tpl:<class>`` (the user's structure, or the class's own pseudo-atomic model, the
+    same in every tomogram), ``tpl:<class>/<k>`` (a randomised pseudo-atomic variant of this
+    tomogram) and ``tpl:crowder/<bin>/<k>`` (an unlabelled protein of a size bin).
+    """
+
+    def __init__(self, config: SynthConfig, particles: ParticleSet, index: int, spacing: float) -> None:
+        self.mode = config.structures
+        self.user = {} if self.mode in (None, PSEUDO_ATOMIC) else {s.name: s for s in load_structures(self.mode)}
+        self.classes = {c.name: c for c in particles.classes}
+        self.seed, self.index, self.spacing = int(config.seed), int(index), float(spacing)
+        lo, hi = np.log(config.crowder_radius[0]), np.log(config.crowder_radius[1])
+        self.bins = np.exp(lo + (np.arange(CROWDER_BINS) + 0.5) * (hi - lo) / CROWDER_BINS)
+        self.cache = TemplateCache()
+
+    @property
+    def on(self) -> bool:
+        return self.mode is not None
+
+    def get(self, key: str) -> Template:
+        return self.cache.get(key, self.spacing, lambda: self._make(key[4:]))
+
+    def _make(self, key: str) -> Template:
+        from cryo3d.synth import pseudo_atomic as pa
+        from cryo3d.synth.structures import Structure
+
+        parts = key.split("/")
+        tag = zlib.crc32(key.encode())
+        if parts[0] == "crowder":
+            radius = float(self.bins[int(parts[1])])
+            rng = np.random.default_rng([self.seed, self.index, tag])
+            xyz, mass = _random_protein(pa, rng, radius, hollow=False)
+        elif len(parts) == 1 and parts[0] in self.user:
+            return make_template(self.user[parts[0]], self.spacing)
+        elif len(parts) == 1:  # the class's own protein: the same structure in every tomogram of the set
+            pc = self.classes[parts[0]]
+            rng = np.random.default_rng([tag])
+            xyz, mass = pa.protein(pc.radius, rng, family=fam.resolve(pc.shape).name)
+        else:
+            pc = self.classes[parts[0]]
+            rng = np.random.default_rng([self.seed, self.index, tag])
+            xyz, mass = _random_protein(pa, rng, pc.radius, hollow=fam.resolve(pc.shape).hollow)
+        radius = radius if parts[0] == "crowder" else pc.radius  # pa.protein's models have the radius asked for
+        return make_template(Structure(key, "(pseudo-atomic)", radius, xyz=xyz, mass=mass), self.spacing)
+
+    def crowder_keys(self, rng: np.random.Generator, radii: np.ndarray) -> np.ndarray:
+        """A template key per crowder radius (Angstrom): its size bin and a random variant."""
+        b = np.argmin(np.abs(np.log(radii[:, None] / self.bins[None])), axis=1)
+        k = rng.integers(0, CROWDER_VARIANTS, size=len(radii))
+        return np.array([f"tpl:crowder/{bi}/{ki}" for bi, ki in zip(b, k)], dtype=object)
+
+
+def _random_protein(pa, rng: np.random.Generator, radius: float, hollow: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A randomised pseudo-atomic protein: a hollow envelope for hollow classes; else a filled one or,
+    half of the time, a symmetric homo-oligomer."""
+    if not hollow and rng.random() < 0.5:
+        return pa.protein(radius, rng, symmetry=str(rng.choice(pa.SYMMETRIES)))
+    return pa.protein(radius, rng, hollow=hollow)
 
 
 def _texture(rng: np.random.Generator, n: int, amp: float, k: int = 3) -> dict[str, np.ndarray] | None:
@@ -28,14 +100,21 @@ def _texture(rng: np.random.Generator, n: int, amp: float, k: int = 3) -> dict[s
 
 def _render_group(scene: Scene, rng: np.random.Generator, names: np.ndarray, centres: np.ndarray,
                   radii: np.ndarray, density_jitter: float, texture: float,
-                  density_scale: float = PROTEIN_DENSITY) -> None:
-    """Render particles whose family is ``names[i]``: rotations, densities, parameters, texture."""
+                  density_scale: float = PROTEIN_DENSITY, proteins: _Proteins | None = None) -> None:
+    """Render particles whose family is ``names[i]``: rotations, densities, parameters, texture.
+
+    A name ``tpl:...`` is a protein template of ``proteins``, scaled to the particle's radius."""
     n = len(centres)
     rots = random_rotations(rng, n)
     dens = density_scale * rng.uniform(1 - density_jitter, 1 + density_jitter, size=n)
     tex = _texture(rng, n, texture)
     for name in sorted(set(names.tolist())):
         sel = names == name
+        if name.startswith("tpl:"):
+            tpl = proteins.get(name)
+            scales = radii[sel] / scene.vox(tpl.radius)
+            scene.render_template(tpl, centres[sel], rots[sel], scales, dens[sel])
+            continue
         family = fam.resolve(name)
         params = family.draw(rng, int(sel.sum()))
         sub_tex = None if tex is None else {k: v[sel] for k, v in tex.items()}
@@ -133,6 +212,7 @@ def simulate_tomogram(
         intensity_scale=float(rng.uniform(0.5, 3.0)), intensity_offset=float(rng.uniform(-2, 2)),
     )
     scene = Scene(shape, spacing)
+    proteins = _Proteins(config, particles, index, spacing)
 
     # distractors first: carbon and membranes are big and particles must avoid them
     if params["carbon"]:
@@ -160,13 +240,19 @@ def simulate_tomogram(
         if len(c) == 0:
             continue
         radii = r_vox * rng.uniform(1 - jit, 1 + jit, size=len(c))
-        if config.variants == "random":
+        if pc.name in proteins.user:  # the user's structure, as it is
+            names = np.full(len(c), f"tpl:{pc.name}", dtype=object)
+        elif config.variants == "random":
             choices = fam.variants_for(pc.shape, f"particle class {pc.name!r}")
             names = np.asarray(choices, dtype=object)[rng.integers(0, len(choices), size=len(c))]
+            if proteins.on:
+                keys = np.array([f"tpl:{pc.name}/{k}" for k in rng.integers(0, CLASS_VARIANTS, size=len(c))])
+                names = np.where(rng.random(len(c)) < PROTEIN_SHARE, keys, names).astype(object)
         else:
-            names = np.full(len(c), fam.resolve(pc.shape).name, dtype=object)
+            own = f"tpl:{pc.name}" if proteins.on else fam.resolve(pc.shape).name
+            names = np.full(len(c), own, dtype=object)
         variants[pc.name] = dict(sorted(Counter(names.tolist()).items()))
-        _render_group(scene, rng, names, c, radii, config.density_jitter, config.texture)
+        _render_group(scene, rng, names, c, radii, config.density_jitter, config.texture, proteins=proteins)
         scene.add_balls(c, radii)
         rows_cls += [pc.name] * len(c)
         rows_vox.append(c)
@@ -187,7 +273,10 @@ def simulate_tomogram(
     if crowd_c:
         cc, cr = np.concatenate(crowd_c), np.concatenate(crowd_r)
         names = np.asarray(fam.CROWDER_FAMILIES, dtype=object)[rng.integers(0, len(fam.CROWDER_FAMILIES), len(cc))]
-        _render_group(scene, rng, names, cc, cr, config.density_jitter, config.texture)
+        if proteins.on:  # most crowders are proteins of their size
+            keys = proteins.crowder_keys(rng, np.array([voxels_to_length(r, spacing) for r in cr]))
+            names = np.where(rng.random(len(cc)) < PROTEIN_SHARE, keys, names).astype(object)
+        _render_group(scene, rng, names, cc, cr, config.density_jitter, config.texture, proteins=proteins)
         variants["(crowders)"] = dict(sorted(Counter(names.tolist()).items()))
     params["crowders"] = int(sum(len(c) for c in crowd_c))
     params["variants"] = variants

@@ -12,13 +12,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cryo3d.io.atomic import write_json_atomic
+import yaml
+
+from cryo3d.io.atomic import write_json_atomic, write_text_atomic
 from cryo3d.io.copick_picks import write_copick
 from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.tomogram import write_mrc
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 from cryo3d.synth.config import SynthConfig
+from cryo3d.synth.structures import PSEUDO_ATOMIC, RADIUS_RULE, class_name, structure_files
 from cryo3d.synth.tomogram import simulate_tomogram
 
 
@@ -38,7 +41,11 @@ def synthesize(
     written after its MRC, so a finished tomogram is never redone), ``picks.csv`` (all of
     them), the same picks as copick JSON under ``copick/ExperimentRuns/<name>/Picks/`` and
     ``manifest.json`` (preset, config, particle set and each tomogram's drawn parameters;
-    the training bundle reads its particle set from there).
+    the training bundle reads its particle set from there). With a ``structures`` folder
+    (``config.structures``) also ``particles.yaml``: the particle set derived from the
+    structures (names, radii by :data:`cryo3d.synth.structures.RADIUS_RULE`, weight 1),
+    which ``prepare``, ``train`` and ``evaluate`` read; the manifest records the rule and
+    each class's file.
 
     Args:
         particles (ParticleSet, optional):
@@ -61,6 +68,9 @@ def synthesize(
             "use another --out folder or --overwrite"
         )
     entries = {t["name"]: t for t in old.get("tomograms", [])}
+    if _user_structures(config):
+        write_text_atomic(out / "particles.yaml", "# particle set derived from the structures of "
+                          f"{config.structures}\n# {RADIUS_RULE}\n" + yaml.safe_dump(particles.to_dict(), sort_keys=False))
     all_picks = []
     names = [f"{prefix}_{i:03d}" for i in range(start_index, start_index + n_tomograms)]
     it = enumerate(names, start=start_index)
@@ -89,14 +99,31 @@ def synthesize(
     return manifest
 
 
+def _user_structures(config: SynthConfig) -> bool:
+    return config.structures not in (None, PSEUDO_ATOMIC)
+
+
+def _structures_entry(config: SynthConfig, particles: ParticleSet) -> dict | None:
+    """What the particles are made of, for the manifest (with the radius rule)."""
+    if config.structures is None:
+        return None
+    entry: dict[str, Any] = {"source": config.structures, "radius_rule": RADIUS_RULE}
+    if _user_structures(config):
+        files = {class_name(p): p.name for p in structure_files(config.structures)}
+        entry["classes"] = [{"name": c.name, "file": files.get(c.name), "radius": c.radius} for c in particles.classes]
+    return entry
+
+
 def _manifest(config: SynthConfig, particles: ParticleSet, entries: dict) -> dict:
     return {
         "kind": "cryo3d-synth",
         "version": 2,
         "preset": config.preset or "custom",
-        "particle_set": config.particle_set if particles == config.particles() else "custom",
+        "particle_set": "structures" if _user_structures(config) else (
+            config.particle_set if particles == config.particles() else "custom"),
         "config": _jsonable(asdict(config)),
         "particles": particles.to_dict(),
+        "structures": _structures_entry(config, particles),
         "tomograms": [entries[k] for k in sorted(entries)],
         "picks": "picks.csv",
         "copick_root": "copick",

@@ -29,7 +29,7 @@ from cryo3d.peak_selection import class_densities
 from cryo3d.resolution import choose_geometry, parse_spacing_key
 from cryo3d.store import StoreSettings, prepare_store
 from cryo3d.synth import SynthConfig, synthesize
-from cryo3d.workflows.network_spec import bundle_particles
+from cryo3d.workflows.network_spec import bundle_particles, structures_key
 
 logger = logging.getLogger("cryo3d")
 
@@ -56,6 +56,7 @@ def ensure_data(
     runs: Sequence[str] | None = None,
     batch_size: int | str = 8,
     network: str | dict | None = None,
+    synth_structures: str | None = None,
 ) -> dict:
     """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
 
@@ -67,6 +68,10 @@ def ensure_data(
     (and ``"auto"`` patch size, stride and batch size) follow the particle set
     (:func:`cryo3d.resolution.choose_geometry`; the choice and its reason are logged).
     ``network`` (name or config) gives the spatial divisor the patch must respect.
+    ``synth_structures`` (a folder of density maps and atomic models, see
+    :mod:`cryo3d.synth.structures`) makes the simulated tomograms of exactly those structures
+    (one class per file; the particle set is derived from them and written as
+    ``dataset_dir/particles.yaml``).
 
     With ``copick_config`` the tomograms, ground truth and particle classes come from that
     copick project instead (:func:`cryo3d.io.copick_project.training_inputs`): ``runs`` (all
@@ -92,7 +97,8 @@ def ensure_data(
             gt_session=gt_session, runs=runs)
         return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                             ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
-                            progress and (not distributed or dist.get_rank() == 0), copick, batch_size, network)
+                            progress and (not distributed or dist.get_rank() == 0), copick, batch_size, network,
+                            synth_structures)
     finally:
         if distributed and dist.get_rank() == 0:
             dist.barrier()
@@ -100,14 +106,14 @@ def ensure_data(
 
 def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                  ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress, copick=None, batch_size=8,
-                 network=None) -> dict:
+                 network=None, synth_structures=None) -> dict:
     d = Path(dataset_dir)
     if copick is not None:  # a copick project: tomograms, ground truth and classes from it
         tomos, picks, particles, gt = training_inputs(dataset_dir=d, **copick)
         builtin = False
     else:
         tomos, picks, particles, gt, builtin = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed,
-                                                              progress)
+                                                              progress, synth_structures)
     train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
     geo = _choose_geometry(particles, [tomos[n] for n in train], voxel_spacing, patch_size, stride,
                            batch_size, network, ds_factor)
@@ -143,13 +149,14 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
     }
 
 
-def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progress) -> tuple:
+def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progress, synth_structures=None) -> tuple:
     """Tomograms, picks, particles, picks CSV and whether it is built-in data, of a dataset folder
     (``tomograms/`` + ``picks.csv``), simulated first when the folder is empty."""
     tdir = d / "tomograms"
     has_tomos = tdir.is_dir() and any(tdir.iterdir())
     if not has_tomos:
-        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed)
+        cfg = SynthConfig.preset(synth_preset, shape=tuple(synth_shape), seed=seed,
+                                 structures=structures_key(synth_structures))
         synthesize(d, n_tomograms, cfg, progress=progress)
     gt = d / "picks.csv"
     if not gt.exists():

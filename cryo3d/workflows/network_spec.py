@@ -21,6 +21,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from cryo3d import coords
+from cryo3d.bundle_keys import NULL_WORDS
 from cryo3d.io.copick_project import project_particles
 from cryo3d.particles import BUILTIN_PARTICLE_SETS, ParticleSet, builtin_particles, load_particles
 from cryo3d.resolution import TrainingGeometry, choose_geometry
@@ -31,11 +32,19 @@ def _is_auto(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "", "null", "none"))
 
 
+def structures_key(value: Any) -> str | None:
+    """The bundle's ``synth_structures`` key: a folder, or None for null (also as MONAI's CLI passes it)."""
+    if value is None or str(value).strip().lower() in NULL_WORDS:
+        return None
+    return str(value)
+
+
 def bundle_particles(
     particle_set: Any,
     dataset_dir: str | os.PathLike,
     synth_preset: str = "default",
     copick_config: str | os.PathLike | None = None,
+    synth_structures: str | None = None,
 ) -> ParticleSet:
     """The classes a training run learns, without making or reading any tomogram.
 
@@ -49,6 +58,8 @@ def bundle_particles(
         dataset_dir: the bundle's ``dataset_dir`` (read, never written).
         synth_preset: the simulator preset an empty ``dataset_dir`` is filled with.
         copick_config: a copick project's config file, or None.
+        synth_structures: the folder of structures an empty ``dataset_dir`` is simulated from
+            (its particle set is derived from them), or None.
 
     Returns:
         The particle set; its length is the network's number of output channels.
@@ -71,7 +82,7 @@ def bundle_particles(
         return load_particles(str(d / "particles.yaml"))
     tdir = d / "tomograms"
     if not (tdir.is_dir() and any(tdir.iterdir())):
-        return SynthConfig.preset(synth_preset).particles()
+        return SynthConfig.preset(synth_preset, structures=structures_key(synth_structures)).particles()
     manifest = d / "manifest.json"
     if manifest.is_file():
         man = json.loads(manifest.read_text())
