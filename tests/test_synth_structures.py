@@ -111,7 +111,7 @@ def test_simulated_particle_density_is_centred_on_its_ground_truth_pick(tmp_path
     real_image = tomogram.image
     monkeypatch.setattr(tomogram, "image", lambda vol, *a, **k: (scenes.append(vol.copy()), real_image(vol, *a, **k))[1])
     cfg = SynthConfig(structures=str(folder), shape=(40, 64, 64), voxel_spacing=7.0, particles_per_class=1, crowders=0,
-                      vesicles=0, sheets=0, gold=0, carbon=0.0, seed=2)
+                      vesicles=0, sheets=0, gold=0, carbon=0.0, seed=2, tilt_prob=0.0)  # the Fourier model calls image()
     for i in range(3):
         _, picks, _ = simulate_tomogram(cfg, i)
         np.testing.assert_allclose(_density_com(scenes[-1]), angstrom_to_voxel(picks.xyz, 7.0)[0], atol=0.5)
