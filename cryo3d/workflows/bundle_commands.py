@@ -33,7 +33,7 @@ from fire.parser import DefaultParseValue
 
 from cryo3d.errors import Cryo3DError
 from cryo3d.options import check_data_key, check_data_value
-from cryo3d.workflows.bundle import bundle_dir, config_files, config_path
+from cryo3d.workflows.bundle import bundle_dir, config_files, config_path, raw_bundle_keys
 
 #: The bundle workflow ``cryo3d train`` runs (``python -m monai.bundle run training``).
 TRAINING_ID = "training"
@@ -97,7 +97,7 @@ def cmd_train(a: argparse.Namespace, extra: Sequence[str]) -> int:
                    config_file=cfg[0] if len(cfg) == 1 else cfg,
                    logging_file=files["logging_file"] or str(config_path("logging.conf")), **over)
     except Exception as e:
-        root = unwrap_bundle_error(e)
+        root = unwrap_bundle_error(e, over.get("output_dir") or raw_bundle_keys(cfg).get("output_dir"))
         if root is e:
             raise
         raise root from e

@@ -179,7 +179,7 @@ def check_train_settings(config_files: Sequence[str], overrides: MutableMapping[
         check_pretrained(merged.get("pretrained"))
 
 
-def unwrap_bundle_error(error: BaseException) -> BaseException:
+def unwrap_bundle_error(error: BaseException, output_dir: Any = None) -> BaseException:
     """The expected failure inside MONAI's ``Failed to evaluate ...`` wrapping, or ``error`` itself.
 
     Follows the ``RuntimeError('Failed to evaluate/instantiate ...')`` chain MONAI builds
@@ -189,8 +189,12 @@ def unwrap_bundle_error(error: BaseException) -> BaseException:
     that does not fit the checkpoint to resume from becomes a one-line
     :class:`~cryo3d.errors.Cryo3DError`. Anything else (a bug) is returned unchanged.
 
+    An ``OSError`` that names no file (a write that failed when its buffer was flushed, as
+    on a full disk) is named by the run's folder.
+
     Args:
         error: what ``monai.bundle.run`` raised.
+        output_dir: the run's folder, to name where a write failed when the error does not.
 
     Returns:
         The error to report.
@@ -203,6 +207,10 @@ def unwrap_bundle_error(error: BaseException) -> BaseException:
         cur = cur.__cause__
     if cur is error:
         return error
+    if isinstance(cur, OSError) and cur.filename is None and output_dir is not None:
+        what = cur.strerror or str(cur)
+        return Cryo3DError(f"output_dir {output_dir}: a write of the training run failed: {what}; free space "
+                           "or permissions there (and in dataset_dir), or choose another --output-dir")
     if isinstance(cur, (ValueError, OSError)):
         return cur
     text = str(cur)
