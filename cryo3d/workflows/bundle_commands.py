@@ -116,7 +116,9 @@ def add_bundle_parsers(sub: argparse._SubParsersAction) -> None:
         "train", allow_abbrev=False, help="train the picker: the bundle's training workflow (as python -m monai.bundle run training)",
         description="Run the shipped bundle's training workflow (configs/train.yaml) through MONAI's bundle "
         "runner. Any --KEY VALUE sets that top-level key of the config, parsed as MONAI's CLI parses it "
-        "(e.g. --max_epochs 5 --network_name unet-small --time_budget 20). Without --dataset-dir it "
+        "(e.g. --max_epochs 5 --network_name unet-small --time_budget 20 --write_report false). Values are data: "
+        "$ expressions, % macros, @ references and _target_ keys are refused (put code in a --config-file); "
+        "booleans read true/false, yes/no, on/off, 1/0. Without --dataset-dir it "
         "simulates the built-in data into data/picker/. Running it again resumes.")
     s.add_argument("--dataset-dir", help="data folder: tomograms/ + picks.csv (+ particles.yaml), or where the "
                    "built-in data is simulated (default: the config's, data/picker)")

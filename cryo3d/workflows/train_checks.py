@@ -32,19 +32,25 @@ def _is_code(value: Any) -> bool:
     return isinstance(value, str) and value.lstrip()[:1] in CODE_PREFIXES
 
 
-def _raw_item(raw: Mapping[str, Any], key: str) -> Any:
-    """The raw value at a ``#`` key path of a config (``train#dataloader#shuffle``), or None."""
-    if key in raw:
-        return raw[key]
-    node: Any = raw
-    for part in key.split("#"):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+def _raw_item(node: Any, key: str) -> Any:
+    """The raw value at a ``#`` key path of a config (``train#dataloader#shuffle``), or None.
+
+    A config may spell a path in one key (``train#sampler: {shuffle: true}``, as
+    ``multi_gpu_train.yaml`` does), so every split of the path is tried.
+    """
+    parts = key.split("#")
+    for n in range(len(parts), 0, -1):
+        head, rest = "#".join(parts[:n]), "#".join(parts[n:])
+        if isinstance(node, Mapping) and head in node:
+            child = node[head]
+        elif isinstance(node, list) and head.isdigit() and int(head) < len(node):
+            child = node[int(head)]
         else:
-            return None
-    return node
+            continue
+        found = child if not rest else _raw_item(child, rest)
+        if found is not None:
+            return found
+    return None
 
 
 def check_flags(raw: Mapping[str, Any], overrides: MutableMapping[str, Any]) -> None:
