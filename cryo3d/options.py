@@ -128,3 +128,28 @@ def check_data_key(key: str, field: str) -> str:
         if part.lstrip()[:1] in CODE_PREFIXES:
             raise Cryo3DError(f"{field}: a key starting with {part.lstrip()[:1]!r} is config syntax, not a key")
     return key
+
+
+def check_component_flags(values: Mapping[str, Any]) -> None:
+    """Refuse boolean component arguments that MONAI's command line handed over as words.
+
+    ``python -m monai.bundle run ... --train#dataloader#shuffle false`` sets the component's
+    argument to the string ``'false'``, which the component reads as true; nothing between
+    the command line and the component converts it (``cryo3d train`` does). The bundle's
+    ``initialize`` calls this with its nested boolean arguments, so such a run stops before
+    it trains instead of silently doing the opposite.
+
+    Args:
+        values: ``#`` key path -> the value the component will get.
+
+    Raises:
+        Cryo3DError: naming the first key whose value is not a boolean (or 0/1).
+    """
+    for key, value in values.items():
+        key = key.replace("::", "#")  # MONAI spells '#' as '::' inside expressions
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            continue
+        flag = parse_flag(value, key)
+        raise Cryo3DError(f"{key}: {value!r} would reach the component as a string, which reads as true; "
+                          f"give {flag} (capitalised) or 0/1 to python -m monai.bundle run, or use cryo3d train, "
+                          "which reads any boolean word")

@@ -10,6 +10,7 @@ Fire over ``monai.bundle.run``) and check the value where the config consumes it
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,34 @@ def test_a_tiny_training_run_through_monai_bundle_run_with_write_report_no_write
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert (out / "checkpoints" / "best.pt").is_file() and not (out / "report").exists()
     assert not Path(out / "train_metrics.jsonl").exists()  # the report handler records nothing when off
+
+
+def _initialize_check_keys(config: str) -> set[str]:
+    """The keys the config's first ``initialize`` step checks (:func:`cryo3d.options.check_component_flags`)."""
+    first = yaml.safe_load(config_path(config).read_text())["initialize"][0]
+    assert first.startswith("$cryo3d.options.check_component_flags(")
+    return set(re.findall(r"'([\w#]+)': @", first))
+
+
+@pytest.mark.parametrize("config", ["train.yaml", "multi_gpu_train.yaml"])
+def test_the_training_configs_check_every_nested_boolean_they_run_with(config):
+    runs_with = {k for c, k in NESTED_KEYS if c in (config, *MONAI_CONFIGS[config])}
+    assert _initialize_check_keys(config) == runs_with
+
+
+@pytest.mark.parametrize("word", ["False", "0"])
+@pytest.mark.parametrize(("config", "key"), NESTED_KEYS)
+def test_a_component_flag_given_as_false_or_0_through_monai_bundle_run_switches_it_off(config, key, word):
+    parser = parse_bundle(_files(config), _monai_cli_overrides(config, [f"--{key}", word]))
+    parser.get_parsed_content("initialize#0")  # accepted
+    assert not parser.get_parsed_content(key)
+
+
+@pytest.mark.parametrize("word", ["false", "no"])
+@pytest.mark.parametrize(("config", "key"), NESTED_KEYS)
+def test_a_component_flag_given_as_a_lowercase_word_through_monai_bundle_run_stops_the_run_naming_it(config, key, word):
+    # MONAI hands the word to the component as a string (which reads as true): the run stops before it trains
+    parser = parse_bundle(_files(config), _monai_cli_overrides(config, [f"--{key}", word]))
+    with pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("initialize#0")
+    assert isinstance(info.value.__cause__, Cryo3DError) and str(info.value.__cause__).startswith(f"{key}: '{word}'")
