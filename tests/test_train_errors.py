@@ -142,3 +142,10 @@ def test_a_bug_inside_a_config_expression_keeps_its_traceback():
     with pytest.raises(RuntimeError, match="Failed to evaluate") as info:
         ConfigParser({"y": "$1 // 0"}).get_parsed_content("y")
     assert unwrap_bundle_error(info.value) is info.value
+
+
+def test_a_config_file_that_is_not_yaml_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "extra.yaml"
+    bad.write_text("max_epochs: [1\n")
+    line = _refused_before_the_run(monkeypatch, capsys, ["--output-dir", str(tmp_path / "run"), "--config-file", str(bad)])
+    assert f"{bad}: not a valid YAML bundle config" in line
