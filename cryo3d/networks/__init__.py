@@ -33,6 +33,7 @@ from cryo3d.networks.heads import PriorHead, prior_logits
 from cryo3d.networks.pyramid import PyramidNetwork
 from cryo3d.networks.sefpn import SEFPN3D, SEResBlock
 from cryo3d.networks.unet import UNet3D
+from cryo3d.options import parse_flag
 
 __all__ = [
     "NETWORKS",
@@ -43,6 +44,7 @@ __all__ = [
     "SEResBlock",
     "UNet3D",
     "build_network",
+    "check_network_choice",
     "count_parameters",
     "network_config",
     "prior_logits",
@@ -119,11 +121,56 @@ def build_network(name_or_config: str | Mapping[str, Any], **kwargs: Any) -> nn.
     """
     cfg = network_config(name_or_config, **kwargs)
     cls = NETWORKS[cfg.pop("name")]
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    valid = constructor_keys(cls)
     unknown = sorted(set(cfg) - set(valid))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown config key(s) {unknown}; valid keys: {valid}")
+    params = inspect.signature(cls.__init__).parameters
+    for key, value in cfg.items():  # MONAI's CLI hands {se: false} over as the string 'false'
+        if isinstance(params[key].default, bool):
+            cfg[key] = parse_flag(value, f"network_overrides#{key}")
     return cls(**cfg)
+
+
+def constructor_keys(cls: type[nn.Module]) -> list[str]:
+    """The arguments a network family's constructor takes (its config keys besides ``name``)."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+#: Config keys the training bundle sets from their own keys (``network_config`` of train.yaml).
+BUNDLE_SET_KEYS = ("name", "in_channels", "out_channels", "ds_factor", "prior")
+
+
+def check_network_choice(name: Any, overrides: Any = None) -> None:
+    """Check the bundle's ``network_name`` and ``network_overrides`` before anything is built.
+
+    Args:
+        name: ``network_name``: a preset (``unet-small``) or family (``unet``) name.
+        overrides: ``network_overrides``: a mapping of constructor arguments of that family
+            (e.g. ``{"fusion": "cascade", "se": False}`` for SE-FPN), or None.
+
+    Raises:
+        ValueError: naming the key and the valid names or constructor arguments.
+    """
+    known = sorted(PRESETS) + sorted(NETWORKS)
+    if not isinstance(name, str) or name not in known:
+        raise ValueError(f"network_name: unknown network {name!r}; expected one of {known}")
+    if overrides is None:
+        return
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"network_overrides: expected a mapping of constructor arguments (e.g. "
+                         f"{{fusion: cascade}}), got {overrides!r}")
+    cls = NETWORKS[network_config(name)["name"]]
+    valid = [k for k in constructor_keys(cls) if k not in BUNDLE_SET_KEYS]
+    for key in overrides:
+        if key in BUNDLE_SET_KEYS:
+            raise ValueError(f"network_overrides: {key!r} is set by the bundle (network_name, num_classes, "
+                             "ds_factor, prior); set that key instead")
+        if key not in valid:
+            raise ValueError(f"network_overrides: {key!r} is not an argument of {cls.__name__} "
+                             f"({name}); valid keys: {valid}")
+        if isinstance(inspect.signature(cls.__init__).parameters[key].default, bool):
+            parse_flag(overrides[key], f"network_overrides#{key}")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

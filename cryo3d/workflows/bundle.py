@@ -73,10 +73,21 @@ def parse_bundle(files: ConfigFiles = None, overrides: Mapping[str, Any] | None 
 
 
 def raw_bundle_keys(files: ConfigFiles = None) -> dict:
-    """The raw (unevaluated) top-level keys of the bundle config(s), later files winning."""
+    """The raw (unevaluated) top-level keys of the bundle config(s), later files winning.
+
+    Raises:
+        FileNotFoundError: a config file that does not exist.
+        Cryo3DError: a file that is not YAML or not a mapping.
+    """
     out: dict[str, Any] = {}
     for f in config_files(files):
         if not Path(f).is_file():
             raise FileNotFoundError(f"bundle config {f} not found")
-        out.update(yaml.safe_load(Path(f).read_text()) or {})
+        try:
+            keys = yaml.safe_load(Path(f).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise Cryo3DError(f"{f}: not a valid YAML bundle config ({' '.join(str(e).split())})") from None
+        if not isinstance(keys, dict):
+            raise Cryo3DError(f"{f}: expected a mapping of config keys, got a {type(keys).__name__}")
+        out.update(keys)
     return out

@@ -13,8 +13,14 @@ is the same run as::
     python -m monai.bundle run training --meta_file M --config_file T --logging_file L \\
         --dataset_dir data/picker --max_epochs 5
 
-A value starting with ``$`` (a Python expression in MONAI's config syntax) is refused: CLI
-values are data here; put expressions in a config file and pass it with ``--config-file``.
+Every value is data (:func:`cryo3d.options.check_data_value`): a ``$`` expression, ``%``
+macro or ``@`` reference, or a component key (``_target_`` ...), at any depth of a dict or
+list, is refused before anything runs; put code in a config file and pass it with
+``--config-file``. ``network_name`` and ``network_overrides`` are checked against the known
+networks and the chosen family's constructor, the output folder and ``pretrained`` before
+the run, and an expected failure inside the run (a bad checkpoint, a full disk, bad data)
+surfaces as its own one-line error rather than MONAI's ``Failed to evaluate`` wrapping
+(:func:`unwrap_bundle_error`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from typing import Any
 from fire.parser import DefaultParseValue
 
 from cryo3d.errors import Cryo3DError
-from cryo3d.workflows.bundle import bundle_dir, config_files, config_path
+from cryo3d.options import check_data_key, check_data_value
+from cryo3d.workflows.bundle import bundle_dir, config_files, config_path, raw_bundle_keys
 
 #: The bundle workflow ``cryo3d train`` runs (``python -m monai.bundle run training``).
 TRAINING_ID = "training"
@@ -42,8 +49,9 @@ def parse_overrides(extra: Sequence[str]) -> dict[str, Any]:
     MONAI's own CLI parses them (Fire: Python literals, anything else a string).
 
     Raises:
-        Cryo3DError: an argument that is not ``--key value``/``--key=value``, or a value that
-            is a ``$`` expression.
+        Cryo3DError: an argument that is not ``--key value``/``--key=value``, or a key or
+            value that is config code (``$``, ``%``, ``@``, ``_target_``; see
+            :func:`cryo3d.options.check_data_value`).
     """
     out: dict[str, Any] = {}
     items = list(extra)
@@ -59,10 +67,8 @@ def parse_overrides(extra: Sequence[str]) -> dict[str, Any]:
             value = items[i + 1]
             i += 1
         i += 1
-        if value.lstrip().startswith("$"):
-            raise Cryo3DError(f"--{key} {value!r}: a '$' expression is code, and values given on the command "
-                              "line are data; write it in a config file and pass --config-file")
-        out[key.replace("-", "_")] = DefaultParseValue(value)
+        name = check_data_key(key.replace("-", "_"), f"--{key}")
+        out[name] = check_data_value(DefaultParseValue(value), f"--{key}")
     return out
 
 
@@ -79,12 +85,22 @@ def cmd_train(a: argparse.Namespace, extra: Sequence[str]) -> int:
     over = parse_overrides(extra)
     for key in ("dataset_dir", "output_dir"):
         if getattr(a, key) is not None:
-            over[key] = getattr(a, key)
+            over[key] = check_data_value(getattr(a, key), f"--{key.replace('_', '-')}")
     files = {key: over.pop(key, None) or getattr(a, key) for key in RUNNER_FILES}  # --config_file spelt MONAI's way
     cfg = config_files(files["config_file"])
-    run_bundle(run_id=TRAINING_ID, meta_file=files["meta_file"] or str(config_path("metadata.json")),
-               config_file=cfg[0] if len(cfg) == 1 else cfg,
-               logging_file=files["logging_file"] or str(config_path("logging.conf")), **over)
+    # imported here: the checks build on cryo3d.networks (torch), which the CLI's parser must not import
+    from cryo3d.workflows.train_checks import check_train_settings, unwrap_bundle_error
+
+    check_train_settings(cfg, over)
+    try:
+        run_bundle(run_id=TRAINING_ID, meta_file=files["meta_file"] or str(config_path("metadata.json")),
+                   config_file=cfg[0] if len(cfg) == 1 else cfg,
+                   logging_file=files["logging_file"] or str(config_path("logging.conf")), **over)
+    except Exception as e:
+        root = unwrap_bundle_error(e, over.get("output_dir") or raw_bundle_keys(cfg).get("output_dir"))
+        if root is e:
+            raise
+        raise root from e
     return 0
 
 
@@ -100,7 +116,9 @@ def add_bundle_parsers(sub: argparse._SubParsersAction) -> None:
         "train", allow_abbrev=False, help="train the picker: the bundle's training workflow (as python -m monai.bundle run training)",
         description="Run the shipped bundle's training workflow (configs/train.yaml) through MONAI's bundle "
         "runner. Any --KEY VALUE sets that top-level key of the config, parsed as MONAI's CLI parses it "
-        "(e.g. --max_epochs 5 --network_name unet-small --time_budget 20). Without --dataset-dir it "
+        "(e.g. --max_epochs 5 --network_name unet-small --time_budget 20 --write_report false). Values are data: "
+        "$ expressions, % macros, @ references and _target_ keys are refused (put code in a --config-file); "
+        "booleans read true/false, yes/no, on/off, 1/0. Without --dataset-dir it "
         "simulates the built-in data into data/picker/. Running it again resumes.")
     s.add_argument("--dataset-dir", help="data folder: tomograms/ + picks.csv (+ particles.yaml), or where the "
                    "built-in data is simulated (default: the config's, data/picker)")
