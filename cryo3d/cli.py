@@ -55,6 +55,14 @@ def add_project_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
         g.add_argument("--gt-session", help="copick session of the ground-truth picks (default: the only one)")
 
 
+def add_tomograms_star_option(p: argparse.ArgumentParser) -> None:
+    """``--tomograms-star``: RELION 5 tomogram sizes for centred STAR coordinates."""
+    p.add_argument("--tomograms-star", metavar="FILE",
+                   help="RELION 5 tomograms.star (_rlnTomoName, _rlnTomoSizeX/Y/Z, _rlnTomoTiltSeriesPixelSize): the "
+                   "tomogram sizes that STAR _rlnCenteredCoordinateX/Y/ZAngst need; particles of other tomograms "
+                   "are left out with a warning")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cryo3d",
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--picks-voxel-spacing", type=float, metavar="A",
                    help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z (default: --voxel-spacing, else the file's optics)")
     s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    add_tomograms_star_option(s)
     add_project_options(s)
     s.set_defaults(func=Command("cryo3d.commands.prepare"))
 
@@ -168,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
                    "--tomograms) to DIR/index.html")
     s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
-                   help="tomogram files, folders or globs to show in the report")
+                   help="tomogram files, folders or globs to show in the report (their sizes also place RELION 5 "
+                   "centred STAR coordinates); a .star here is taken as --tomograms-star")
+    add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.evaluate"))
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
@@ -195,6 +206,7 @@ def add_report_parsers(sub: Any) -> None:
     s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
     s.add_argument("--threshold", type=float, nargs="+",
                    help="show picks with score at or above this (one, or one per class); curves use every pick")
+    add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.report"))
 
     s = sub.add_parser("view", help="open a tomogram with picks and ground truth in napari (optional extra)",
@@ -206,6 +218,7 @@ def add_report_parsers(sub: Any) -> None:
     s.add_argument("--gt", help="ground-truth picks file")
     s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
     s.add_argument("--voxel-spacing", type=float, help="override the tomogram's voxel spacing (Angstrom)")
+    add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.report", "run_view"))
 
 
