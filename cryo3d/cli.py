@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--report", action="store_true", help="also write an HTML report to OUT/report/index.html")
     s.add_argument("--report-gt", help="ground-truth picks for the report (colours picks by outcome)")
+    s.add_argument("--format", action="append", choices=["czii-submission"], default=[],
+                   help="also write OUT/submission.csv, the CZII challenge's format (id,experiment,particle_type,x,y,z)")
     s.set_defaults(func=Command("cryo3d.commands.predict"))
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
@@ -181,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "centred STAR coordinates); a .star here is taken as --tomograms-star")
     add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.evaluate"))
+
+    s = sub.add_parser("export", help="write picks in another format (a CZII challenge submission.csv, CSV, STAR)",
+                       description="Read picks (CSV, challenge submission CSV, copick JSON or root, STAR) and write "
+                       "them as the CZII challenge's submission.csv (id,experiment,particle_type,x,y,z in Angstrom; "
+                       "ids 0..n-1, no score column), cryo3d's CSV, or RELION 4 STAR.")
+    s.add_argument("picks", help="picks file or copick root")
+    s.add_argument("--format", required=True, choices=["czii-submission", "csv", "star"], help="output format")
+    s.add_argument("--out", required=True, help="output file (written atomically)")
+    s.add_argument("--min-score", type=float, metavar="S", help="keep picks with score >= S (default: all)")
+    s.add_argument("--voxel-spacing", type=float, metavar="A",
+                   help="Angstrom per pixel of STAR pixel coordinates (read), and of --format star (written)")
+    s.add_argument("--particles", help="YAML/JSON particle set (STAR _rlnClassNumber)")
+    s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    add_tomograms_star_option(s)
+    s.set_defaults(func=Command("cryo3d.commands.export"))
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
     add_report_parsers(sub)  # cryo3d report, cryo3d view
