@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write picks in another format (a CZII challenge submission.csv, CSV, STAR)",
                        description="Read picks (CSV, challenge submission CSV, copick JSON or root, STAR) and write "
                        "them as the CZII challenge's submission.csv (id,experiment,particle_type,x,y,z in Angstrom; "
-                       "ids 0..n-1, no score column), cryo3d's CSV, or RELION 4 STAR.")
+                       "ids 0..n-1, no score column), cryo3d's CSV, or RELION STAR (RELION 4 pixels with "
+                       "--voxel-spacing, RELION 5 centred Angstrom with --tomograms-star).")
     s.add_argument("picks", help="picks file or copick root")
     s.add_argument("--format", required=True, choices=["czii-submission", "csv", "star"], help="output format")
     s.add_argument("--out", required=True, help="output file (written atomically)")

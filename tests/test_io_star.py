@@ -256,3 +256,36 @@ def test_relion5_centred_coordinates_read_back_through_a_tomograms_star_within_0
         **{f"rlnTomoSize{a}": [size[i]] for i, a in enumerate("XYZ")}})}, d / "t.star")
     got = read_picks(d / "p.star", tomograms_star=d / "t.star")
     assert np.abs(got.xyz - xyz).max() < 0.01
+
+
+@pytest.mark.parametrize("argv", [
+    ["prepare"], ["evaluate", "p.star", "gt.csv"], ["report", "t.mrc", "p.star", "--out", "r"], ["view", "t.mrc"],
+    ["export", "p.star", "--format", "csv", "--out", "p.csv"],
+])
+def test_every_command_that_reads_picks_takes_a_tomograms_star(argv):
+    from cryo3d.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "--tomograms-star", "tomograms.star"]).tomograms_star == "tomograms.star"
+
+
+def test_export_writes_relion5_centred_star_from_a_tomograms_star_that_reads_back(tmp_path, picks):
+    write_picks_csv(tmp_path / "p.csv", picks)
+    _relion5_tomograms_star(tmp_path / "tomograms.star")
+    assert main(["export", str(tmp_path / "p.csv"), "--format", "star", "--out", str(tmp_path / "p.star"),
+                 "--tomograms-star", str(tmp_path / "tomograms.star")]) == 0
+    assert "rlnCenteredCoordinateXAngst" in starfile.read(tmp_path / "p.star").columns
+    got = read_picks(tmp_path / "p.star", tomograms_star=tmp_path / "tomograms.star")
+    np.testing.assert_allclose(got.xyz, picks.xyz, atol=1e-9)
+
+
+def test_a_bad_value_in_a_selected_tomogram_names_its_row_in_the_file(tmp_path, picks):
+    _relion5(tmp_path / "particles.star", picks)
+    _relion5_tomograms_star(tmp_path / "tomograms.star", names=["TS_2"])
+    text = (tmp_path / "particles.star").read_text().splitlines()
+    i = [k for k, line in enumerate(text) if line.startswith("TS_2")][1]  # the file's 4th particle row
+    cells = text[i].split("\t")
+    cells[1] = "abc"
+    text[i] = "\t".join(cells)
+    (tmp_path / "particles.star").write_text("\n".join(text) + "\n")
+    with pytest.warns(UserWarning, match="left out"), pytest.raises(ValueError, match="particle row 4, label"):
+        read_picks(tmp_path / "particles.star", tomograms_star=tmp_path / "tomograms.star")

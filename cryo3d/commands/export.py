@@ -6,6 +6,7 @@ import argparse
 
 from cryo3d.io.czii_submission import write_submission
 from cryo3d.io.pick_formats import read_picks, write_picks
+from cryo3d.io.star import read_tomograms_star
 from cryo3d.particles import load_particles
 
 __all__ = ["EXPORT_FORMATS", "run"]
@@ -26,10 +27,12 @@ def run(a: argparse.Namespace) -> int:
         picks = picks.select(picks.score >= a.min_score)
     if a.format == "czii-submission":
         write_submission(a.out, picks)
-    elif a.format == "star":
-        if a.voxel_spacing is None:
-            raise ValueError("export: --format star writes RELION 4 pixel coordinates; give --voxel-spacing")
-        write_picks(a.out, picks, voxel_spacing=a.voxel_spacing, particles=particles)
+    elif a.format == "star":  # RELION 4 pixels with --voxel-spacing, RELION 5 centred Angstrom with --tomograms-star
+        if a.voxel_spacing is None and a.tomograms_star is None:
+            raise ValueError("export: --format star needs --voxel-spacing (RELION 4 pixel coordinates) or "
+                             "--tomograms-star (RELION 5 centred Angstrom)")
+        sizes = read_tomograms_star(a.tomograms_star) if a.tomograms_star else None
+        write_picks(a.out, picks, voxel_spacing=a.voxel_spacing, particles=particles, tomogram_sizes=sizes)
     else:
         write_picks(a.out, picks)
     kept = f" ({n - len(picks)} below --min-score {a.min_score:g} left out)" if len(picks) < n else ""

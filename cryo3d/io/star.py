@@ -10,14 +10,12 @@ Coordinates, in the order tried (one particle table; ``data_particles`` when the
 * ``_rlnCoordinateX/Y/ZAngst`` -- Angstrom (cryo3d and some older tools).
 * ``_rlnCenteredCoordinateX/Y/ZAngst`` -- RELION 5: Angstrom from the tomogram's centre. The
   centre is half the tomogram's size (RELION's ``rlnTomoSize / 2 * rlnTomoTiltSeriesPixelSize``,
-  as copick reads it), so the size of each tomogram is needed: ``tomogram_sizes`` (Angstrom
-  extent ``(X, Y, Z)`` per tomogram name), or ``_rlnTomoSizeX/Y/Z`` with
-  ``_rlnTomoTiltSeriesPixelSize`` in a tomograms table of the same file, or RELION 5's own
-  ``tomograms.star`` (``tomograms_star``; ``--tomograms-star`` on the command line;
-  :func:`read_tomograms_star`). With cryo3d's pixel convention (pixel ``i`` at ``i * spacing``)
-  the centre is pixel ``size / 2``, as RELION 5 places it. When the size is unknown and pixel
-  coordinates are present too, those are used. A full-dataset STAR whose sizes are known for
-  only some tomograms gives those tomograms' rows, with a warning that counts the rows left out.
+  as copick reads it), so each tomogram's size is needed: ``tomogram_sizes`` (``(X, Y, Z)``
+  Angstrom per tomogram), or a tomograms table (``_rlnTomoSizeX/Y/Z``, ``_rlnTomoTiltSeriesPixelSize``)
+  in the same file or in RELION 5's ``tomograms.star`` (``tomograms_star``, ``--tomograms-star``).
+  With cryo3d's pixel convention (pixel ``i`` at ``i * spacing``) the centre is pixel
+  ``size / 2``, as RELION 5 places it. Pixel coordinates, when present, serve when a size is
+  unknown; else only the rows of tomograms with a known size are read (a warning counts the rest).
 * ``_rlnCoordinateX/Y/Z`` -- RELION 4 pixels: pixel ``i`` is at ``i * spacing`` Angstrom (the
   cryo3d voxel-centre convention, and copick's). The spacing is ``voxel_spacing`` (a number
   or ``{tomogram: spacing}``, e.g. ``--voxel-spacing``) or, when not given, the optics
@@ -65,6 +63,12 @@ def _label(col: str) -> str:
     return "_" + col
 
 
+def _row(df, i: int) -> int:
+    """1-based row number in the file of the table's ``i``-th row (rows may have been selected)."""
+    label = df.index[i]
+    return int(label) + 1 if isinstance(label, (int, np.integer)) else i + 1
+
+
 def _numbers(df, col: str, where: str, what: str, finite: bool = True) -> np.ndarray:
     """Column ``col`` as float64; ``ValueError`` naming file, row and label of a bad value."""
     raw = df[col]
@@ -73,7 +77,7 @@ def _numbers(df, col: str, where: str, what: str, finite: bool = True) -> np.nda
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{where}, particle row {i + 1}, label {_label(col)}: expected {what}, got {raw.iloc[i]!r}"
+            f"{where}, particle row {_row(df, i)}, label {_label(col)}: expected {what}, got {raw.iloc[i]!r}"
         )
     return vals
 
@@ -82,7 +86,7 @@ def _names(df, col: str, where: str) -> np.ndarray:
     vals = ["" if v is None else str(v).strip() for v in df[col].tolist()]
     for i, v in enumerate(vals):
         if not v or v.lower() in ("nan", "<na>"):
-            raise ValueError(f"{where}, particle row {i + 1}, label {_label(col)}: expected a name, got {v!r}")
+            raise ValueError(f"{where}, particle row {_row(df, i)}, label {_label(col)}: expected a name, got {v!r}")
     return np.array(vals, dtype=object)
 
 
@@ -191,11 +195,11 @@ def _table_sizes(blocks: dict, where: str) -> dict[str, np.ndarray]:
 
 
 def read_tomograms_star(path: str | os.PathLike) -> dict[str, tuple[float, float, float]]:
-    """Tomogram extents from a RELION 5 ``tomograms.star`` (``_rlnTomoName``, ``_rlnTomoSizeX/Y/Z``,
-    ``_rlnTomoTiltSeriesPixelSize``): what centred coordinates need.
+    """Tomogram extents, what centred coordinates need, from a RELION 5 ``tomograms.star``.
 
     Args:
-        path (path-like): The STAR file (a ``data_global`` table in RELION 5; any table with those labels).
+        path (path-like): A STAR file with ``_rlnTomoName``, ``_rlnTomoSizeX/Y/Z`` and
+            ``_rlnTomoTiltSeriesPixelSize`` (RELION 5's ``data_global`` table).
 
     Returns:
         dict: ``{tomogram name: (X, Y, Z)}`` in Angstrom (size in pixels x pixel size).
@@ -218,13 +222,8 @@ def read_tomograms_star(path: str | os.PathLike) -> dict[str, tuple[float, float
     return {k: tuple(float(x) for x in v) for k, v in known.items()}
 
 
-def _centres(
-    blocks: dict, tomo: np.ndarray, sizes: Mapping | None, where: str
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Tomogram centres ``(x, y, z)`` in Angstrom of the particles whose tomogram size is known.
-
-    Returns ``(centres of the known rows, boolean mask of those rows)``, or None when no size is known.
-    """
+def _centres(blocks: dict, tomo: np.ndarray, sizes: Mapping | None, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(centres (x, y, z) Angstrom of the rows whose tomogram size is known, mask of those rows)``, or None."""
     known = _table_sizes(blocks, where)  # a tomograms table in the same file
     for name, e in (sizes or {}).items():
         e = np.asarray(e, dtype=np.float64).reshape(-1)
@@ -298,7 +297,7 @@ def read_star(
                     "rows of the tomograms given",
                     stacklevel=2,
                 )
-                df, tomo, n = df[keep].reset_index(drop=True), tomo[keep], int(keep.sum())
+                df, tomo, n = df[keep], tomo[keep], int(keep.sum())  # the index keeps the file's row numbers
             rel = np.stack([_numbers(df, c, where, "a finite number of Angstrom") for c in _CENTRED], axis=-1)
             xyz = rel + centres
         elif set(_PIXEL) <= cols:
@@ -326,7 +325,7 @@ def read_star(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"{where}, particle row {i + 1}, label _rlnClassNumber: expected 1..{len(particles)} "
+                f"{where}, particle row {_row(df, i)}, label _rlnClassNumber: expected 1..{len(particles)} "
                 f"(1-based into {particles.names}), got {df['rlnClassNumber'].iloc[i]!r}"
             )
         cls = np.array(particles.names, dtype=object)[k.astype(np.int64) - 1]
