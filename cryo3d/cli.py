@@ -66,6 +66,14 @@ def _non_negative(text: str) -> float:
     return v
 
 
+def add_tomograms_star_option(p: argparse.ArgumentParser) -> None:
+    """``--tomograms-star``: RELION 5 tomogram sizes for centred STAR coordinates."""
+    p.add_argument("--tomograms-star", metavar="FILE",
+                   help="RELION 5 tomograms.star (_rlnTomoName, _rlnTomoSizeX/Y/Z, _rlnTomoTiltSeriesPixelSize): the "
+                   "tomogram sizes that STAR _rlnCenteredCoordinateX/Y/ZAngst need; particles of other tomograms "
+                   "are left out with a warning")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cryo3d",
@@ -124,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--picks-voxel-spacing", type=float, metavar="A",
                    help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z (default: --voxel-spacing, else the file's optics)")
     s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    add_tomograms_star_option(s)
     add_project_options(s)
     s.set_defaults(func=Command("cryo3d.commands.prepare"))
 
@@ -165,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--report", action="store_true", help="also write an HTML report to OUT/report/index.html")
     s.add_argument("--report-gt", help="ground-truth picks for the report (colours picks by outcome)")
+    s.add_argument("--format", action="append", choices=["czii-submission"], default=[],
+                   help="also write OUT/submission.csv, the CZII challenge's format (id,experiment,particle_type,x,y,z)")
     s.set_defaults(func=Command("cryo3d.commands.predict"))
 
     s = sub.add_parser("evaluate", help="score predicted picks against ground truth (CZII F-beta)",
@@ -194,9 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", metavar="DIR", help="also write an HTML report (curves, confusion; slabs with "
                    "--tomograms) to DIR/index.html")
     s.add_argument("--tomograms", nargs="+", dest="report_tomograms",
-                   help="tomogram files, folders or globs to show in the report; their sizes also "
-                   "tell picks written in voxels (a warning)")
+                   help="tomogram files, folders or globs to show in the report (their sizes also place RELION 5 "
+                   "centred STAR coordinates and tell picks written in voxels, a warning); a .star here is taken as --tomograms-star")
+    add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.evaluate"))
+
+    s = sub.add_parser("export", help="write picks in another format (a CZII challenge submission.csv, CSV, STAR)",
+                       description="Read picks (CSV, challenge submission CSV, copick JSON or root, STAR) and write "
+                       "them as the CZII challenge's submission.csv (id,experiment,particle_type,x,y,z in Angstrom; "
+                       "ids 0..n-1, no score column), cryo3d's CSV, or RELION STAR (RELION 4 pixels with "
+                       "--voxel-spacing, RELION 5 centred Angstrom with --tomograms-star).")
+    s.add_argument("picks", help="picks file or copick root")
+    s.add_argument("--format", required=True, choices=["czii-submission", "csv", "star"], help="output format")
+    s.add_argument("--out", required=True, help="output file (written atomically)")
+    s.add_argument("--min-score", type=float, metavar="S", help="keep picks with score >= S (default: all)")
+    s.add_argument("--voxel-spacing", type=float, metavar="A",
+                   help="Angstrom per pixel of STAR pixel coordinates (read), and of --format star (written)")
+    s.add_argument("--particles", help="YAML/JSON particle set (STAR _rlnClassNumber)")
+    s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
+    add_tomograms_star_option(s)
+    s.set_defaults(func=Command("cryo3d.commands.export"))
 
     add_tune_parser(sub)  # cryo3d tune: Optuna studies over the training bundle
     add_report_parsers(sub)  # cryo3d report, cryo3d view
@@ -222,6 +250,7 @@ def add_report_parsers(sub: Any) -> None:
     s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
     s.add_argument("--threshold", type=float, nargs="+",
                    help="show picks with score at or above this (one, or one per class); curves use every pick")
+    add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.report"))
 
     s = sub.add_parser("view", help="open a tomogram with picks and ground truth in napari (optional extra)",
@@ -233,6 +262,7 @@ def add_report_parsers(sub: Any) -> None:
     s.add_argument("--gt", help="ground-truth picks file")
     s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
     s.add_argument("--voxel-spacing", type=float, help="override the tomogram's voxel spacing (Angstrom)")
+    add_tomograms_star_option(s)
     s.set_defaults(func=Command("cryo3d.commands.report", "run_view"))
 
 

@@ -41,7 +41,7 @@ def prepare_inputs(a: argparse.Namespace) -> tuple[list, Any, Any]:
     if a.picks:
         spacing = a.picks_voxel_spacing if a.picks_voxel_spacing is not None else a.voxel_spacing
         picks = read_picks(a.picks, voxel_spacing=spacing, particles=particles, class_name=a.class_name,
-                           tomogram_sizes=tomogram_sizes(tomos))
+                           tomogram_sizes=tomogram_sizes(tomos), tomograms_star=a.tomograms_star)
     else:
         picks = project_picks(cfg, a.gt_user, a.gt_session, [t.name for t in tomos], particles.names,
                               user_option="--gt-user", session_option="--gt-session")
@@ -66,6 +66,22 @@ def write_predictions(a: argparse.Namespace, picks: Any, paths: list[str]) -> li
                                runs=[tomogram_name(p) for p in paths], overwrite=a.overwrite)
 
 
+def _report_tomogram_sizes(a: argparse.Namespace) -> dict | None:
+    """RELION 5 tomogram sizes for ``evaluate`` from ``--tomograms``: a ``.star`` there is taken as
+    ``--tomograms-star`` (and removed from the report's tomograms); tomogram files give their extents
+    (header and shape only, no values read)."""
+    specs = list(getattr(a, "report_tomograms", None) or [])
+    stars = [s for s in specs if str(s).lower().endswith(".star")]
+    if stars:
+        if len(stars) > 1 or a.tomograms_star:
+            raise ValueError(f"evaluate: give one RELION 5 tomograms.star (--tomograms-star), got {stars}")
+        a.tomograms_star, a.report_tomograms = stars[0], [s for s in specs if s not in stars] or None
+        specs = a.report_tomograms or []
+    if not specs or not any(str(f).lower().endswith(".star") for f in (a.pred, a.gt) if f):
+        return None
+    return tomogram_sizes(read_tomogram(f, check_finite=False, check_constant=False) for f in find_tomograms(specs))
+
+
 def evaluate_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | None]:
     """Predictions, ground truth, particles and runs for ``cryo3d evaluate``.
 
@@ -80,14 +96,17 @@ def evaluate_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | N
             raise ValueError("evaluate: give PRED and GT picks files, or --copick-config with --user/--session "
                              "and --gt-user/--gt-session")
         ps = load_particles(a.particles)
-        kw = dict(voxel_spacing=a.voxel_spacing, particles=ps, class_name=a.class_name)
+        sizes = _report_tomogram_sizes(a)  # first: a .star among --tomograms becomes --tomograms-star
+        kw = dict(voxel_spacing=a.voxel_spacing, particles=ps, class_name=a.class_name,
+                  tomograms_star=a.tomograms_star, tomogram_sizes=sizes)
         return read_picks(a.pred, **kw), read_picks(a.gt, **kw), ps, None
 
     ps = load_particles(a.particles) if a.particles else project_particles(cfg)
     sizes = None
     if any(str(f).lower().endswith(".star") for f in (a.pred, a.gt) if f):
         sizes = tomogram_sizes(project_tomograms(cfg, a.tomo_type, a.copick_voxel_spacing, a.runs, check_values=False))
-    kw = dict(voxel_spacing=a.voxel_spacing, particles=ps, class_name=a.class_name, tomogram_sizes=sizes)
+    kw = dict(voxel_spacing=a.voxel_spacing, particles=ps, class_name=a.class_name, tomogram_sizes=sizes,
+              tomograms_star=a.tomograms_star)
     pred = read_picks(a.pred, **kw) if a.pred else project_picks(
         cfg, a.user_id, a.session_id, a.runs, ps.names, allow_empty=True)
     gt = read_picks(a.gt, **kw) if a.gt else project_picks(

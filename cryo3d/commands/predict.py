@@ -10,6 +10,7 @@ from cryo3d.checkpoints import load_checkpoint
 from cryo3d.commands.copick_inputs import check_predictions_writable, predict_tomograms, write_predictions
 from cryo3d.commands.report import report_files
 from cryo3d.inference import predict
+from cryo3d.io.czii_submission import write_submission
 from cryo3d.io.tomogram import find_tomograms
 from cryo3d.particles import ParticleSet
 
@@ -40,6 +41,9 @@ def run(a: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 merges and writes; the others did their share
         return 0
     print(f"wrote {len(picks)} picks of {len(picks.tomograms)} tomograms to {a.out}/picks.csv and {a.out}/copick/")
+    if "czii-submission" in a.format:
+        write_submission(Path(a.out) / "submission.csv", picks)
+        print(f"wrote {a.out}/submission.csv (CZII challenge submission)")
     if a.copick_config:
         written = write_predictions(a, picks, paths)
         print(f"wrote {len(written)} pick sets into {a.copick_config} as user {a.user_id!r}, session {a.session_id!r}")

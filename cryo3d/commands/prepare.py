@@ -42,7 +42,7 @@ def run(a: argparse.Namespace) -> int:
             print(f"prepare: the tomograms have voxel spacings {spacings[0]:g}-{spacings[-1]:g} A; resampling them "
                   f"all to the finest, {spacings[0]:g} A (choose with --target-spacing)", file=sys.stderr)
         picks = read_picks(picks_path, voxel_spacing=a.picks_voxel_spacing or a.voxel_spacing, particles=particles,
-                           class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos))
+                           class_name=a.class_name, tomogram_sizes=tomogram_sizes(tomos), tomograms_star=a.tomograms_star)
     settings = StoreSettings(
         patch_size=a.patch_size if len(a.patch_size) == 3 else a.patch_size[0],
         stride=a.stride if len(a.stride) == 3 else a.stride[0],

@@ -22,11 +22,12 @@ from cryo3d.report.viewer import import_napari, view
 __all__ = ["report_files", "run", "run_view"]
 
 
-def _read_picks(path: str, vols: Sequence[Any], particles: Any) -> Any:
-    """A picks file; STAR gets the tomograms' spacings and sizes (pixels, RELION 5 centring)."""
+def _read_picks(path: str, vols: Sequence[Any], particles: Any, tomograms_star: str | None = None) -> Any:
+    """A picks file; STAR gets the tomograms' spacings and sizes (pixels, RELION 5 centring; sizes also
+    from a RELION 5 ``tomograms.star``)."""
     if str(path).lower().endswith(".star"):
         return read_picks(path, voxel_spacing={v.name: float(v.voxel_spacing) for v in vols}, particles=particles,
-                          tomogram_sizes=tomogram_sizes(vols))
+                          tomogram_sizes=tomogram_sizes(vols), tomograms_star=tomograms_star)
     return read_picks(path)
 
 
@@ -41,14 +42,15 @@ def report_files(
     thresholds: Any = None,
     title: str | None = None,
     notes: Sequence[str] = (),
+    tomograms_star: str | None = None,
 ) -> Path:
     """``cryo3d report`` from files: tomogram files / folders / globs, a picks file (or a
     :class:`~cryo3d.picks.Picks`), optional ground truth (file or ``Picks``) and heatmap folder.
     Returns ``index.html``."""
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
     vols = [read_tomogram(p, voxel_spacing=voxel_spacing) for p in find_tomograms(list(tomograms))] if tomograms else []
-    p = _read_picks(picks, vols, ps) if isinstance(picks, (str, Path)) else picks
-    g = _read_picks(gt, vols, ps) if isinstance(gt, (str, Path)) else gt
+    p = _read_picks(picks, vols, ps, tomograms_star) if isinstance(picks, (str, Path)) else picks
+    g = _read_picks(gt, vols, ps, tomograms_star) if isinstance(gt, (str, Path)) else gt
     _warn_units(p, g, ps, vols, picks, gt)
     hm = load_heatmaps(heatmaps, vols, ps) if heatmaps else None
     return write_report(out, vols, p, ps, gt=g, heatmaps=hm, thresholds=thresholds,
@@ -75,7 +77,7 @@ def run(a: argparse.Namespace) -> int:
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
     index = report_files(a.out, a.tomograms, a.picks, gt=a.gt, heatmaps=a.heatmaps, particles=a.particles,
-                         voxel_spacing=a.voxel_spacing, thresholds=thr)
+                         voxel_spacing=a.voxel_spacing, thresholds=thr, tomograms_star=a.tomograms_star)
     print(f"wrote {index} (open it in a browser)")
     return 0
 
@@ -89,5 +91,7 @@ def run_view(a: argparse.Namespace) -> int:
         return 2
     ps = load_particles(a.particles)
     t = read_tomogram(a.tomogram, voxel_spacing=a.voxel_spacing)
-    view(t, _read_picks(a.picks, [t], ps) if a.picks else None, _read_picks(a.gt, [t], ps) if a.gt else None, ps)
+    star = a.tomograms_star
+    view(t, _read_picks(a.picks, [t], ps, star) if a.picks else None,
+         _read_picks(a.gt, [t], ps, star) if a.gt else None, ps)
     return 0

@@ -1,6 +1,7 @@
 """Picks files by their ending: one entry point for every format a user hands us.
 
-``.csv`` (:mod:`cryo3d.io.picks_csv`), ``.json`` (one copick file) or a folder (a copick
+``.csv`` (:mod:`cryo3d.io.picks_csv`; the CZII challenge's ``submission.csv``, recognised by
+its header ``id,experiment,particle_type,x,y,z``, by :mod:`cryo3d.io.czii_submission`), ``.json`` (one copick file) or a folder (a copick
 root; :mod:`cryo3d.io.copick_picks`), ``.star`` (RELION; :mod:`cryo3d.io.star`). Every reader
 returns a :class:`cryo3d.picks.Picks` with centres ``(x, y, z)`` in Angstrom; every writer
 takes one and writes atomically.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cryo3d.io.copick_picks import read_copick, read_copick_json, write_copick, write_copick_json
+from cryo3d.io.czii_submission import is_submission_csv, read_submission
 from cryo3d.io.pick_validation import check_coordinates
 from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.star import read_star, write_star
@@ -38,9 +40,13 @@ def read_picks(path: str | os.PathLike, **kw: Any) -> Picks:
         return picks
     if not p.exists():
         raise FileNotFoundError(f"{p}: picks file not found")
+    if p.suffix.lower() == ".csv" and is_submission_csv(p):
+        picks = read_submission(p)
+        check_coordinates(picks, str(p))
+        return picks
     readers = {".csv": read_picks_csv, ".json": read_copick_json, ".star": read_star}
     takes = {".csv": ("voxel_spacing", "units", "class_name"), ".json": (),
-             ".star": ("voxel_spacing", "particles", "class_name", "tomogram_sizes")}
+             ".star": ("voxel_spacing", "particles", "class_name", "tomogram_sizes", "tomograms_star")}
     reader = readers.get(p.suffix.lower())
     if reader is None:
         raise ValueError(

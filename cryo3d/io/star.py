@@ -10,10 +10,12 @@ Coordinates, in the order tried (one particle table; ``data_particles`` when the
 * ``_rlnCoordinateX/Y/ZAngst`` -- Angstrom (cryo3d and some older tools).
 * ``_rlnCenteredCoordinateX/Y/ZAngst`` -- RELION 5: Angstrom from the tomogram's centre. The
   centre is half the tomogram's size (RELION's ``rlnTomoSize / 2 * rlnTomoTiltSeriesPixelSize``,
-  as copick reads it), so the size of each tomogram is needed: ``tomogram_sizes`` (Angstrom
-  extent ``(X, Y, Z)`` per tomogram name), or ``_rlnTomoSizeX/Y/Z`` with
-  ``_rlnTomoTiltSeriesPixelSize`` in a tomograms table of the same file. When the size is
-  unknown and pixel coordinates are present too, those are used.
+  as copick reads it), so each tomogram's size is needed: ``tomogram_sizes`` (``(X, Y, Z)``
+  Angstrom per tomogram), or a tomograms table (``_rlnTomoSizeX/Y/Z``, ``_rlnTomoTiltSeriesPixelSize``)
+  in the same file or in RELION 5's ``tomograms.star`` (``tomograms_star``, ``--tomograms-star``).
+  With cryo3d's pixel convention (pixel ``i`` at ``i * spacing``) the centre is pixel
+  ``size / 2``, as RELION 5 places it. Pixel coordinates, when present, serve when a size is
+  unknown; else only the rows of tomograms with a known size are read (a warning counts the rest).
 * ``_rlnCoordinateX/Y/Z`` -- RELION 4 pixels: pixel ``i`` is at ``i * spacing`` Angstrom (the
   cryo3d voxel-centre convention, and copick's). The spacing is ``voxel_spacing`` (a number
   or ``{tomogram: spacing}``, e.g. ``--voxel-spacing``) or, when not given, the optics
@@ -43,7 +45,7 @@ from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES, tomogram_name
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
 
-__all__ = ["read_star", "write_star", "STAR_CLASS_LABEL"]
+__all__ = ["read_star", "read_tomograms_star", "write_star", "STAR_CLASS_LABEL"]
 
 #: STAR label that holds the class name (RELION has none); written without the leading ``_``.
 STAR_CLASS_LABEL = "_cryo3dClassName"
@@ -61,6 +63,12 @@ def _label(col: str) -> str:
     return "_" + col
 
 
+def _row(df, i: int) -> int:
+    """1-based row number in the file of the table's ``i``-th row (rows may have been selected)."""
+    label = df.index[i]
+    return int(label) + 1 if isinstance(label, (int, np.integer)) else i + 1
+
+
 def _numbers(df, col: str, where: str, what: str, finite: bool = True) -> np.ndarray:
     """Column ``col`` as float64; ``ValueError`` naming file, row and label of a bad value."""
     raw = df[col]
@@ -69,7 +77,7 @@ def _numbers(df, col: str, where: str, what: str, finite: bool = True) -> np.nda
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{where}, particle row {i + 1}, label {_label(col)}: expected {what}, got {raw.iloc[i]!r}"
+            f"{where}, particle row {_row(df, i)}, label {_label(col)}: expected {what}, got {raw.iloc[i]!r}"
         )
     return vals
 
@@ -78,7 +86,7 @@ def _names(df, col: str, where: str) -> np.ndarray:
     vals = ["" if v is None else str(v).strip() for v in df[col].tolist()]
     for i, v in enumerate(vals):
         if not v or v.lower() in ("nan", "<na>"):
-            raise ValueError(f"{where}, particle row {i + 1}, label {_label(col)}: expected a name, got {v!r}")
+            raise ValueError(f"{where}, particle row {_row(df, i)}, label {_label(col)}: expected a name, got {v!r}")
     return np.array(vals, dtype=object)
 
 
@@ -170,24 +178,62 @@ def _pixel_spacing(voxel_spacing: Spacing | None, optics: np.ndarray | None, tom
     return per
 
 
-def _centres(blocks: dict, tomo: np.ndarray, sizes: Mapping | None, where: str) -> np.ndarray | None:
-    """Per-particle tomogram centre ``(x, y, z)`` in Angstrom, or None when a size is unknown."""
+def _table_sizes(blocks: dict, where: str) -> dict[str, np.ndarray]:
+    """``{tomogram: (X, Y, Z) Angstrom}`` from every tomograms table (RELION 5 ``tomograms.star``) in ``blocks``."""
     known: dict[str, np.ndarray] = {}
-    for key, table in blocks.items():  # a tomograms table in the same file (RELION 5 tomograms.star)
+    for key, table in blocks.items():
         if isinstance(table, pd.DataFrame) and set(_SIZE + ["rlnTomoName", "rlnTomoTiltSeriesPixelSize"]) <= set(table.columns):
             w = f"{where} (data_{key})"
-            ext = np.stack([_numbers(table, c, w, "a size in pixels") for c in _SIZE], axis=-1)
-            ext = ext * _numbers(table, "rlnTomoTiltSeriesPixelSize", w, "a pixel size in Angstrom")[:, None]
+            pix = np.stack([_numbers(table, c, w, "a size in pixels") for c in _SIZE], axis=-1)
+            spacing = _numbers(table, "rlnTomoTiltSeriesPixelSize", w, "a pixel size in Angstrom")
+            if (pix <= 0).any() or (spacing <= 0).any():
+                raise ValueError(f"{w}: _rlnTomoSizeX/Y/Z and _rlnTomoTiltSeriesPixelSize must be > 0")
+            ext = np.stack([coords.voxels_to_length(pix[i], spacing[i]) for i in range(len(pix))]).reshape(-1, 3)
             for name, e in zip(_names(table, "rlnTomoName", w).tolist(), ext):
                 known[_tomo_name(name)] = e
+    return known
+
+
+def read_tomograms_star(path: str | os.PathLike) -> dict[str, tuple[float, float, float]]:
+    """Tomogram extents, what centred coordinates need, from a RELION 5 ``tomograms.star``.
+
+    Args:
+        path (path-like): A STAR file with ``_rlnTomoName``, ``_rlnTomoSizeX/Y/Z`` and
+            ``_rlnTomoTiltSeriesPixelSize`` (RELION 5's ``data_global`` table).
+
+    Returns:
+        dict: ``{tomogram name: (X, Y, Z)}`` in Angstrom (size in pixels x pixel size).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Unreadable, no table with those labels, or a size that is no number > 0.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: tomograms STAR file not found")
+    if p.is_dir():
+        raise ValueError(f"{p}: is a folder, expected a RELION 5 tomograms.star")
+    known = _table_sizes(_read_blocks(p), str(p))
+    if not known:
+        raise ValueError(
+            f"{p}: no tomograms table; expected _rlnTomoName, _rlnTomoSizeX/Y/Z and _rlnTomoTiltSeriesPixelSize "
+            "(RELION 5 tomograms.star)"
+        )
+    return {k: tuple(float(x) for x in v) for k, v in known.items()}
+
+
+def _centres(blocks: dict, tomo: np.ndarray, sizes: Mapping | None, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(centres (x, y, z) Angstrom of the rows whose tomogram size is known, mask of those rows)``, or None."""
+    known = _table_sizes(blocks, where)  # a tomograms table in the same file
     for name, e in (sizes or {}).items():
         e = np.asarray(e, dtype=np.float64).reshape(-1)
         if e.shape != (3,) or not np.isfinite(e).all() or (e <= 0).any():
             raise ValueError(f"{where}: tomogram size of {name!r} must be (X, Y, Z) Angstrom > 0, got {e.tolist()}")
         known[str(name)] = e
-    if not set(tomo.tolist()) <= set(known):
+    mask = np.array([t in known for t in tomo.tolist()], dtype=bool)
+    if not mask.any():
         return None
-    return np.stack([known[t] for t in tomo.tolist()]).reshape(-1, 3) / 2.0
+    return np.stack([known[t] for t in tomo[mask].tolist()]).reshape(-1, 3) / 2.0, mask
 
 
 def read_star(
@@ -196,6 +242,7 @@ def read_star(
     particles: ParticleSet | None = None,
     class_name: str | None = None,
     tomogram_sizes: Mapping[str, tuple[float, float, float]] | None = None,
+    tomograms_star: str | os.PathLike | None = None,
 ) -> Picks:
     """Read picks from a RELION STAR file (labels and conventions: module docstring).
 
@@ -208,6 +255,8 @@ def read_star(
         class_name (str, optional): Class of every row when the file has no class column.
         tomogram_sizes (mapping of tomogram name -> (X, Y, Z) Angstrom, optional):
             Tomogram extents for RELION 5 centred coordinates (centre = size / 2).
+        tomograms_star (path-like, optional): RELION 5 ``tomograms.star`` giving those extents
+            (:func:`read_tomograms_star`); ``tomogram_sizes`` wins for a tomogram in both.
 
     Returns:
         Picks: Centres ``(x, y, z)`` in Angstrom.
@@ -223,6 +272,8 @@ def read_star(
     if p.is_dir():
         raise ValueError(f"{p}: is a folder, expected a STAR file")
     where = str(p)
+    if tomograms_star is not None:
+        tomogram_sizes = {**read_tomograms_star(tomograms_star), **(tomogram_sizes or {})}
     blocks = _read_blocks(p)
     df = _particle_table(blocks, where)
     n = len(df)
@@ -235,8 +286,18 @@ def read_star(
     if set(_ANGST) <= cols:
         xyz = np.stack([_numbers(df, c, where, "a finite number of Angstrom") for c in _ANGST], axis=-1)
     else:
-        centres = _centres(blocks, tomo, tomogram_sizes, where) if set(_CENTRED) <= cols else None
-        if centres is not None:
+        known = _centres(blocks, tomo, tomogram_sizes, where) if set(_CENTRED) <= cols else None
+        if known is not None and (known[1].all() or not set(_PIXEL) <= cols):
+            centres, keep = known
+            if not keep.all():  # a full-dataset STAR and only some tomograms given: select those
+                left = sorted(set(tomo[~keep].tolist()))
+                warnings.warn(
+                    f"{where}: {int((~keep).sum())} of {n} particle rows left out: no size known for tomogram(s) "
+                    f"{left[:5]}{' ...' if len(left) > 5 else ''} ({len(left)} in all); reading the {int(keep.sum())} "
+                    "rows of the tomograms given",
+                    stacklevel=2,
+                )
+                df, tomo, n = df[keep], tomo[keep], int(keep.sum())  # the index keeps the file's row numbers
             rel = np.stack([_numbers(df, c, where, "a finite number of Angstrom") for c in _CENTRED], axis=-1)
             xyz = rel + centres
         elif set(_PIXEL) <= cols:
@@ -247,8 +308,8 @@ def read_star(
             missing = sorted(set(tomo.tolist()) - set(tomogram_sizes or {}))
             raise ValueError(
                 f"{where}: RELION 5 centred coordinates (_rlnCenteredCoordinateX/Y/ZAngst) need each tomogram's size; "
-                f"none known for {missing}: pass tomogram_sizes (the tomograms, or a copick project) or add "
-                "_rlnTomoSizeX/Y/Z and _rlnTomoTiltSeriesPixelSize"
+                f"none known for {missing}: pass RELION 5's tomograms.star (--tomograms-star), the tomograms "
+                "(--tomograms) or a copick project, or add _rlnTomoSizeX/Y/Z and _rlnTomoTiltSeriesPixelSize"
             )
     xyz = xyz.reshape(-1, 3)
     origin = [c for c in (f"rlnOrigin{a}Angst" for a in "XYZ") if c in cols]
@@ -264,7 +325,7 @@ def read_star(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"{where}, particle row {i + 1}, label _rlnClassNumber: expected 1..{len(particles)} "
+                f"{where}, particle row {_row(df, i)}, label _rlnClassNumber: expected 1..{len(particles)} "
                 f"(1-based into {particles.names}), got {df['rlnClassNumber'].iloc[i]!r}"
             )
         cls = np.array(particles.names, dtype=object)[k.astype(np.int64) - 1]
@@ -324,11 +385,11 @@ def write_star(
         data.update({c: pix[:, i] for i, c in enumerate(_PIXEL)})
         data["rlnOpticsGroup"] = [groups[s] for s in per.tolist()]
     if tomogram_sizes is not None:
-        centres = _centres({}, tomo, tomogram_sizes, where)
-        if centres is None:
+        known = _centres({}, tomo, tomogram_sizes, where)
+        if known is None or not known[1].all():
             missing = sorted(set(tomo.tolist()) - set(tomogram_sizes))
             raise ValueError(f"{where}: no tomogram size for {missing}; tomogram_sizes has {sorted(tomogram_sizes)}")
-        rel = picks.xyz - centres
+        rel = picks.xyz - known[0]
         data.update({c: rel[:, i] for i, c in enumerate(_CENTRED)})
     data[_CLASS] = [str(c) for c in picks.cls.tolist()]
     data["rlnAutopickFigureOfMerit"] = picks.score.astype(np.float64)
