@@ -161,13 +161,16 @@ def builtin_particles(name: str) -> ParticleSet:
 
 
 def load_particles(path: str | None) -> ParticleSet:
-    """A particle set from a YAML/JSON file, or the CZII set when ``path`` is None.
+    """A particle set from a YAML/JSON file, a built-in set by name (:data:`BUILTIN_PARTICLE_SETS`,
+    e.g. ``czii``), or the CZII set when ``path`` is None.
 
     The file holds ``classes: [{name, radius, weight, shape}, ...]`` (radius in Angstrom)
     and optionally ``sigma_fraction``.
     """
     if path is None:
         return CZII_PARTICLES
+    if str(path).strip() in BUILTIN_PARTICLE_SETS:
+        return builtin_particles(str(path).strip())
     with open(path) as fh:
         d = yaml.safe_load(fh)
     if not isinstance(d, dict) or "classes" not in d:
