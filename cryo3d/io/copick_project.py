@@ -16,10 +16,10 @@ user and session. This module turns a selection of it into cryo3d's parts and ba
 * :func:`training_inputs` -- what the training bundle needs (``ensure_data`` dispatches here).
 
 Every selector that is left out is resolved when the project holds exactly one choice, and
-is an error listing the choices otherwise. Picks as the CZII challenge shipped them
-(``Picks/<object>.json``) are read as they are (:mod:`cryo3d.io.copick_shipped`). Tomograms must be on a local file system (the
-config's ``overlay_root``/``static_root`` as ``local://`` or a path), as the readers open the
-``.zarr`` folders themselves.
+is an error listing the choices otherwise. Tomograms are read through copick's own storage
+(fsspec: local, S3, SSH); only :func:`project_tomogram_paths` needs local folders. Picks as
+the CZII challenge shipped them (``Picks/<object>.json``) are read as they are
+(:mod:`cryo3d.io.copick_shipped`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from cryo3d import coords
 from cryo3d.io.copick_files import check_one_source, load_copick_file
 from cryo3d.io.copick_shipped import install_shipped_picks_view
-from cryo3d.io.omezarr import copick_run_of, read_ome_zarr
+from cryo3d.io.omezarr import read_ome_zarr
 from cryo3d.io.picks_csv import write_picks_csv
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.picks import Picks
@@ -150,17 +150,18 @@ def _zarr_path(tomo: Any, where: str) -> str:
     protocol = getattr(fs, "protocol", ("file",))
     protocol = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
     if path is None or not ({"file", "local"} & set(protocol)):
-        raise ValueError(f"{where}: tomogram store {store!r} is not on a local file system; cryo3d reads local projects")
+        raise ValueError(f"{where}: tomogram {path} is not on a local file system; this command needs local "
+                         "tomograms (train, prepare, evaluate, report and view read any copick storage)")
     return str(path)
 
 
-def project_tomogram_paths(
+def _chosen_tomograms(
     config: Any,
     tomo_type: str | None = None,
     voxel_spacing: float | None = None,
     runs: Sequence[str] | None = None,
-) -> list[str]:
-    """OME-Zarr folders of the chosen runs' tomograms at one spacing and type (run order).
+) -> list[tuple[Any, Any]]:
+    """``(run, copick tomogram)`` of the chosen runs at one spacing and type (run order).
 
     Args:
         config (path or copick root): the project.
@@ -197,8 +198,25 @@ def project_tomogram_paths(
                 f"{where}: run {r.name!r} has no {tomo_type!r} tomogram at {voxel_spacing} Angstrom; it has "
                 f"{[f'{t}@{s:g}' for s, t in have] or 'none'}"
             )
-        out.append(_zarr_path(tomos[0], f"{where}: run {r.name!r}"))
+        out.append((r, tomos[0]))
     return out
+
+
+def project_tomogram_paths(
+    config: Any,
+    tomo_type: str | None = None,
+    voxel_spacing: float | None = None,
+    runs: Sequence[str] | None = None,
+) -> list[str]:
+    """Local OME-Zarr folders of the chosen runs' tomograms (selection as in :func:`project_tomograms`).
+
+    Raises:
+        ValueError: As :func:`project_tomograms`, or a tomogram not on a local file system (the
+            commands that take files need local ones; :func:`project_tomograms` reads any).
+    """
+    root = open_project(config)
+    return [_zarr_path(t, f"{_where(root)}: run {r.name!r}")
+            for r, t in _chosen_tomograms(root, tomo_type, voxel_spacing, runs)]
 
 
 def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: float | None = None,
@@ -222,19 +240,28 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
     if trust_spacing is not None and trust_spacing not in SPACING_SOURCES:
         raise ValueError(f"trust_spacing is {trust_spacing!r}; expected one of {list(SPACING_SOURCES)}")
     root = open_project(config)
-    paths = project_tomogram_paths(root, tomo_type, voxel_spacing, runs)
     out = []
-    for p in paths:
-        t = read_ome_zarr(p, check_finite=check_values, check_constant=check_values)
-        t.voxel_spacing = _decide_spacing(p, t.voxel_spacing, trust_spacing)
-        t.name = copick_run_of(p) or t.name
+    for r, tomo in _chosen_tomograms(root, tomo_type, voxel_spacing, runs):
+        try:
+            where = _zarr_path(tomo, "")  # a local folder: its path, as files are named
+            t = read_ome_zarr(where, name=r.name, check_finite=check_values, check_constant=check_values)
+        except ValueError as exc:
+            if "not on a local file system" not in str(exc):
+                raise
+            import zarr  # with copick
+
+            theirs = tomo.zarr()  # copick's own storage (fsspec: S3, SSH, ...), read through its file system
+            store = zarr.storage.FSStore(theirs.path, fs=theirs.fs, mode="r")  # chunk keys as each .zarray says
+            where = theirs.fs.unstrip_protocol(theirs.path)
+            t = read_ome_zarr(where, name=r.name, check_finite=check_values, check_constant=check_values, store=store)
+        t.voxel_spacing = _decide_spacing(where, t.voxel_spacing, trust_spacing)
         out.append(t)
     return out
 
 
 def _decide_spacing(path: str, zarr_spacing: float, trust: str | None) -> float:
     """The voxel spacing of a copick tomogram whose OME-Zarr scale and folder name may differ."""
-    folder = Path(path).parent.name.removeprefix("VoxelSpacing")
+    folder = str(path).rstrip("/").split("/")[-2].removeprefix("VoxelSpacing")
     try:
         copick_spacing = float(folder)
     except ValueError:
