@@ -141,7 +141,7 @@ def test_a_particles_file_sets_the_weights_of_project_classes_by_name(shipped, t
 def test_a_rounded_spacing_folder_warns_and_uses_the_ome_zarr_scale(shipped, caplog):
     from cryo3d.io.copick_project import project_tomograms
 
-    with caplog.at_level(logging.WARNING, logger="cryo3d.io.copick_project"):
+    with caplog.at_level(logging.WARNING, logger="cryo3d.io.copick_tomogram"):
         tomos = project_tomograms(shipped["config"], check_values=False)
     assert [t.voxel_spacing for t in tomos] == pytest.approx([SHIPPED_SCALE] * len(tomos))
     assert "rounding" in caplog.text

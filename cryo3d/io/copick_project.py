@@ -35,19 +35,12 @@ import numpy as np
 from cryo3d import coords
 from cryo3d.io.copick_files import check_one_source, load_copick_file
 from cryo3d.io.copick_shipped import install_shipped_picks_view
-from cryo3d.io.omezarr import read_ome_zarr
+from cryo3d.io.copick_tomogram import local_zarr_path, read_copick_tomogram
 from cryo3d.io.picks_csv import write_picks_csv
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.picks import Picks
 
 log = logging.getLogger(__name__)
-
-#: Largest relative difference between a copick folder's spacing and the OME-Zarr scale that is taken
-#: as rounding of the folder name (warned about; the OME-Zarr scale is used).
-SPACING_ROUNDING = 0.02
-
-#: Which spacing ``trust_spacing`` may name: the OME-Zarr ``scale`` or the copick ``VoxelSpacing`` folder.
-SPACING_SOURCES = ("zarr", "copick")
 
 __all__ = [
     "open_project",
@@ -144,15 +137,11 @@ def select_runs(config: Any, runs: Sequence[str] | str | None = None) -> list[An
 
 
 def _zarr_path(tomo: Any, where: str) -> str:
-    store = tomo.zarr()
-    path = getattr(store, "path", None)
-    fs = getattr(store, "fs", None)
-    protocol = getattr(fs, "protocol", ("file",))
-    protocol = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
-    if path is None or not ({"file", "local"} & set(protocol)):
-        raise ValueError(f"{where}: tomogram {path} is not on a local file system; this command needs local "
-                         "tomograms (train, prepare, evaluate, report and view read any copick storage)")
-    return str(path)
+    path = local_zarr_path(tomo)
+    if path is None:
+        raise ValueError(f"{where}: tomogram {tomo.zarr().path} is not on a local file system; this command needs "
+                         "local tomograms (train, prepare, evaluate, report and view read any copick storage)")
+    return path
 
 
 def _chosen_tomograms(
@@ -224,10 +213,11 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
                       trust_spacing: str | None = None) -> list:
     """:class:`~cryo3d.io.tomogram.Tomogram` of the chosen runs, opened lazily (``data`` is a zarr array).
 
-    Selection as in :func:`project_tomogram_paths`. The voxel spacing is decided by the data
-    when the OME-Zarr scale and the copick folder (``VoxelSpacing<s>``) differ: a relative
-    difference up to :data:`SPACING_ROUNDING` is the folder name's rounding (a warning; the
-    OME-Zarr scale is used), a larger one is an error unless ``trust_spacing`` names which to use.
+    Selection as in :func:`project_tomogram_paths`; read through copick's storage (local, S3,
+    SSH). When the OME-Zarr scale and the copick folder (``VoxelSpacing<s>``) differ, a relative
+    difference up to 2% is the folder name's rounding (a warning; the OME-Zarr scale is used), a
+    larger one an error unless ``trust_spacing`` names which to use
+    (:func:`cryo3d.io.copick_tomogram.read_copick_tomogram`).
 
     Args:
         trust_spacing (str, optional): ``zarr`` (the OME-Zarr scale) or ``copick`` (the folder's
@@ -237,50 +227,9 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
         ValueError: An unknown ``trust_spacing``, or the two spacings differ by more than rounding
             and ``trust_spacing`` is not given.
     """
-    if trust_spacing is not None and trust_spacing not in SPACING_SOURCES:
-        raise ValueError(f"trust_spacing is {trust_spacing!r}; expected one of {list(SPACING_SOURCES)}")
     root = open_project(config)
-    out = []
-    for r, tomo in _chosen_tomograms(root, tomo_type, voxel_spacing, runs):
-        try:
-            where = _zarr_path(tomo, "")  # a local folder: its path, as files are named
-            t = read_ome_zarr(where, name=r.name, check_finite=check_values, check_constant=check_values)
-        except ValueError as exc:
-            if "not on a local file system" not in str(exc):
-                raise
-            import zarr  # with copick
-
-            theirs = tomo.zarr()  # copick's own storage (fsspec: S3, SSH, ...), read through its file system
-            store = zarr.storage.FSStore(theirs.path, fs=theirs.fs, mode="r")  # chunk keys as each .zarray says
-            where = theirs.fs.unstrip_protocol(theirs.path)
-            t = read_ome_zarr(where, name=r.name, check_finite=check_values, check_constant=check_values, store=store)
-        t.voxel_spacing = _decide_spacing(where, t.voxel_spacing, trust_spacing)
-        out.append(t)
-    return out
-
-
-def _decide_spacing(path: str, zarr_spacing: float, trust: str | None) -> float:
-    """The voxel spacing of a copick tomogram whose OME-Zarr scale and folder name may differ."""
-    folder = str(path).rstrip("/").split("/")[-2].removeprefix("VoxelSpacing")
-    try:
-        copick_spacing = float(folder)
-    except ValueError:
-        return zarr_spacing
-    if trust == "copick":
-        return copick_spacing
-    if trust == "zarr" or np.isclose(copick_spacing, zarr_spacing, rtol=1e-6):
-        return zarr_spacing
-    rel = abs(zarr_spacing - copick_spacing) / copick_spacing
-    if rel <= SPACING_ROUNDING:
-        log.warning("%s: OME-Zarr scale %g Angstrom per voxel, copick folder VoxelSpacing%s (%.2g%% apart: "
-                    "rounding of the folder name); using the OME-Zarr scale (--trust-spacing copick for the other)",
-                    path, zarr_spacing, folder, 100 * rel)
-        return zarr_spacing
-    raise ValueError(
-        f"{path}: OME-Zarr scale says {zarr_spacing:g} Angstrom per voxel, its copick folder VoxelSpacing{folder} "
-        f"says {copick_spacing:g} ({100 * rel:.1f}% apart, more than rounding); choose which is right with "
-        "--trust-spacing zarr|copick"
-    )
+    return [read_copick_tomogram(tomo, r.name, check_values, trust_spacing)
+            for r, tomo in _chosen_tomograms(root, tomo_type, voxel_spacing, runs)]
 
 
 def tomogram_sizes(tomograms: Iterable[Any]) -> dict[str, tuple[float, float, float]]:
