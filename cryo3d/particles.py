@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.resources import files
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -171,6 +172,9 @@ def load_particles(path: str | None) -> ParticleSet:
         return CZII_PARTICLES
     if str(path).strip() in BUILTIN_PARTICLE_SETS:
         return builtin_particles(str(path).strip())
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such particles file; expected a YAML/JSON file or a built-in set "
+                                f"{list(BUILTIN_PARTICLE_SETS)}")
     with open(path) as fh:
         d = yaml.safe_load(fh)
     if not isinstance(d, dict) or "classes" not in d:

@@ -173,6 +173,14 @@ def test_particles_by_builtin_name_are_accepted(shipped, tmp_path):
     assert json.loads(out.read_text())["score"] == pytest.approx(1.0)
 
 
+def test_an_unknown_particle_set_names_the_builtin_sets(tmp_path, capsys):
+    gt = tmp_path / "gt.csv"
+    gt.write_text("tomo,class,x,y,z\nTS_1,ribosome,10,10,10\n")
+    assert main(["evaluate", str(gt), str(gt), "--particles", "czi"]) == 2
+    err = capsys.readouterr().err
+    assert "czi: no such particles file" in err and "czii" in err
+
+
 def test_evaluate_honours_gt_user_and_session_for_a_copick_folder(copick_project, tmp_path):
     config, _ = copick_project
     overlay = Path(config).parent / "overlay"
