@@ -50,6 +50,10 @@ def add_project_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
     g.add_argument("--copick-voxel-spacing", type=float, metavar="A",
                    help="copick voxel spacing of the tomograms to read (default: the project's only one)")
     g.add_argument("--runs", nargs="+", help="copick runs to use (default: all)")
+    g.add_argument("--trust-spacing", choices=["zarr", "copick"],
+                   help="when a tomogram's OME-Zarr scale and its VoxelSpacing folder differ by more than rounding: "
+                   "which is right (default: a difference up to 2%% is the folder's rounding and the OME-Zarr "
+                   "scale is used, with a warning; a larger one is an error)")
     if gt:
         g.add_argument("--gt-user", help="copick user of the ground-truth picks (default: the only one)")
         g.add_argument("--gt-session", help="copick session of the ground-truth picks (default: the only one)")
@@ -189,10 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--voxel-spacing", type=float, metavar="A", help="Angstrom per pixel of STAR _rlnCoordinateX/Y/Z "
                    "(RELION 4; default: the file's optics table)")
     s.add_argument("--class-name", help="class of every pick of a file without a class column (copick CSV, STAR)")
-    s.add_argument("--user-id", "--user", help="copick user of the predictions (with --copick-config)")
-    s.add_argument("--session-id", "--session", help="copick session of the predictions (with --copick-config)")
+    s.add_argument("--user-id", "--user", help="copick user of the predictions (a copick project or root folder)")
+    s.add_argument("--session-id", "--session", help="copick session of the predictions (a copick project or root "
+                   "folder)")
     add_project_options(s)
-    s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: CZII)")
+    s.add_argument("--particles", help="particle set with radii and weights: a built-in name (czii, czii-ood, "
+                   "crowded12) or a YAML/JSON file (default: czii; with --copick-config the project's objects, "
+                   "weighted as the CZII challenge where their names match)")
     s.add_argument("--beta", type=float, default=4.0, help="F-beta's beta (default: %(default)s)")
     s.add_argument("--distance-multiplier", type=float, default=0.5, help="match radius / particle radius")
     s.add_argument("--matching", default="czii", choices=["czii", "greedy"],
@@ -241,9 +248,15 @@ def add_report_parsers(sub: Any) -> None:
         "(coloured by outcome against --gt: true positive, false positive, missed; else by class), a gallery "
         "of the top picks, worst false positives and misses, per-class precision-recall, F-beta against "
         "threshold, score histograms and the class confusion.")
-    s.add_argument("tomograms", nargs="+", help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz)")
-    s.add_argument("picks", help="picks: CSV (tomo,class,x,y,z[,score] in Angstrom), copick JSON or root, or STAR")
-    s.add_argument("--gt", help="ground-truth picks (same formats): colour picks by outcome")
+    s.add_argument("inputs", nargs="*", metavar="TOMOGRAMS... PICKS",
+                   help="tomogram files, folders or globs (.mrc .rec .map .nii .nii.gz .zarr), then the picks: CSV "
+                   "(tomo,class,x,y,z[,score] in Angstrom), copick JSON or root, or STAR. With --copick-config: "
+                   "none (the project's tomograms and picks of --user/--session) or only the picks file")
+    s.add_argument("--gt", help="ground-truth picks (same formats): colour picks by outcome; with --copick-config: "
+                   "default the project's picks of --gt-user/--gt-session, if any")
+    s.add_argument("--user-id", "--user", help="copick user of the picks (a copick project or root folder)")
+    s.add_argument("--session-id", "--session", help="copick session of the picks (a copick project or root folder)")
+    add_project_options(s)
     s.add_argument("--heatmaps", help="folder of heatmaps from cryo3d predict --write-heatmaps (<tomo>_<class>.mrc)")
     s.add_argument("--out", required=True, help="report folder (created, or replaced if it holds a report)")
     s.add_argument("--particles", help="YAML/JSON particle set with radii and weights (default: the 6 CZII classes)")
@@ -257,9 +270,15 @@ def add_report_parsers(sub: Any) -> None:
                        description="napari layers: the tomogram (Angstrom world units), picks and ground truth as "
                        "points sized by the particle radius and coloured by class. Needs napari "
                        "(pip install 'cryo3d[view]') and a display.")
-    s.add_argument("tomogram", help="a tomogram file")
-    s.add_argument("--picks", help="predicted picks file")
-    s.add_argument("--gt", help="ground-truth picks file")
+    s.add_argument("tomogram", nargs="?", help="a tomogram file (with --copick-config: default the tomogram of "
+                   "the one run in --runs)")
+    s.add_argument("--picks", help="predicted picks file (with --copick-config: default the project's picks of "
+                   "--user/--session, if any)")
+    s.add_argument("--gt", help="ground-truth picks file (with --copick-config: default the project's picks of "
+                   "--gt-user/--gt-session, if any)")
+    s.add_argument("--user-id", "--user", help="copick user of the picks (a copick project or root folder)")
+    s.add_argument("--session-id", "--session", help="copick session of the picks (a copick project or root folder)")
+    add_project_options(s)
     s.add_argument("--particles", help="YAML/JSON particle set (default: the 6 CZII classes)")
     s.add_argument("--voxel-spacing", type=float, help="override the tomogram's voxel spacing (Angstrom)")
     add_tomograms_star_option(s)

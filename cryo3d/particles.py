@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from importlib.resources import files
 from numbers import Real
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -232,7 +233,8 @@ def builtin_particles(name: str) -> ParticleSet:
 
 
 def load_particles(path: str | None) -> ParticleSet:
-    """A particle set from a YAML/JSON file, or the CZII set when ``path`` is None.
+    """A particle set from a YAML/JSON file, a built-in set by name (:data:`BUILTIN_PARTICLE_SETS`,
+    e.g. ``czii``), or the CZII set when ``path`` is None.
 
     The file holds ``classes: [{name, radius, weight, shape}, ...]`` (radius in Angstrom)
     and optionally ``sigma_fraction``.
@@ -243,6 +245,11 @@ def load_particles(path: str | None) -> ParticleSet:
     """
     if path is None:
         return CZII_PARTICLES
+    if str(path).strip() in BUILTIN_PARTICLE_SETS:
+        return builtin_particles(str(path).strip())
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such particles file; expected a YAML/JSON file or a built-in set "
+                                f"{list(BUILTIN_PARTICLE_SETS)}")
     with open(path) as fh:
         d = yaml.safe_load(fh)
     return ParticleSet.from_dict(d, source=str(path))

@@ -76,7 +76,10 @@ def run(a: argparse.Namespace) -> int:
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
-    index = report_files(a.out, a.tomograms, a.picks, gt=a.gt, heatmaps=a.heatmaps, particles=a.particles,
+    from cryo3d.commands.copick_inputs import report_inputs  # files, or a copick project's tomograms and picks
+
+    tomos, picks, gt, ps = report_inputs(a)
+    index = report_files(a.out, tomos, picks, gt=gt, heatmaps=a.heatmaps, particles=ps,
                          voxel_spacing=a.voxel_spacing, thresholds=thr, tomograms_star=a.tomograms_star)
     print(f"wrote {index} (open it in a browser)")
     return 0
@@ -89,9 +92,9 @@ def run_view(a: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"cryo3d view: error: {e}", flush=True)
         return 2
-    ps = load_particles(a.particles)
-    t = read_tomogram(a.tomogram, voxel_spacing=a.voxel_spacing)
-    star = a.tomograms_star
-    view(t, _read_picks(a.picks, [t], ps, star) if a.picks else None,
-         _read_picks(a.gt, [t], ps, star) if a.gt else None, ps)
+    from cryo3d.commands.copick_inputs import view_inputs  # files, or a copick project's tomogram and picks
+
+    t, picks, gt, ps = view_inputs(a)
+    picks, gt = (_read_picks(x, [t], ps, a.tomograms_star) if isinstance(x, (str, Path)) else x for x in (picks, gt))
+    view(t, picks, gt, ps)
     return 0

@@ -16,13 +16,15 @@ user and session. This module turns a selection of it into cryo3d's parts and ba
 * :func:`training_inputs` -- what the training bundle needs (``ensure_data`` dispatches here).
 
 Every selector that is left out is resolved when the project holds exactly one choice, and
-is an error listing the choices otherwise. Tomograms must be on a local file system (the
-config's ``overlay_root``/``static_root`` as ``local://`` or a path), as the readers open the
-``.zarr`` folders themselves.
+is an error listing the choices otherwise. Tomograms are read through copick's own storage
+(fsspec: local, S3, SSH); only :func:`project_tomogram_paths` needs local folders. Picks as
+the CZII challenge shipped them (``Picks/<object>.json``) are read as they are
+(:mod:`cryo3d.io.copick_shipped`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,10 +34,13 @@ import numpy as np
 
 from cryo3d import coords
 from cryo3d.io.copick_files import check_one_source, load_copick_file
-from cryo3d.io.omezarr import copick_run_of, read_ome_zarr
+from cryo3d.io.copick_shipped import install_shipped_picks_view
+from cryo3d.io.copick_tomogram import local_zarr_path, read_copick_tomogram
 from cryo3d.io.picks_csv import write_picks_csv
-from cryo3d.particles import ParticleClass, ParticleSet
+from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.picks import Picks
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "open_project",
@@ -70,7 +75,7 @@ def open_project(config: str | os.PathLike | Any) -> Any:
     except Exception as exc:  # json, pydantic and fsspec errors
         raise ValueError(f"{p}: not a usable copick config ({type(exc).__name__}: {str(exc)[:300]})") from None
     root._cryo3d_config = str(p)  # for messages
-    return root
+    return install_shipped_picks_view(root)  # the challenge's Picks/<object>.json, read as shipped
 
 
 def _where(root: Any) -> str:
@@ -84,12 +89,17 @@ def _the_one(have: list, several: str, none: str) -> Any:
     return have[0]
 
 
-def project_particles(config: Any) -> ParticleSet:
+def project_particles(config: Any, weights: ParticleSet | None = None) -> ParticleSet:
     """Particle classes from the project's ``pickable_objects`` with ``is_particle`` true.
 
     Ordered by ``label`` (copick's numeric id; the config's order among equal labels), so
-    class ids follow the project's labels. Each needs a ``radius`` (Angstrom). The metric
-    weight is 1.0 (copick has none); pass a particles file to a command for other weights.
+    class ids follow the project's labels. Each needs a ``radius`` (Angstrom).
+
+    Args:
+        config (path or copick root): The project.
+        weights (ParticleSet, optional): Where the metric weights come from (copick objects carry
+            none), matched by name; classes it does not name weigh 1. Default: the CZII
+            challenge's weights for classes named as in the challenge (logged), 1 for others.
     """
     root = open_project(config)
     objs = [o for o in root.pickable_objects if o.is_particle]
@@ -102,7 +112,13 @@ def project_particles(config: Any) -> ParticleSet:
             "(it sets the matching and peak distances)"
         )
     objs = sorted(objs, key=lambda o: (o.label if o.label is not None else 0))
-    return ParticleSet(tuple(ParticleClass(o.name, float(o.radius)) for o in objs))
+    source = weights if weights is not None else CZII_PARTICLES
+    by_name = dict(zip(source.names, source.weights.tolist()))
+    matched = [o.name for o in objs if o.name in by_name]
+    if weights is None and matched:
+        log.info("%s: metric weights of the CZII challenge for %s (copick objects carry none; give --particles "
+                 "to choose others)", _where(root), {n: by_name[n] for n in matched})
+    return ParticleSet(tuple(ParticleClass(o.name, float(o.radius), float(by_name.get(o.name, 1.0))) for o in objs))
 
 
 def select_runs(config: Any, runs: Sequence[str] | str | None = None) -> list[Any]:
@@ -121,23 +137,20 @@ def select_runs(config: Any, runs: Sequence[str] | str | None = None) -> list[An
 
 
 def _zarr_path(tomo: Any, where: str) -> str:
-    store = tomo.zarr()
-    path = getattr(store, "path", None)
-    fs = getattr(store, "fs", None)
-    protocol = getattr(fs, "protocol", ("file",))
-    protocol = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
-    if path is None or not ({"file", "local"} & set(protocol)):
-        raise ValueError(f"{where}: tomogram store {store!r} is not on a local file system; cryo3d reads local projects")
-    return str(path)
+    path = local_zarr_path(tomo)
+    if path is None:
+        raise ValueError(f"{where}: tomogram {tomo.zarr().path} is not on a local file system; this command needs "
+                         "local tomograms (train, prepare, evaluate, report and view read any copick storage)")
+    return path
 
 
-def project_tomogram_paths(
+def _chosen_tomograms(
     config: Any,
     tomo_type: str | None = None,
     voxel_spacing: float | None = None,
     runs: Sequence[str] | None = None,
-) -> list[str]:
-    """OME-Zarr folders of the chosen runs' tomograms at one spacing and type (run order).
+) -> list[tuple[Any, Any]]:
+    """``(run, copick tomogram)`` of the chosen runs at one spacing and type (run order).
 
     Args:
         config (path or copick root): the project.
@@ -174,36 +187,49 @@ def project_tomogram_paths(
                 f"{where}: run {r.name!r} has no {tomo_type!r} tomogram at {voxel_spacing} Angstrom; it has "
                 f"{[f'{t}@{s:g}' for s, t in have] or 'none'}"
             )
-        out.append(_zarr_path(tomos[0], f"{where}: run {r.name!r}"))
+        out.append((r, tomos[0]))
     return out
+
+
+def project_tomogram_paths(
+    config: Any,
+    tomo_type: str | None = None,
+    voxel_spacing: float | None = None,
+    runs: Sequence[str] | None = None,
+) -> list[str]:
+    """Local OME-Zarr folders of the chosen runs' tomograms (selection as in :func:`project_tomograms`).
+
+    Raises:
+        ValueError: As :func:`project_tomograms`, or a tomogram not on a local file system (the
+            commands that take files need local ones; :func:`project_tomograms` reads any).
+    """
+    root = open_project(config)
+    return [_zarr_path(t, f"{_where(root)}: run {r.name!r}")
+            for r, t in _chosen_tomograms(root, tomo_type, voxel_spacing, runs)]
 
 
 def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: float | None = None,
-                      runs: Sequence[str] | None = None, check_values: bool = True) -> list:
+                      runs: Sequence[str] | None = None, check_values: bool = True,
+                      trust_spacing: str | None = None) -> list:
     """:class:`~cryo3d.io.tomogram.Tomogram` of the chosen runs, opened lazily (``data`` is a zarr array).
 
-    The voxel spacing is the OME-Zarr scale (checked against the copick spacing: a mismatch
-    is an error, since one of them is wrong). Selection as in :func:`project_tomogram_paths`.
-    """
+    Selection as in :func:`project_tomogram_paths`; read through copick's storage (local, S3,
+    SSH). When the OME-Zarr scale and the copick folder (``VoxelSpacing<s>``) differ, a relative
+    difference up to 2% is the folder name's rounding (a warning; the OME-Zarr scale is used), a
+    larger one an error unless ``trust_spacing`` names which to use
+    (:func:`cryo3d.io.copick_tomogram.read_copick_tomogram`).
 
+    Args:
+        trust_spacing (str, optional): ``zarr`` (the OME-Zarr scale) or ``copick`` (the folder's
+            spacing), used whatever the difference.
+
+    Raises:
+        ValueError: An unknown ``trust_spacing``, or the two spacings differ by more than rounding
+            and ``trust_spacing`` is not given.
+    """
     root = open_project(config)
-    paths = project_tomogram_paths(root, tomo_type, voxel_spacing, runs)
-    out = []
-    for p in paths:
-        t = read_ome_zarr(p, check_finite=check_values, check_constant=check_values)
-        folder = Path(p).parent.name.removeprefix("VoxelSpacing")
-        try:
-            copick_spacing = float(folder)
-        except ValueError:
-            copick_spacing = t.voxel_spacing
-        if not np.isclose(copick_spacing, t.voxel_spacing, rtol=1e-3):
-            raise ValueError(
-                f"{p}: OME-Zarr scale says {t.voxel_spacing} Angstrom per voxel, its copick folder "
-                f"VoxelSpacing{folder} says {copick_spacing}; expected the same"
-            )
-        t.name = copick_run_of(p) or t.name
-        out.append(t)
-    return out
+    return [read_copick_tomogram(tomo, r.name, check_values, trust_spacing)
+            for r, tomo in _chosen_tomograms(root, tomo_type, voxel_spacing, runs)]
 
 
 def tomogram_sizes(tomograms: Iterable[Any]) -> dict[str, tuple[float, float, float]]:
@@ -372,6 +398,8 @@ def training_inputs(
     gt_user: str | None = None,
     gt_session: str | None = None,
     runs: Sequence[str] | None = None,
+    particles: ParticleSet | None = None,
+    trust_spacing: str | None = None,
 ) -> tuple[dict, Picks, ParticleSet, str]:
     """Tomograms, ground truth, particle set and a ground-truth CSV for the training bundle.
 
@@ -379,15 +407,20 @@ def training_inputs(
     ``dataset_dir/ground_truth_<user>_<session>.csv`` (the picks table), which the
     validation metric reads.
 
+    Args:
+        particles (ParticleSet, optional): Where the metric weights come from (by name; see
+            :func:`project_particles`).
+        trust_spacing (str, optional): See :func:`project_tomograms`.
+
     Returns:
         (tomograms by name, picks, particles, ground-truth CSV path).
     """
 
     root = open_project(config)
-    particles = project_particles(root)
+    particles = project_particles(root, particles)
     voxel_spacing = None if voxel_spacing is None else float(voxel_spacing)
     runs = None if runs is None else ([runs] if isinstance(runs, str) else [str(r) for r in runs])
-    tomos = {t.name: t for t in project_tomograms(root, tomo_type, voxel_spacing, runs)}
+    tomos = {t.name: t for t in project_tomograms(root, tomo_type, voxel_spacing, runs, trust_spacing=trust_spacing)}
     picks = project_picks(root, gt_user, gt_session, list(tomos), particles.names,
                           user_option="gt_user", session_option="gt_session")
     user = "-".join(sorted(set(picks.extra["user_id"].tolist())))

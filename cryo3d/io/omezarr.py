@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -77,11 +78,15 @@ def read_ome_zarr(
     name: str | None = None,
     check_finite: bool = True,
     check_constant: bool = True,
+    store: Any = None,
 ):
     """Open an OME-Zarr tomogram lazily.
 
     Args:
-        path (path-like): The ``.zarr`` folder (an OME-NGFF image with ``multiscales`` metadata).
+        path (path-like): The ``.zarr`` folder (an OME-NGFF image with ``multiscales`` metadata), or
+            with ``store`` its address for messages (e.g. an ``s3://`` URL).
+        store (zarr store, optional): Read from this store (e.g. copick's fsspec ``FSStore`` of a
+            project on S3 or SSH) instead of the local folder ``path``.
         voxel_spacing (float, optional): Angstrom per voxel; overrides the metadata.
         name (str, optional): Tomogram name; by default the copick run name for a copick path
             (``ExperimentRuns/<run>/VoxelSpacing<s>/<type>.zarr``), else the folder stem.
@@ -92,12 +97,12 @@ def read_ome_zarr(
     """
     from cryo3d.io.tomogram import Tomogram, _check_values, _resolve_spacing  # here: io.tomogram imports this module (cycle)
 
-    p = Path(path)
-    if not p.exists():
+    p = Path(path) if store is None else str(path)  # a URL stays as it is
+    if store is None and not p.exists():
         raise FileNotFoundError(f"{p}: OME-Zarr tomogram not found")
     where = str(p)
     try:
-        group = zarr.open_group(str(p), mode="r")
+        group = zarr.open_group(str(p) if store is None else store, mode="r")
     except Exception as exc:  # zarr raises several types for a folder that is no group
         raise ValueError(f"{p}: not a readable OME-Zarr group ({type(exc).__name__}: {exc})") from None
     ms = group.attrs.get("multiscales")
@@ -120,7 +125,7 @@ def read_ome_zarr(
     s = _resolve_spacing(header, voxel_spacing, p, "OME-Zarr scale transformation of dataset 0")
     _check_values(data, p, check_finite, check_constant)
     if name is None:
-        name = copick_run_of(p) or p.stem
+        name = copick_run_of(p) or Path(p).stem
     return Tomogram(name=str(name), data=data, voxel_spacing=float(s), path=str(p))
 
 

@@ -80,7 +80,8 @@ def ensure_data(
     the store and the ground truth as a picks CSV.
 
     Returns:
-        ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files),
+        ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files; for a copick
+        project its tomograms as opened),
         ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``,
         ``patch_size``, ``stride``, ``batch_size`` (as chosen), ``geometry_reason``,
         ``builtin`` (whether the data is the built-in simulator's) and ``class_density``
@@ -136,7 +137,7 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         "store": str(store),
         "train": train,
         "val": val,
-        "val_paths": [tomos[n].path for n in val],
+        "val_paths": [tomos[n] if copick is not None else tomos[n].path for n in val],  # copick: as opened
         "gt": str(gt),
         "particles": particles,
         "voxel_spacing": float(voxel_spacing),

@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Events
 from torch.utils.tensorboard import SummaryWriter
 
-from cryo3d.io.tomogram import read_tomogram
+from cryo3d.io.tomogram import Tomogram, read_tomogram
 from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.resample import to_spacing
@@ -34,16 +34,17 @@ class ValidationTomograms(torch.utils.data.Dataset):
     ground truth. Volumes are read and normalised once and kept in memory.
 
     Args:
-        paths: tomogram files.
+        paths: tomogram files, or opened :class:`~cryo3d.io.tomogram.Tomogram` (a copick project's,
+            read through its storage, with the spacing it was decided to have).
         voxel_spacing: the training voxel spacing (Angstrom); other spacings are resampled.
     """
 
-    def __init__(self, paths: Sequence[str], voxel_spacing: float | None = None) -> None:
+    def __init__(self, paths: Sequence[Any], voxel_spacing: float | None = None) -> None:
         self.names: list[str] = []
         self.spacings: list[float] = []
         self.volumes: list[torch.Tensor] = []
         for p in paths:
-            t = read_tomogram(p)
+            t = p if isinstance(p, Tomogram) else read_tomogram(p)
             data, sp = to_spacing(t.data, float(t.voxel_spacing), voxel_spacing)
             med, sc = robust_stats(data)
             self.volumes.append(torch.from_numpy(normalize(data, med, sc, NORM_CLIP))[None])
