@@ -112,7 +112,8 @@ def layer_specs(tomogram: Any, picks: Picks | None, gt: Picks | None, particles:
     return specs
 
 
-def view(tomogram: Any, picks: Picks | None, gt: Picks | None, particles: ParticleSet, run: bool = True) -> Any:
+def view(tomogram: Any, picks: Picks | None, gt: Picks | None, particles: ParticleSet, run: bool = True,
+         show: bool = True) -> Any:
     """Open a napari viewer with the layers of :func:`layer_specs` (world units: Angstrom, axes ``[z, y, x]``).
 
     Args:
@@ -121,12 +122,13 @@ def view(tomogram: Any, picks: Picks | None, gt: Picks | None, particles: Partic
         gt: ground truth, or None.
         particles: classes (radius -> point size, class -> colour).
         run: start napari's event loop (False returns the viewer, for scripts and tests).
+        show: show the window (a hidden viewer's screenshots are blank).
 
     Returns:
         The ``napari.Viewer``.
     """
     napari = import_napari()
-    v = napari.Viewer(title=f"cryo3d: {tomogram.name}", show=run)
+    v = napari.Viewer(title=f"cryo3d: {tomogram.name}", show=show)
     for spec in layer_specs(tomogram, picks, gt, particles):
         getattr(v, f"add_{spec.kind}")(spec.data, **spec.kwargs)
     if run:
