@@ -50,6 +50,11 @@ def _has_colour(png, col, row, hex_colour, r=2, tol=70.0):
     return bool((np.linalg.norm(px - np.array(hex_to_rgb(hex_colour)), axis=1) < tol).any())
 
 
+def _central_slab(doc):
+    """The slab through the middle of the depth (z = 200 A here): slabs are listed in z order."""
+    return next(r for r in doc["tomograms"][0]["slabs"] if r["slab_planes"][0] <= SHAPE[0] // 2 <= r["slab_planes"][1])
+
+
 def _brightness(png, col, row):
     return float(_rgb(png, col, row, 2).mean() / 255.0)
 
@@ -81,7 +86,7 @@ def test_report_folder_holds_index_and_every_png_it_links(known_report):
 
 def test_axes_span_the_tomogram_in_angstrom_with_x_horizontal(known_report):
     _, doc, _ = known_report
-    rec = doc["tomograms"][0]["slabs"][0]
+    rec = _central_slab(doc)
     assert (rec["horizontal"], rec["vertical"]) == ("x", "y")
     # voxel i spans (i - 0.5) * SP .. (i + 0.5) * SP
     assert rec["xlim"] == pytest.approx([-0.5 * SP, (SHAPE[2] - 0.5) * SP])
@@ -94,7 +99,7 @@ def test_ring_under_a_known_pick_has_its_outcome_colour(known_report, which, out
     import matplotlib.image as mpimg
 
     out, doc, picks = known_report
-    rec = doc["tomograms"][0]["slabs"][0]
+    rec = _central_slab(doc)
     png = mpimg.imread(out / rec["file"])
     x, y, _ = picks[which]
     for dx, dy in [(60, 0), (-60, 0), (0, 60), (0, -60)]:  # on the ring: radius 60 A in x and in y
@@ -108,7 +113,7 @@ def test_particles_show_bright_under_their_picks_and_false_pick_shows_background
     import matplotlib.image as mpimg
 
     out, doc, picks = known_report
-    rec = doc["tomograms"][0]["slabs"][0]
+    rec = _central_slab(doc)
     png = mpimg.imread(out / rec["file"])
     assert _brightness(png, *_pixel(rec, *picks["missed"][:2])) > 0.9
     assert _brightness(png, *_pixel(rec, picks["tp"][0] - 10.0, picks["tp"][1])) > 0.9
@@ -304,3 +309,90 @@ def test_cut_radius_is_the_sphere_section_at_the_nearest_slab_face():
     xyz = np.array([[0, 0, 120.0], [0, 0, 180.0], [0, 0, 300.0]])
     r = cut_radius(xyz, np.full(3, 60.0), SP, slab)
     assert r == pytest.approx([60.0, np.sqrt(60.0**2 - 35.0**2), 0.0])
+
+
+def test_slabs_are_planned_in_z_order_whatever_the_order_of_the_fractions():
+    from cryo3d.report.slabs import plan_slabs
+
+    slabs = plan_slabs(64, 2)  # default fractions start at the centre
+    assert [s.lo for s in slabs] == sorted(s.lo for s in slabs) and len(slabs) == 5
+
+
+def test_report_page_lists_slabs_in_z_order_each_labelled_with_its_z_range(known_report):
+    import re
+
+    out, doc, _ = known_report
+    ranges = [r["slab_angstrom"] for r in doc["tomograms"][0]["slabs"]]
+    assert ranges == sorted(ranges)
+    html = (out / "index.html").read_text()
+    found = re.findall(r"z = (-?[\d.]+) to (-?[\d.]+) Å", html)  # each caption is also the image's alt text
+    shown = [(float(a), float(b)) for a, b in dict.fromkeys(found)]
+    assert shown == [(round(a), round(b)) for a, b in ranges]
+    assert "in z order" in html
+
+
+def test_palette_has_at_least_twelve_distinct_class_colours():
+    from cryo3d.report.palette import class_colours
+
+    cols = class_colours([f"c{i}" for i in range(12)])
+    assert len(set(cols.values())) == 12
+
+
+def test_outcome_colours_are_far_from_every_class_colour():
+    from cryo3d.report.palette import CLASS_PALETTE, MIN_OUTCOME_DISTANCE
+
+    o = np.array([hex_to_rgb(c) for c in OUTCOME_COLOURS.values()], float)
+    c = np.array([hex_to_rgb(x) for x in CLASS_PALETTE], float)
+    assert np.linalg.norm(o[:, None] - c[None], axis=2).min() >= MIN_OUTCOME_DISTANCE
+
+
+def _curves(thresholds):
+    from cryo3d.report.curves import class_curves_figure
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c"]
+    scores = {n: rng.uniform(0, 1, 30) for n in names}
+    is_tp = {n: s > 0.5 for n, s in scores.items()}
+    return class_curves_figure(names, scores, is_tp, {n: 20 for n in names}, thresholds)
+
+
+def test_curves_draw_each_class_in_its_palette_colour():
+    from matplotlib.colors import to_hex
+
+    from cryo3d.report.palette import class_colours
+
+    fig, _ = _curves(None)
+    want = class_colours(["a", "b", "c"])
+    pr = fig.axes[0]
+    assert {ln.get_label(): to_hex(ln.get_color()) for ln in pr.get_lines() if not ln.get_label().startswith("_")} \
+        == {f"{n} (20)": c.lower() for n, c in want.items()}
+
+
+def test_precision_recall_legend_lies_outside_every_axes():
+    fig, _ = _curves(None)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    assert fig.legends and not any(ax.get_legend() for ax in fig.axes)
+    leg = fig.legends[0].get_window_extent(r)
+    assert not any(leg.overlaps(ax.get_window_extent(r)) for ax in fig.axes)
+
+
+def test_curves_mark_a_known_threshold_with_a_dashed_line_per_class():
+    fig, rec = _curves({"a": 0.3, "b": 0.5, "c": 0.7})
+    f_lines = [ln for ln in fig.axes[1].get_lines() if (ln.get_gid() or "").startswith("threshold:")]
+    assert sorted(ln.get_xdata()[0] for ln in f_lines) == [0.3, 0.5, 0.7]
+    assert all(ln.get_linestyle() == "--" for ln in f_lines)
+    assert rec["threshold_note"] == ""
+
+
+def test_curves_say_the_threshold_is_unknown_when_none_is_given():
+    fig, rec = _curves(None)
+    notes = [t for t in fig.texts if t.get_gid() == "threshold-note"]
+    assert len(notes) == 1 and "threshold unknown" in notes[0].get_text()
+    assert not [ln for ax in fig.axes for ln in ax.get_lines() if (ln.get_gid() or "").startswith("threshold:")]
+
+
+def test_report_of_csv_picks_without_threshold_says_so_under_the_curves(known_report):
+    out, doc, _ = known_report
+    assert "threshold unknown" in doc["curves"]["caption"]
+    assert "threshold unknown" in (out / "index.html").read_text()

@@ -165,7 +165,7 @@ def write_report(
         notes: lines shown under the title.
         beta, distance_multiplier: the F-beta's beta and match radius / particle radius.
         history: ``{"val": val_metrics records, "train": train_metrics records}`` for training curves.
-        slab_fractions: z positions of the slabs (fractions of the depth; the first is the central one).
+        slab_fractions: z positions of the slabs (fractions of the depth; shown in z order).
         gallery_n: tiles per gallery row.
         matching: the score table's matching rule (:func:`cryo3d.metrics.score_picks`; None: its default).
 
@@ -320,8 +320,9 @@ def write_report(
                 n_gt = {n: int((g_idx == k).sum()) for k, n in enumerate(particles.names)}
             doc["curves"] = render_class_curves(tmp / "curves.png", particles.names, scores, is_tp, n_gt, thr, ccol,
                                                 beta)
-            doc["curves"]["caption"] = ("every pick, before thresholds; dot: best F-beta; dashed: chosen threshold"
-                                        if has_gt else "score histogram of every pick; dashed: chosen threshold")
+            t_part = doc["curves"]["threshold_note"] or "dashed: chosen threshold"
+            doc["curves"]["caption"] = ("every pick, before thresholds; dot: best F-beta; " + t_part
+                                        if has_gt else "score histogram of every pick; " + t_part)
         if has_gt:
             doc["confusion"] = render_confusion(tmp / "confusion.png", oc)
             doc["confusion"]["caption"] = (

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cryo3d.report.outcomes import TP, Outcomes, pr_curve
+from cryo3d.report.outcomes import FP, TP, Outcomes, pr_curve
+from cryo3d.report.palette import OUTCOME_DARK, class_colours
 from cryo3d.report.rendering import new_figure, save_figure
 
-__all__ = ["render_class_curves", "render_confusion", "render_training", "read_jsonl"]
+__all__ = ["render_class_curves", "class_curves_figure", "render_confusion", "render_training", "read_jsonl"]
 
 
 def render_class_curves(
@@ -26,39 +27,58 @@ def render_class_curves(
     colours: Mapping[str, str] | None = None,
     beta: float = 4.0,
 ) -> dict:
+    """Draw :func:`class_curves_figure` and write it as a PNG to ``path``; returns its record."""
+    fig, rec = class_curves_figure(names, scores, is_tp, n_gt, thresholds, colours, beta)
+    save_figure(fig, path)
+    rec["file"] = Path(path).name
+    return rec
+
+
+def class_curves_figure(
+    names: Sequence[str],
+    scores: Mapping[str, np.ndarray],
+    is_tp: Mapping[str, np.ndarray] | None,
+    n_gt: Mapping[str, int] | None,
+    thresholds: Mapping[str, float] | None,
+    colours: Mapping[str, str] | None = None,
+    beta: float = 4.0,
+) -> tuple[Any, dict]:
     """Per class: precision-recall, F-beta against threshold, score histograms of true and false positives.
 
     Three panels with one curve per class (few axes keep this cheap: matplotlib spends its
-    time on axes and tick labels). The histogram panel stacks the classes: per class a
-    baseline, true positives drawn above it, false positives below. Without ground truth
-    (``is_tp`` None) only the histograms of all scores are drawn.
+    time on axes and tick labels), in the class colours of every other figure. The legend
+    sits in its own column, outside the axes. The histogram panel stacks the classes: per
+    class a baseline, true positives drawn above it, false positives below (in the outcome
+    colours). Without ground truth (``is_tp`` None) only the histograms of all scores are
+    drawn. A class's chosen threshold is a dashed line; without thresholds the figure says
+    that the threshold is unknown.
 
     Args:
-        path: PNG to write.
         names: classes in order.
         scores: every prediction's score per class (all, not only those kept).
         is_tp: per class, whether each prediction is a true positive (greedy matching).
         n_gt: ground-truth particles per class.
-        thresholds: the chosen threshold per class (marked), or None.
-        colours: unused (curves take the ``tab10`` colours, readable on white).
+        thresholds: the chosen threshold per class (marked), or None (unknown).
+        colours: ``{class: hex}``; default :func:`cryo3d.report.palette.class_colours`.
         beta: F-beta's beta.
 
     Returns:
-        Record with the best threshold and F-beta per class (``best``).
+        ``(figure, record)``; the record holds the best threshold and F-beta per class (``best``)
+        and ``threshold_note`` (empty when every class has a threshold).
     """
-    from matplotlib import colormaps  # lazy: matplotlib is heavy; training imports the report
-
-    tab = colormaps["tab10"]
-    col = {n: tab(i % 10) for i, n in enumerate(names)}
+    col = dict(colours) if colours is not None else class_colours(list(names))
     has_gt = is_tp is not None
     nh = len(names)
-    fig = new_figure(1200 if has_gt else 520, 380 + (28 * max(0, nh - 6)))
+    fig = new_figure(1300 if has_gt else 640, 380 + (28 * max(0, nh - 6)))
     best = {}
     bins = np.linspace(0, 1, 41)
-    hax = fig.add_axes([0.75, 0.13, 0.23, 0.77]) if has_gt else fig.add_axes([0.36, 0.13, 0.6, 0.77])
     if has_gt:
-        pax = fig.add_axes([0.05, 0.13, 0.24, 0.77])
-        fax = fig.add_axes([0.35, 0.13, 0.24, 0.77])
+        pax = fig.add_axes([0.05, 0.13, 0.22, 0.77])
+        fax = fig.add_axes([0.32, 0.13, 0.22, 0.77])
+        hax = fig.add_axes([0.78, 0.13, 0.2, 0.77])
+    else:
+        hax = fig.add_axes([0.36, 0.13, 0.6, 0.77])
+    unknown = [n for n in names if thresholds is None or n not in thresholds]
     for i, n in enumerate(names):
         s = np.asarray(scores.get(n, np.zeros(0)), np.float64)
         t_chosen = None if thresholds is None else thresholds.get(n)
@@ -74,21 +94,24 @@ def render_class_curves(
                 fax.plot(cur["threshold"][b], cur["fbeta"][b], "o", color=col[n], ms=5)
                 best[n] = {"threshold": float(cur["threshold"][b]), "fbeta": float(cur["fbeta"][b])}
             if t_chosen is not None:
-                fax.axvline(t_chosen, color=col[n], ls="--", lw=1.0)
+                fax.axvline(t_chosen, color=col[n], ls="--", lw=1.0, gid=f"threshold:{n}")
         # stacked histograms: class i at baseline -i; TP up, FP down (each scaled to its row)
         h_tp, _ = np.histogram(s[tp], bins)
         h_fp, _ = np.histogram(s[~tp], bins)
         scale = 0.45 / max(1, int(max(h_tp.max(initial=0), h_fp.max(initial=0))))
         base = -float(i)
         up = h_tp * scale if has_gt else (h_fp + h_tp) * scale * 2
-        hax.stairs(base + up, bins, baseline=base, fill=True, color="#00a030" if has_gt else col[n], alpha=0.8)
+        hax.stairs(base + up, bins, baseline=base, fill=True, color=OUTCOME_DARK[TP] if has_gt else col[n], alpha=0.8)
         if has_gt:
-            hax.stairs(base - h_fp * scale, bins, baseline=base, fill=True, color="#e01010", alpha=0.8)
+            hax.stairs(base - h_fp * scale, bins, baseline=base, fill=True, color=OUTCOME_DARK[FP], alpha=0.8)
         if t_chosen is not None:
-            hax.plot([t_chosen, t_chosen], [base - 0.45, base + 0.45], color="tab:blue", ls="--", lw=1.0)
+            hax.plot([t_chosen, t_chosen], [base - 0.45, base + 0.45], color=col[n], ls="--", lw=1.2,
+                     gid=f"threshold:{n}")
         hax.axhline(base, color="0.6", lw=0.5)
     hax.set_yticks([-float(i) for i in range(nh)], [f"{n} ({np.asarray(scores.get(n, [])).size})" for n in names],
                    fontsize=7)
+    for lab, n in zip(hax.get_yticklabels(), names):
+        lab.set_color(col[n])
     hax.set_xlim(0, 1)
     hax.set_ylim(-nh + 0.4, 0.6)
     hax.set_xlabel("score", fontsize=8)
@@ -99,15 +122,22 @@ def render_class_curves(
         pax.set_xlabel("recall", fontsize=8)
         pax.set_ylabel("precision", fontsize=8)
         pax.set_title("precision-recall (dot: best F; true particles in brackets)", fontsize=8)
-        pax.legend(fontsize=6, loc="lower left")
+        handles, labels = pax.get_legend_handles_labels()
+        if handles:  # its own column between the F-beta panel and the histograms: never over a curve
+            fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.56, 0.9), fontsize=7, frameon=False,
+                       title="class (true particles)", title_fontsize=7)
         fax.set(xlim=(0, 1), ylim=(0, 1.02))
         fax.set_xlabel("score threshold", fontsize=8)
         fax.set_ylabel(f"F{beta:g}", fontsize=8)
         fax.set_title(f"F{beta:g} against threshold (dot: best, dashed: chosen)", fontsize=8)
+    note = ""
+    if unknown:
+        note = ("threshold unknown (none given): no dashed line" if len(unknown) == nh
+                else f"threshold unknown for {', '.join(unknown)}: no dashed line")
+        fig.text(0.01, 0.01, note, fontsize=8, color="0.25", ha="left", va="bottom", gid="threshold-note")
     for ax in fig.axes:
         ax.tick_params(labelsize=7)
-    save_figure(fig, path)
-    return {"file": Path(path).name, "best": best}
+    return fig, {"best": best, "threshold_note": note}
 
 
 def render_confusion(path: str | Path, out: Outcomes) -> dict:

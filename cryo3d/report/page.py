@@ -78,7 +78,7 @@ def render_page(doc: Mapping[str, Any]) -> str:
         out.append(f'<p class="meta">{_e(t["describe"])}</p>')
         if t.get("counts"):
             out.append(_table(list(t["counts"][0]), [list(r.values()) for r in t["counts"]]))
-        out.append("<h3>z-slabs</h3>")
+        out.append("<h3>z-slabs (in z order, lowest first; each labelled with its z range)</h3>")
         out.extend(_fig(r["file"], r["caption"], "slab") for r in t["slabs"])
         out.append("<h3>Orthogonal views (the missing wedge spreads density along z)</h3>")
         out.extend(_fig(r["file"], r["caption"]) for r in t["ortho"])

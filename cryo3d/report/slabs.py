@@ -53,9 +53,10 @@ def slab_half_width(thickness_angstrom: float, voxel_spacing: float) -> int:
 
 
 def plan_slabs(n: int, half: int, fractions: Sequence[float] = (0.5, 0.2, 0.35, 0.65, 0.8), axis: int = 0) -> list[Slab]:
-    """Slabs of ``2 * half + 1`` planes centred at ``fractions`` of an axis of ``n`` planes (central first).
+    """Slabs of ``2 * half + 1`` planes centred at ``fractions`` of an axis of ``n`` planes, in axis order.
 
-    Slabs are clipped to the volume; duplicates are dropped.
+    Slabs are clipped to the volume; duplicates are dropped; the result runs from the lowest
+    plane to the highest, whatever the order of ``fractions``.
     """
     out: list[Slab] = []
     for f in fractions:
@@ -64,7 +65,7 @@ def plan_slabs(n: int, half: int, fractions: Sequence[float] = (0.5, 0.2, 0.35, 
         s = Slab(axis, lo, hi)
         if s not in out:
             out.append(s)
-    return out
+    return sorted(out, key=lambda s: (s.lo, s.hi))
 
 
 def slab_image(data: np.ndarray, slab: Slab) -> np.ndarray:
