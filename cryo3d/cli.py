@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", default="none", choices=["none", "flips", "flips_rot90"], help="test-time augmentation")
     s.add_argument("--density-cap", type=_non_negative, default=None, metavar="FACTOR",
                    help="a class reports at most FACTOR x the particle density of the checkpoint's training "
-                   "annotations per tomogram, its highest scores kept, with a warning (default: 3; 0: no cap)")
+                   "annotations per tomogram, its highest scores kept, with a warning (default: 10; 0: no cap)")
     s.add_argument("--class-decision", default="independent", choices=["independent", "strongest"],
                    help="independent: each class's peaks on their own; strongest: a peak is kept only where its "
                    "class is the model's strongest at that voxel (one particle, one class) (default: %(default)s)")

@@ -15,7 +15,7 @@ across classes or on counts, then converts:
 * :func:`cap_per_class`: no class gets more peaks than the volume can physically hold,
   ``PACKING_FRACTION x volume / (4/3 pi r^3)`` (:func:`max_particles`); the highest
   scores are kept and a warning names the tomogram and the classes that were capped.
-* :func:`density_caps`: no class gets more peaks than ``DENSITY_CAP_FACTOR`` x the density
+* :func:`density_caps`: no class gets more peaks than :data:`DENSITY_CAP_FACTOR` x the density
   its training annotations show (particles per cubic Angstrom, recorded in the checkpoint)
   times the volume; a flooding class (a model firing on unlabelled proteins of its size) is
   cut to its highest scores, with a warning naming tomogram and class.
@@ -64,10 +64,17 @@ __all__ = [
 PACKING_FRACTION = math.pi / math.sqrt(18.0)
 
 #: A class reports at most this many times the particles per volume that its training
-#: annotations hold (:func:`density_caps`). Why 3: a user's annotated tomograms are a sample,
-#: and a test tomogram may be three times as crowded with a class; a model that floods
-#: (hundreds of picks on unlabelled proteins of a class's size) reports 10-50 times.
-DENSITY_CAP_FACTOR = 3.0
+#: annotations hold (:func:`density_caps`): a guard against floods (a model firing on unlabelled
+#: proteins of a class's size; one class reported 1,178 picks for 23 particles), set by
+#: measurement. With F-beta 4 a lost true pick costs 16 times a kept false one, and where the
+#: model scores look-alike proteins above true particles (small classes among crowders) a tight
+#: cap keeps the wrong picks. ``scripts/compare_selection.py`` on held-out tomograms, one
+#: checkpoint each, thresholds chosen on validation with each cap, test score by factor:
+#: tilt (7 classes, tilt-series reconstructions): none 0.565, 20x 0.565, 10x 0.558, 5x 0.470,
+#: 3x 0.419 (the 40-45 A classes fall from 0.43 / 0.35 to 0.10 / 0.07); crowded12: none 0.819,
+#: 10x 0.820, 5x 0.817, 3x 0.796. 10x bounds a flood at a tenth of the issue's worst and costs
+#: at most 0.007 there.
+DENSITY_CAP_FACTOR = 10.0
 
 #: How a particle's class is decided (:func:`heatmap_to_picks`): ``"independent"`` keeps each
 #: channel's peaks on their own; ``"strongest"`` keeps a peak only where its channel is the

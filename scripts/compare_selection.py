@@ -40,22 +40,35 @@ RULES = {
     "before (float32 sigmoid, packing cap only)": (False, None, "independent", 0.0),
     "logit scores": (True, None, "independent", 0.0),
     "logit scores + 3x density cap": (True, 3.0, "independent", 0.0),
-    "... + strongest class at the peak": (True, 3.0, "strongest", 0.0),
-    "... + cross-class 0.5 (smaller)": (True, 3.0, "independent", 0.5),
+    "logit scores + 5x density cap": (True, 5.0, "independent", 0.0),
+    "logit scores + 10x density cap": (True, 10.0, "independent", 0.0),
+    "logit scores + 20x density cap": (True, 20.0, "independent", 0.0),
+    "logit scores + strongest class at the peak": (True, None, "strongest", 0.0),
+    "logit scores + cross-class 0.5 (smaller)": (True, None, "independent", 0.5),
 }
 BASE_THRESHOLD = 0.05
 FIXED_GRID = np.unique(np.round(np.r_[np.arange(BASE_THRESHOLD, 0.95, 0.025), np.linspace(0.95, 0.995, 10)], 4))
 
 
-def heatmaps(net, meta, paths, settings) -> dict[str, tuple[torch.Tensor, float]]:
+def heatmaps(net, meta, paths, settings, cache: Path | None = None) -> dict[str, tuple[torch.Tensor, float]]:
+    """Logit heatmap and full-resolution spacing of each tomogram (kept in ``cache`` when given: a
+    heatmap is reused only for the same checkpoint file, size and mtime, and tomogram)."""
     particles = ParticleSet.from_dict(meta["particles"])
     out = {}
     for p in paths:
+        if cache is not None:
+            f = cache / f"{Path(p).stem}.npz"
+            if f.exists():
+                d = np.load(f)
+                out[Path(p).stem] = (torch.from_numpy(d["hm"]), float(d["spacing"]))
+                continue
         t = read_tomogram(p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _, hm, spacing = pick_tomogram(net, t, particles, settings, device="cpu", return_heatmap=True)
         out[t.name] = (torch.from_numpy(hm), spacing)
+        if cache is not None:
+            np.savez(cache / f"{t.name}.npz", hm=hm, spacing=spacing)
     return out
 
 
@@ -79,8 +92,13 @@ def main() -> None:
     ap.add_argument("--val", required=True, help="folder with tomograms/ and picks.csv (training data)")
     ap.add_argument("--val-names", nargs="*", default=None, help="validation tomogram names (default: the last)")
     ap.add_argument("--test", required=True, help="folder with tomograms/ and picks.csv (unseen)")
-    ap.add_argument("--particles", default=None, help="particles.yaml (default: the checkpoint's)")
+    ap.add_argument("--cache", default=None, help="folder to keep the heatmaps in between runs")
     a = ap.parse_args()
+    cache = None
+    if a.cache:
+        st = Path(a.checkpoint).stat()
+        cache = Path(a.cache) / f"{Path(a.checkpoint).stem}-{st.st_size}-{st.st_mtime_ns}"
+        cache.mkdir(parents=True, exist_ok=True)
     net, meta = load_checkpoint_model(a.checkpoint)
     particles = ParticleSet.from_dict(meta["particles"])
     if meta.get("class_density") is None:
@@ -103,8 +121,8 @@ def main() -> None:
     gt_val = gt_val.select(np.isin(gt_val.tomo, val_names))
     gt_test = read_picks(Path(a.test, "picks.csv"))
     print(f"heatmaps of {len(val_paths)} validation and {len(test_paths)} test tomograms ...", flush=True)
-    hv = heatmaps(net, meta, val_paths, settings)
-    ht = heatmaps(net, meta, test_paths, settings)
+    hv = heatmaps(net, meta, val_paths, settings, cache)
+    ht = heatmaps(net, meta, test_paths, settings, cache)
     n_true = np.bincount(particles.indices(gt_test.cls), minlength=len(particles))
     print(f"\n{'rule':<45} {'val':>6} {'test':>6} {'max picks/true':>15} {'tied':>6}")
     for name, rule in RULES.items():

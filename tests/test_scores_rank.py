@@ -18,7 +18,7 @@ from cryo3d.metrics import calibration, sweep_thresholds
 from cryo3d.metric_ignite import sweep_grid
 from cryo3d.networks import build_network
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
-from cryo3d.peak_selection import class_densities, density_caps, select_peaks
+from cryo3d.peak_selection import DENSITY_CAP_FACTOR, class_densities, density_caps, select_peaks
 from cryo3d.peaks import find_peaks, logit_thresholds
 from cryo3d.picks import Picks
 from cryo3d.workflows.checkpoint_meta import CheckpointMeta
@@ -116,10 +116,10 @@ def test_a_class_beyond_its_annotated_density_keeps_its_best_picks_and_warns_nam
     n = 40
     c = rng.uniform(0, 20, (n, 3))
     scores = rng.uniform(0.3, 1.0, n)
-    density = [2.0 / volume]  # two annotated per volume of this size: at most 6 picks
+    density = [2.0 / volume]  # two annotated per volume of this size: at most 6 picks at 3x
     with pytest.warns(UserWarning, match=r"TS_9: more picks than 3 x the density.*a: kept the 6 highest"):
         keep = select_peaks(c, np.zeros(n, int), scores, shape, ONE, SPACING, 1, where="TS_9",
-                            class_density=density)
+                            class_density=density, density_factor=3.0)
     assert keep.sum() == 6
     assert set(np.flatnonzero(keep)) == set(np.argsort(-scores)[:6])
 
@@ -164,15 +164,18 @@ def test_predict_of_a_confident_model_gives_scores_that_rank(tmp_path, noise_tom
     assert np.all(picks.score < 1.0)
 
 
-def test_predict_caps_each_class_at_three_times_the_annotated_density(tmp_path, noise_tomogram):
+def test_predict_caps_each_class_at_the_factor_times_the_annotated_density(tmp_path, noise_tomogram):
     ck = tmp_path / "dense.pt"
     volume = coords.voxels_to_volume((48, 64, 64), SPACING, 1)
     _confident_checkpoint(ck, class_density=[1.0 / volume] * 6)  # one annotated particle per such volume
-    with pytest.warns(UserWarning, match=r"tomogram TS_c: more picks than 3 x the density"):
+    with pytest.warns(UserWarning, match=rf"tomogram TS_c: more picks than {DENSITY_CAP_FACTOR:g} x the density"):
         predict(ck, [str(noise_tomogram)], tmp_path / "out", progress=False, device="cpu")
     picks = read_picks_csv(tmp_path / "out" / "picks.csv")
     per_class = [len(picks.for_class(n)) for n in CZII_PARTICLES.names]
-    assert max(per_class) <= 3, per_class
+    assert max(per_class) <= DENSITY_CAP_FACTOR, per_class
+    with pytest.warns(UserWarning, match=r"tomogram TS_c: more picks than 3 x the density"):
+        predict(ck, [str(noise_tomogram)], tmp_path / "out3", progress=False, device="cpu", density_factor=3)
+    assert max(len(read_picks_csv(tmp_path / "out3" / "picks.csv").for_class(n)) for n in CZII_PARTICLES.names) <= 3
 
 
 def test_the_strongest_class_at_a_peak_keeps_it_and_the_other_channels_peaks_there_go():
