@@ -10,10 +10,14 @@ from cryo3d.commands.copick_inputs import evaluate_inputs
 from cryo3d.commands.report import report_files
 from cryo3d.evaluation import evaluate_files
 from cryo3d.io.atomic import json_default
+from cryo3d.io.output_guard import refuse_input_as_output
 
 
 def run(a: argparse.Namespace) -> int:
     """Print the per-class table (or JSON); optionally write the JSON file and the HTML report."""
+    refuse_input_as_output("evaluate", [("--json", a.json), ("--report", a.report)],
+                           [a.pred, a.gt, getattr(a, "particles", None), getattr(a, "copick_config", None),
+                            *(a.report_tomograms or [])])
     pred, gt, particles, runs = evaluate_inputs(a)  # files, or a copick project's picks by user and session
     to_file = a.json not in (None, "-")
     rep = evaluate_files(pred, gt, particles=particles, beta=a.beta, distance_multiplier=a.distance_multiplier,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cryo3d.io.copick_project import tomogram_sizes
+from cryo3d.io.output_guard import refuse_input_as_output
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
 from cryo3d.particles import ParticleSet, load_particles
@@ -58,6 +59,8 @@ def run(a: argparse.Namespace) -> int:
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
+    refuse_input_as_output("report", [("--out", a.out)],
+                           [*(a.tomograms or []), a.picks, a.gt, a.heatmaps, a.particles])
     index = report_files(a.out, a.tomograms, a.picks, gt=a.gt, heatmaps=a.heatmaps, particles=a.particles,
                          voxel_spacing=a.voxel_spacing, thresholds=thr)
     print(f"wrote {index} (open it in a browser)")
