@@ -29,13 +29,14 @@ USER, SESSION = "cryo3d", "9"
 
 
 def _sets(runs: list[str]) -> tuple[Picks, Picks]:
-    """Two pick sets over the runs: A with 1 apo-ferritin pick per run, B with 2 (other places)."""
+    """Two pick sets over the runs: A with 2000 apo-ferritin picks per run, B with 3000 (large, so a kill
+    often lands inside a file's write)."""
     def make(n: int, x0: float) -> Picks:
-        rows = [(r, "apo-ferritin", x0 + 10 * i) for r in runs for i in range(n)]
+        rows = [(r, "apo-ferritin", x0 + 0.01 * i) for r in runs for i in range(n)]
         xyz = np.array([[x, 100.0, 100.0] for _, _, x in rows])
         return Picks(tomo=np.array([r for r, _, _ in rows]), cls=np.array([c for _, c, _ in rows]), xyz=xyz,
                      score=np.full(len(rows), 0.5))
-    return make(1, 100.0), make(2, 300.0)
+    return make(2000, 100.0), make(3000, 300.0)
 
 
 CHILD = textwrap.dedent("""
@@ -46,10 +47,10 @@ CHILD = textwrap.dedent("""
     from cryo3d.picks import Picks
     config, runs = sys.argv[1], sys.argv[2].split(",")
     def make(n, x0):
-        rows = [(r, x0 + 10 * i) for r in runs for i in range(n)]
+        rows = [(r, x0 + 0.01 * i) for r in runs for i in range(n)]
         return Picks(tomo=np.array([r for r, _ in rows]), cls=np.array(["apo-ferritin"] * len(rows)),
                      xyz=np.array([[x, 100.0, 100.0] for _, x in rows]), score=np.full(len(rows), 0.5))
-    sets = [make(2, 300.0), make(1, 100.0)]
+    sets = [make(3000, 300.0), make(2000, 100.0)]
     a = Namespace(copick_config=config, user_id="cryo3d", session_id="9", overwrite=True)
     print("ready", flush=True)
     i = 0
@@ -74,7 +75,7 @@ def test_twenty_kills_during_an_overwrite_leave_every_pick_set_old_or_new_and_re
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(config), ",".join(runs)],
                                  stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert child.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 1.0))
         child.send_signal(signal.SIGKILL)
         child.wait()
         files = sorted(overlay.glob(f"ExperimentRuns/*/Picks/{USER}_{SESSION}_*.json"))
@@ -88,3 +89,29 @@ def test_twenty_kills_during_an_overwrite_leave_every_pick_set_old_or_new_and_re
                 assert n == 0, f"{f}: {n} points in a class neither set has"
         assert not list(overlay.glob("ExperimentRuns/*/Picks/.*.json")), "a temporary copick would list as picks"
     assert time.monotonic() - t0 < 120
+
+
+def test_a_write_that_dies_midway_leaves_the_old_pick_set_whole(copick_project, monkeypatch):
+    """copick's own writer truncates then dumps; dying inside the dump must not cost the old file."""
+    import json
+
+    config, _ = copick_project
+    overlay = Path(str(config)).parent / "overlay"
+    runs = sorted(p.name for p in (overlay / "ExperimentRuns").iterdir())
+    a_set, b_set = _sets(runs)
+    args = Namespace(copick_config=str(config), user_id=USER, session_id="8", overwrite=True)
+    write_predictions(args, a_set, runs)
+    f = overlay / "ExperimentRuns" / runs[0] / "Picks" / f"{USER}_8_apo-ferritin.json"
+    before = f.read_bytes()
+
+    def dies(obj, fp, *a, **k):  # half a document, then the process "dies"
+        fp.write('{"points": [')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", dies)
+    try:
+        write_predictions(args, b_set, runs)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    assert f.read_bytes() == before or len(load_copick_file(f)[1]) == 3000 * 1
