@@ -20,7 +20,7 @@ from tqdm import tqdm
 from cryo3d import coords
 from cryo3d.checkpoints import load_checkpoint
 from cryo3d.errors import Cryo3DError
-from cryo3d.io.copick_picks import write_copick
+from cryo3d.io.copick_picks import check_copick_names, write_copick
 from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
 from cryo3d.normalization import normalize, robust_stats
@@ -170,6 +170,7 @@ def predict(
     dev = ranks.device(device)
     net, meta = load_checkpoint_model(checkpoint, dev)
     particles = ParticleSet.from_dict(meta["particles"])
+    check_copick_names(names, particles.names, user_id, session_id)  # before any inference, not after it
     warn_unlearned(meta, checkpoint)
     settings = InferenceSettings(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,

@@ -239,6 +239,20 @@ def _ours(out: Path) -> bool:
         return False
 
 
+def _picks_hash(out: Path) -> str | None:
+    p = out / "picks.csv"
+    return _sha256_file(p) if p.is_file() else None
+
+
+def _picks_unchanged(out: Path) -> bool:
+    """Whether ``out/picks.csv`` is the file predict's record names (records without a hash: trusted)."""
+    try:
+        want = json.loads((out / PREDICT_RECORD).read_text()).get("picks_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return want is None or want == _picks_hash(out)
+
+
 def foreign_files(out: str | os.PathLike, tomogram_paths: Sequence[str], user_id: str, session_id: str) -> list[str]:
     """Reasons why ``out`` holds files that ``predict`` did not write (empty: safe to write).
 
@@ -256,6 +270,8 @@ def foreign_files(out: str | os.PathLike, tomogram_paths: Sequence[str], user_id
     ours = _ours(o)
     if (o / "picks.csv").exists() and not ours:
         why.append(f"{o / 'picks.csv'} was not written by cryo3d predict (ground truth?)")
+    elif (o / "picks.csv").is_file() and not _picks_unchanged(o):
+        why.append(f"{o / 'picks.csv'} is not the one cryo3d predict wrote (its content changed since; ground truth?)")
     for marker in ("copick_config.json", "config.json", "ExperimentRuns", "manifest.json", "tomograms", "store"):
         if (o / marker).exists():
             why.append(f"{o / marker} belongs to a dataset or copick project")
@@ -292,5 +308,9 @@ def check_output_folder(out: str | os.PathLike, tomogram_paths: Sequence[str], u
 
 
 def write_record(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Write ``out/predict.json`` atomically, marked as written by predict."""
-    write_json_atomic(Path(out) / PREDICT_RECORD, {"written_by": WRITER, **dict(record)})
+    """Write ``out/predict.json`` atomically, marked as written by predict, with the hash of ``out/picks.csv``.
+
+    The hash lets a later run tell its own ``picks.csv`` from one put there since (ground truth).
+    """
+    write_json_atomic(Path(out) / PREDICT_RECORD,
+                      {"written_by": WRITER, **dict(record), "picks_sha256": _picks_hash(Path(out))})

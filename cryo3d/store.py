@@ -29,10 +29,12 @@ so an interrupted ``prepare`` never leaves a half store behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -41,7 +43,9 @@ import numpy as np
 from tqdm import tqdm
 
 from cryo3d import coords
+from cryo3d.errors import Cryo3DError
 from cryo3d.heatmap import render_heatmap
+from cryo3d.io.output_guard import hold_temp, remove_stale_temps
 from cryo3d.io.pick_validation import validate_picks
 from cryo3d.normalization import NORM_CLIP, normalize, robust_stats
 from cryo3d.particles import ParticleSet
@@ -139,6 +143,7 @@ def prepare_store(
     """
     settings = settings or StoreSettings()
     out = Path(out_dir)
+    check_store_target(out)
     if not tomograms:
         raise ValueError("prepare: no tomograms given")
     names = [t.name for t in tomograms]
@@ -185,12 +190,25 @@ def prepare_store(
         grids = [patch_starts(n, s, st) for n, s, st in zip(t.shape, settings.patch_size, settings.stride)]
         og = np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, 3)
         plan += [(ti, o) for o in og]
-    P = len(plan)
 
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    remove_stale_temps(out, kinds=("tmp",))  # left by killed runs (not by live ones: they hold theirs)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:10]}")
     tmp.mkdir(parents=True)
+    held = hold_temp(tmp)
+    try:
+        return _write_store(tmp, out, tomograms, picks, particles, settings, plan, fp, spacing,
+                            a_sigma, d_sigma, rs_sigma, cls_ids_all, psz, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(held)
+
+
+def _write_store(tmp, out, tomograms, picks, particles, settings, plan, fp, spacing,
+                 a_sigma, d_sigma, rs_sigma, cls_ids_all, psz, progress) -> dict:
+    P = len(plan)
+    f = settings.ds_factor
     images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float32,
                                        shape=(P,) + tuple(settings.patch_size))
     hshape = coords.ds_shape(settings.patch_size, f)
@@ -281,10 +299,51 @@ def prepare_store(
         ],
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    check_store_target(out)  # still nothing but our own store there (checked again: time has passed)
     if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:10]}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
     return manifest
+
+
+#: The files ``prepare`` writes into a store folder (anything else there is the user's).
+STORE_FILES = frozenset({"manifest.json", "images.npy", "heatmaps.npy", "keypoints.npz", "origins.npy",
+                         "patch_tomo.npy", "kp_offsets.npy"})
+
+
+def check_store_target(out: str | os.PathLike) -> None:
+    """Refuse a store folder that holds anything ``prepare`` did not write.
+
+    ``out`` may be missing, empty, or a store of ours (a ``manifest.json`` of kind
+    ``cryo3d-patch-store`` and only the store's own files): only then may it be reused or
+    (with ``--overwrite``) replaced. A data folder, a synth folder or any other folder is
+    never deleted.
+
+    Raises:
+        Cryo3DError: Naming the folder and what in it is not the store's.
+    """
+    o = Path(out)
+    if not o.exists():
+        return
+    if not o.is_dir():
+        raise Cryo3DError(f"--out {o} is a file, not a folder; give a new or empty folder for the store")
+    entries = [p.name for p in o.iterdir()]
+    if not entries:
+        return
+    kind = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        kind = json.loads((o / "manifest.json").read_text()).get("kind")
+    if kind != "cryo3d-patch-store":
+        raise Cryo3DError(f"--out {o} is a folder that is not a cryo3d store (holds {sorted(entries)[:3]}); "
+                          "prepare never replaces it, even with --overwrite. Give a new or empty folder")
+    foreign = sorted(set(entries) - STORE_FILES)
+    if foreign:
+        raise Cryo3DError(f"--out {o} is a cryo3d store that also holds files prepare did not write "
+                          f"({foreign[:3]}); move them out or give another folder")
 
 
 class _Resampled:

@@ -10,11 +10,15 @@ from cryo3d.commands.copick_inputs import evaluate_inputs
 from cryo3d.commands.report import report_files
 from cryo3d.evaluation import evaluate_files
 from cryo3d.io.atomic import json_default
+from cryo3d.io.output_guard import refuse_input_as_output
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
 
 
 def run(a: argparse.Namespace) -> int:
     """Print the per-class table (or JSON); optionally write the JSON file and the HTML report."""
+    refuse_input_as_output("evaluate", [("--json", a.json), ("--report", a.report)],
+                           [a.pred, a.gt, getattr(a, "particles", None), getattr(a, "copick_config", None),
+                            *(a.report_tomograms or [])])
     pred, gt, particles, runs = evaluate_inputs(a)  # files, or a copick project's picks by user and session
     to_file = a.json not in (None, "-")
     shapes = spacings = None

@@ -10,8 +10,10 @@ from cryo3d.checkpoints import load_checkpoint
 from cryo3d.commands.copick_inputs import check_predictions_writable, predict_tomograms, write_predictions
 from cryo3d.commands.report import report_files
 from cryo3d.inference import predict
+from cryo3d.io.copick_picks import check_copick_names
 from cryo3d.io.czii_submission import write_submission
-from cryo3d.io.tomogram import find_tomograms
+from cryo3d.io.output_guard import output_lock, refuse_input_as_output
+from cryo3d.io.tomogram import find_tomograms, tomogram_name
 from cryo3d.particles import ParticleSet
 
 
@@ -21,7 +23,20 @@ def checkpoint_particles(checkpoint: str) -> ParticleSet:
 
 
 def run(a: argparse.Namespace) -> int:
-    """Predict the tomograms (files or a copick project's), write picks, optionally the report."""
+    """Predict the tomograms (files or a copick project's), write picks, optionally the report.
+
+    The output folder is locked for the whole run (a second run into it is refused) and may
+    not be one of the inputs.
+    """
+    refuse_input_as_output("predict", [("--out", a.out)],
+                           [a.checkpoint, *(a.tomograms or []), a.report_gt, a.copick_config])
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 holds the lock for all ranks
+        return _run(a)
+    with output_lock(a.out, "predict"):
+        return _run(a)
+
+
+def _run(a: argparse.Namespace) -> int:
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
@@ -32,6 +47,7 @@ def run(a: argparse.Namespace) -> int:
         raise ValueError("predict: give tomogram files, folders or globs, or --copick-config")
     else:
         paths = find_tomograms(a.tomograms)
+    check_copick_names([tomogram_name(p) for p in paths], user_id=a.user_id, session_id=a.session_id)
     picks = predict(
         a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cryo3d.io.copick_project import tomogram_sizes
+from cryo3d.io.output_guard import refuse_input_as_output
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.pick_validation import scale_mismatch_note, voxel_index_note
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
@@ -78,6 +79,7 @@ def run(a: argparse.Namespace) -> int:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
     from cryo3d.commands.copick_inputs import report_inputs  # files, or a copick project's tomograms and picks
 
+    refuse_input_as_output("report", [("--out", a.out)], [*(a.inputs or []), a.gt, a.heatmaps, a.particles])
     tomos, picks, gt, ps = report_inputs(a)
     index = report_files(a.out, tomos, picks, gt=gt, heatmaps=a.heatmaps, particles=ps,
                          voxel_spacing=a.voxel_spacing, thresholds=thr, tomograms_star=a.tomograms_star)

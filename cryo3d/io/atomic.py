@@ -30,7 +30,7 @@ def file_suffix(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, overwrite: bool = True, keep_suffix: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success move it onto ``path``.
 
     The temporary file lives in the destination folder (so ``os.replace`` is an atomic
@@ -43,6 +43,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     Args:
         path (path-like): Final destination.
         overwrite (bool): If False and ``path`` exists, raise ``FileExistsError`` before writing.
+        keep_suffix (bool): End the temporary name with the destination's ending; False ends it in
+            ``.partial`` (for folders whose readers glob by ending, e.g. copick's ``Picks/*.json``).
     """
     dest = Path(path)
     if dest.is_dir():
@@ -50,7 +52,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
     if not overwrite and dest.exists():
         raise FileExistsError(f"{dest}: file exists (pass overwrite=True to replace it)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp{file_suffix(dest)}"
+    end = file_suffix(dest) if keep_suffix else ".partial"
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp{end}"
     try:
         yield str(tmp)
         os.replace(tmp, dest)
@@ -70,11 +73,26 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str
         raise
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = False, keep_suffix: bool = True) -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically.
+
+    Args:
+        durable (bool): Also ``fsync`` the file before the rename (and the folder after it), so
+            even a crash of the machine leaves the old or the new file, never an empty one.
+        keep_suffix (bool): See :func:`atomic_path`.
+    """
+    with atomic_path(path, keep_suffix=keep_suffix) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+    if durable:
+        fd = os.open(Path(path).parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def json_default(x: Any) -> Any:

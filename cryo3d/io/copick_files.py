@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ import pandas as pd
 from cryo3d.io.atomic import write_text_atomic
 from cryo3d.picks import Picks
 
-__all__ = ["check_one_source", "load_copick_file", "write_copick_file", "is_copick_csv", "copick_file_text", "read_copick_csv", "COPICK_CSV_COLUMNS"]
+__all__ = ["check_one_source", "load_copick_file", "write_copick_file", "store_copick_picks", "is_copick_csv", "copick_file_text", "read_copick_csv", "COPICK_CSV_COLUMNS"]
 
 #: Columns a copick CSV export must have (besides the optional transforms, score, instance_id).
 COPICK_CSV_COLUMNS = ("run_name", "x", "y", "z")
@@ -260,3 +261,33 @@ def read_copick_csv(path: str | os.PathLike, class_name: str | None = None) -> P
     if "instance_id" in df.columns:
         extra["instance_id"] = numbers("instance_id", "an integer").astype(np.int64)
     return Picks(runs, np.full(len(df), str(class_name), dtype=object), xyz, score, extra)
+
+
+def store_copick_picks(picks_obj: Any, points: np.ndarray, scores: np.ndarray) -> None:
+    """Set a copick pick set's points and write its file whole (temporary file, fsync, rename).
+
+    copick's own ``store`` truncates the file and then writes it, so a kill in between leaves
+    an empty or half file. On a local project the file is written here through
+    :func:`cryo3d.io.atomic.write_text_atomic` (after a kill it is the old or the new one);
+    other file systems (fsspec remotes, whose writes are whole objects) go through copick.
+
+    Args:
+        picks_obj: A ``copick`` ``CopickPicks`` (from ``new_picks`` or ``get_picks``).
+        points (ndarray): ``[N, 3]`` Angstrom.
+        scores (ndarray): ``[N]``.
+    """
+    fs = getattr(picks_obj, "fs", None)
+    protocol = getattr(fs, "protocol", ())
+    local = "file" in ((protocol,) if isinstance(protocol, str) else tuple(protocol))
+    if not local:
+        picks_obj.from_numpy(points, scores=scores)
+        return
+    def _store_whole() -> None:
+        write_text_atomic(picks_obj.path, json.dumps(picks_obj.meta.model_dump(), indent=4), durable=True,
+                          keep_suffix=False)  # copick lists Picks/*.json: a left temporary is not a pick set
+
+    picks_obj._store = _store_whole  # instead of copick's truncate-then-write, for this one call
+    try:
+        picks_obj.from_numpy(points, scores=scores)
+    finally:
+        del picks_obj._store  # back to copick's method

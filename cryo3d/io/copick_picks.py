@@ -19,7 +19,7 @@ from cryo3d.io.atomic import write_text_atomic
 from cryo3d.io.copick_files import check_one_source, copick_file_text, load_copick_file
 from cryo3d.picks import Picks
 
-__all__ = ["copick_picks_path", "read_copick", "read_copick_json", "write_copick", "write_copick_json"]
+__all__ = ["check_copick_names", "copick_picks_path", "read_copick", "read_copick_json", "write_copick", "write_copick_json"]
 
 def read_copick_json(path: str | os.PathLike) -> Picks:
     """Read one copick picks file.
@@ -119,6 +119,23 @@ def _check_copick_name(value: str, field: str, allow_underscore: bool) -> str:
             f"spaces, path separators or any of <>:\"|?*{extra}"
         )
     return v
+
+
+def check_copick_names(runs: Iterable[str] = (), objects: Iterable[str] = (), user_id: str | None = None,
+                       session_id: str | None = None) -> None:
+    """Raise ``ValueError`` (naming the value) for any name copick cannot store in a file name.
+
+    Commands call it before any work, so a bad run, object, user or session name is refused
+    before inference rather than after it.
+    """
+    if user_id is not None:
+        _check_copick_name(user_id, "user_id", allow_underscore=False)
+    if session_id is not None:
+        _check_copick_name(session_id, "session_id", allow_underscore=False)
+    for run in runs:
+        _check_copick_name(run, "run name (tomogram)", allow_underscore=True)
+    for obj in objects:
+        _check_copick_name(obj, "object name (class)", allow_underscore=True)
 
 
 def copick_picks_path(root: str | os.PathLike, run: str, user_id: str, session_id: str, obj: str) -> Path:

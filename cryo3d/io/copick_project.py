@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from cryo3d import coords
-from cryo3d.io.copick_files import check_one_source, load_copick_file
+from cryo3d.io.copick_files import check_one_source, load_copick_file, store_copick_picks
 from cryo3d.io.copick_shipped import install_shipped_picks_view
 from cryo3d.io.copick_tomogram import local_zarr_path, read_copick_tomogram
 from cryo3d.io.picks_csv import write_picks_csv
@@ -342,6 +342,18 @@ def check_writable(config: Any, user_id: str, session_id: str, runs: Sequence[st
     return chosen
 
 
+def _pick_set(run: Any, obj: str, user_id: str, session_id: str) -> Any:
+    """The run's pick set of ``obj`` by ``user_id``/``session_id``; a new one is not stored yet
+    (copick's ``new_picks`` writes an empty file first, which a kill would leave behind)."""
+    found = run.get_picks(object_name=obj, user_id=user_id, session_id=session_id)
+    if found:
+        return found[0]
+    from copick.models import CopickPicksFile  # lazy: copick is heavy
+
+    return run._picks_factory()(run=run, file=CopickPicksFile(pickable_object_name=obj, user_id=user_id,
+                                                               session_id=session_id, run_name=run.name))
+
+
 def write_project_picks(
     config: Any,
     picks: Picks,
@@ -382,10 +394,10 @@ def write_project_picks(
         in_run = picks.for_tomo(r.name)
         for obj in objs:
             sub = in_run.for_class(obj)
-            cp = r.new_picks(obj, session_id=str(session_id), user_id=str(user_id), exist_ok=overwrite)
+            cp = _pick_set(r, obj, user_id, session_id)
             cp.meta.trust_orientation = False
             cp.meta.run_name = r.name
-            cp.from_numpy(sub.xyz.reshape(-1, 3), scores=sub.score)
+            store_copick_picks(cp, sub.xyz.reshape(-1, 3), sub.score)  # whole: old or new after a kill
             written.append(f"{r.name}/{user_id}_{session_id}_{obj}")
     return written
 

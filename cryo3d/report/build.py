@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import numpy as np
 import cryo3d
 from cryo3d import coords
 from cryo3d.io.atomic import write_json_atomic, write_text_atomic
+from cryo3d.io.output_guard import hold_temp, remove_stale_temps
 from cryo3d.io.tomogram import read_tomogram
 from cryo3d.metrics import score_picks
 from cryo3d.particles import ParticleSet
@@ -98,19 +100,54 @@ def load_heatmaps(folder: str | os.PathLike, volumes: Sequence[Any], particles: 
     return out
 
 
-@contextlib.contextmanager
-def _report_folder(out: Path):
-    """Yield a fresh temporary folder; on success it replaces ``out`` (see module docstring)."""
+def _report_own_files(out: Path) -> set[str] | None:
+    """The names an existing report in ``out`` wrote (its ``report.json``'s ``files``), None if not a report."""
+    try:
+        doc = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("generator") != MARKER:
+        return None
+    files = doc.get("files")
+    if isinstance(files, list):
+        return {str(f) for f in files} | {"report.json"}
+    # a report written before "files" was recorded: its page, record and images
+    return {"index.html", "report.json"} | {p.name for p in out.glob("*.png") if p.is_file()}
+
+
+def _check_report_target(out: Path) -> None:
+    """Refuse ``out`` unless it is missing, empty, or a cryo3d report holding only its own files."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder; give a folder for the report")
-    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").exists():
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    own = _report_own_files(out)
+    if own is None:
         raise ValueError(f"{out}: folder exists and is not a cryo3d report (no report.json); "
-                              "choose an empty or new folder")
+                         "choose an empty or new folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in own)
+    if foreign:
+        raise ValueError(f"{out}: report folder also holds files the report did not write ({', '.join(foreign[:3])}); "
+                         "the report replaces its folder, so move them out or choose another folder")
+
+
+@contextlib.contextmanager
+def _report_folder(out: Path):
+    """Yield a fresh temporary folder; on success it replaces ``out`` (see module docstring).
+
+    ``out`` must be missing, empty or a report holding only what it wrote (checked before
+    and again just before the swap). Temporary folders of killed runs (``.NAME.tmp-*``,
+    ``.NAME.old-*``) are removed, unless a live run holds them.
+    """
+    _check_report_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:10]}"
     tmp.mkdir()
+    held = hold_temp(tmp)
     try:
         yield tmp
+        _check_report_target(out)
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:10]}"
             os.replace(out, old)
@@ -121,6 +158,8 @@ def _report_folder(out: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(held)
 
 
 def write_report(
@@ -334,5 +373,6 @@ def write_report(
                                               history.get("train", []), beta)
             doc["training"]["caption"] = "from val_metrics.jsonl and train_metrics.jsonl of the run folder"
         write_text_atomic(tmp / "index.html", render_page(doc))
+        doc["files"] = sorted({p.name for p in tmp.iterdir()} | {"report.json"})  # what a later run may replace
         write_json_atomic(tmp / "report.json", doc)
     return out / "index.html"
