@@ -23,7 +23,11 @@ from typing import Iterable, Iterator
 
 from cryo3d.errors import Cryo3DError
 
-__all__ = ["refuse_input_as_output", "output_lock", "hold_temp", "remove_stale_temps"]
+__all__ = ["refuse_input_as_output", "output_lock", "hold_output", "release_output", "hold_temp",
+           "remove_stale_temps"]
+
+#: Folders this process holds with :func:`hold_output`: resolved path -> open descriptor.
+_HELD: dict[str, int] = {}
 
 def _resolved(p: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(os.fspath(p)))).resolve()
@@ -76,6 +80,40 @@ def output_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
         yield d
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def hold_output(folder: str | os.PathLike, command: str) -> str:
+    """Take :func:`output_lock`'s lock on ``folder`` and keep it until :func:`release_output` (or
+    the process ends): for a run whose steps are not one ``with`` block, such as a MONAI bundle's
+    ``initialize`` and ``finalize``. Holding a folder this process holds already is a no-op.
+
+    Returns:
+        ``folder`` as given (so a bundle expression can pass it on).
+
+    Raises:
+        Cryo3DError: Another process holds the folder now.
+    """
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    key = str(d.resolve())
+    if key in _HELD:
+        return str(folder)
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Cryo3DError(f"{d} is in use by another cryo3d {command} run; wait for it to finish or choose "
+                          "another output folder") from None
+    _HELD[key] = fd
+    return str(folder)
+
+
+def release_output(folder: str | os.PathLike) -> None:
+    """Give back a folder taken with :func:`hold_output` (nothing when this process does not hold it)."""
+    fd = _HELD.pop(str(Path(folder).resolve()), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def hold_temp(path: str | os.PathLike) -> int:
