@@ -34,7 +34,6 @@ import numpy as np
 
 from cryo3d import coords
 from cryo3d.io.copick_files import check_one_source, load_copick_file, store_copick_picks
-from cryo3d.io.copick_shipped import install_shipped_picks_view
 from cryo3d.io.copick_tomogram import local_zarr_path, read_copick_tomogram
 from cryo3d.io.picks_csv import write_picks_csv
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
@@ -75,6 +74,9 @@ def open_project(config: str | os.PathLike | Any) -> Any:
     except Exception as exc:  # json, pydantic and fsspec errors
         raise ValueError(f"{p}: not a usable copick config ({type(exc).__name__}: {str(exc)[:300]})") from None
     root._cryo3d_config = str(p)  # for messages
+    # copick (heavy; it also installs a rich handler on the root logger) only when a project is opened
+    from cryo3d.io.copick_shipped import install_shipped_picks_view
+
     return install_shipped_picks_view(root)  # the challenge's Picks/<object>.json, read as shipped
 
 
