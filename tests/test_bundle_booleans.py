@@ -98,8 +98,10 @@ def _consumed(monkeypatch, config: str, key: str, overrides: dict) -> Any:
     if key == "write_heatmaps":
         import cryo3d.inference
         import cryo3d.io.tomogram
+        import cryo3d.workflows.bundle_models
 
         monkeypatch.setattr(cryo3d.io.tomogram, "find_tomograms", lambda paths: [])
+        monkeypatch.setattr(cryo3d.workflows.bundle_models, "bundle_checkpoint", lambda ckpt, root: "model.pt")
         monkeypatch.setattr(cryo3d.inference, "predict", lambda *a, **kw: seen.update(kw) or [])
         parser.get_parsed_content("picks")
         return seen["write_heatmaps"]
