@@ -31,7 +31,7 @@ from cryo3d.io.tomogram import read_tomogram
 from cryo3d.metric_ignite import sweep_grid
 from cryo3d.metrics import score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet
-from cryo3d.peak_selection import heatmap_to_picks
+from cryo3d.peak_selection import class_densities, heatmap_to_picks
 from cryo3d.picks import Picks
 from cryo3d.sliding_window import InferenceSettings
 
@@ -110,7 +110,7 @@ def main() -> None:
         train = [p for p in vt if p.stem not in names]
         vol = sum(voxels_to_volume(t.shape, t.voxel_spacing) for t in map(read_tomogram, train))
         sel = gt.select(np.isin(gt.tomo, [p.stem for p in train]))
-        meta["class_density"] = (np.bincount(particles.indices(sel.cls), minlength=len(particles)) / vol).tolist()
+        meta["class_density"] = class_densities(np.bincount(particles.indices(sel.cls), minlength=len(particles)), vol)
     settings = InferenceSettings(roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]),
                                  voxel_spacing=float(meta["voxel_spacing"]), thresholds=BASE_THRESHOLD)
     val_paths = sorted(Path(a.val, "tomograms").glob("*.mrc"))
