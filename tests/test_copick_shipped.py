@@ -208,3 +208,34 @@ def test_view_takes_a_copick_project_run_and_its_picks(shipped):
     t, picks, gt, _ = view_inputs(a)
     assert t.name == "synth_000" and len(gt) == len(shipped["picks"].for_tomo("synth_000"))
     assert picks is not None
+
+
+def _predict_namespace(config, trust_spacing=None):
+    import argparse
+
+    return argparse.Namespace(copick_config=str(config), tomo_type=None, copick_voxel_spacing=None, runs=None,
+                              trust_spacing=trust_spacing, voxel_spacing=None, tomograms=None)
+
+
+def _off_scale_layout(tmp_path):
+    """One run whose OME-Zarr scale (11 A) is 10% off its folder, VoxelSpacing10.000."""
+    from cryo3d.picks import Picks
+
+    rng = np.random.default_rng(0)
+    picks = Picks(np.array(["TS_1"], dtype=object), np.array(["ribosome"], dtype=object), np.array([[80.0] * 3]))
+    return write_challenge_layout(tmp_path, {"TS_1": rng.normal(size=(16, 16, 16)).astype(np.float32)}, picks,
+                                  scale=11.0)
+
+
+def test_predict_takes_the_folder_spacing_when_told_to_trust_copick(tmp_path):
+    from cryo3d.commands.copick_inputs import predict_tomograms
+
+    sources = predict_tomograms(_predict_namespace(_off_scale_layout(tmp_path), "copick"))
+    assert [s.tomogram.voxel_spacing for s in sources] == [10.0]
+
+
+def test_predict_refuses_a_spacing_mismatch_beyond_rounding_before_any_inference(tmp_path):
+    from cryo3d.commands.copick_inputs import predict_tomograms
+
+    with pytest.raises(ValueError, match="--trust-spacing"):
+        predict_tomograms(_predict_namespace(_off_scale_layout(tmp_path)))
