@@ -239,3 +239,32 @@ def test_predict_refuses_a_spacing_mismatch_beyond_rounding_before_any_inference
 
     with pytest.raises(ValueError, match="--trust-spacing"):
         predict_tomograms(_predict_namespace(_off_scale_layout(tmp_path)))
+
+
+@pytest.mark.parametrize(("given", "used"), [("copick", "copick"), ("zarr", "zarr"), ("false", None), ("null", None)])
+def test_the_training_bundle_hands_its_trust_spacing_key_to_the_copick_reader(monkeypatch, tmp_path, given, used):
+    import cryo3d.workflows.data
+    from cryo3d.workflows.bundle import parse_bundle
+
+    seen: dict = {}
+
+    class Stop(BaseException):  # not an Exception: MONAI's evaluation does not wrap it
+        pass
+
+    def reader(**kw):  # training_inputs, stopped once it has been called with the key
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(cryo3d.workflows.data, "training_inputs", reader)
+    parser = parse_bundle(None, {"copick_config": str(tmp_path / "config.json"), "dataset_dir": str(tmp_path / "d"),
+                                 "trust_spacing": given})
+    with pytest.raises(Stop):
+        parser.get_parsed_content("data")
+    assert seen["trust_spacing"] == used
+
+
+def test_an_unknown_trust_spacing_key_names_the_key_and_its_choices():
+    from cryo3d.workflows.data import ensure_data
+
+    with pytest.raises(ValueError, match=r"trust_spacing: expected one of \['zarr', 'copick'\] or null, got 'folder'"):
+        ensure_data("unused", copick_config="config.json", trust_spacing="folder")
