@@ -69,8 +69,9 @@ def parse_choice_key(value: Any, field: str, choices: Sequence[str]) -> str | No
         ValueError: naming the key, the value and the choices.
 
     Example:
-        >>> parse_choice_key("false", "trust_spacing", ("zarr", "copick")), parse_choice_key("Copick", "t", ("copick",))
-        (None, 'copick')
+        >>> parse_choice_key("false", "trust_spacing", ("zarr", "copick"))
+        >>> parse_choice_key("Copick", "trust_spacing", ("zarr", "copick"))
+        'copick'
     """
     if value is None or value is False:
         return None

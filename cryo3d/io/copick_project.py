@@ -217,10 +217,10 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
                       trust_spacing: str | None = None) -> list:
     """:class:`~cryo3d.io.tomogram.Tomogram` of the chosen runs, opened lazily (``data`` is a zarr array).
 
-    Read through copick's storage (local, S3, SSH). When the OME-Zarr scale and the copick folder (``VoxelSpacing<s>``) differ, a relative
-    difference up to 2% is the folder name's rounding (a warning; the OME-Zarr scale is used), a
-    larger one an error unless ``trust_spacing`` names which to use
-    (:func:`cryo3d.io.copick_tomogram.read_copick_tomogram`).
+    Read through copick's storage (local, S3, SSH). When the OME-Zarr scale and the copick
+    folder (``VoxelSpacing<s>``) differ, a relative difference up to 2% is the folder name's
+    rounding (a warning; the OME-Zarr scale is used), a larger one an error unless
+    ``trust_spacing`` names which to use (:func:`cryo3d.io.copick_tomogram.read_copick_tomogram`).
 
     Args:
         trust_spacing (str, optional): ``zarr`` (the OME-Zarr scale) or ``copick`` (the folder's
