@@ -4,12 +4,17 @@
 (and ``--time_budget 5`` may arrive as ``5`` or ``'5'``), so a key that takes "a number,
 ``auto`` or null" must read all of these the same way. One parser here, used by
 :mod:`cryo3d.resolution` and :mod:`cryo3d.workflows.budget`, so every such key behaves alike.
+A key that names one of a few choices or none (``trust_spacing``: ``zarr``, ``copick`` or
+null) is read by :func:`parse_choice_key`, where ``false`` (YAML's or MONAI's string) means none.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
+
+from cryo3d.options import FALSE_WORDS
 
 #: Strings that mean "no value" (YAML null as MONAI's CLI passes it, and common spellings).
 NULL_WORDS = ("", "null", "none")
@@ -46,3 +51,34 @@ def parse_positive_key(value: Any, field: str, expected: str, null_words: tuple[
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{field}: expected a positive number ({expected}), 'auto' or null, got {value!r}")
     return v
+
+
+def parse_choice_key(value: Any, field: str, choices: Sequence[str]) -> str | None:
+    """One of ``choices``, or None, from a bundle key.
+
+    Args:
+        value: the key's value: one of ``choices`` (any case), or None, ``False``, a null word
+            (:data:`NULL_WORDS`) or a false word (``false``, ``no``, ``off``, ``0``) for none.
+        field: the key's name, for the error message.
+        choices: the accepted values, lower-case.
+
+    Returns:
+        The choice (lower-case), or None.
+
+    Raises:
+        ValueError: naming the key, the value and the choices.
+
+    Example:
+        >>> parse_choice_key("false", "trust_spacing", ("zarr", "copick"))
+        >>> parse_choice_key("Copick", "trust_spacing", ("zarr", "copick"))
+        'copick'
+    """
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in NULL_WORDS or word in FALSE_WORDS:
+            return None
+        if word in choices:
+            return word
+    raise ValueError(f"{field}: expected one of {list(choices)} or null, got {value!r}")

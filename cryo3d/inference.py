@@ -8,6 +8,7 @@ same inputs, and writes ``picks.csv``, copick JSON and optionally the heatmaps a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -21,8 +22,9 @@ from cryo3d import coords
 from cryo3d.checkpoints import load_checkpoint
 from cryo3d.errors import Cryo3DError
 from cryo3d.io.copick_picks import check_copick_names, write_copick
+from cryo3d.io.copick_tomogram import CopickTomogramSource, input_name
 from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
-from cryo3d.io.tomogram import read_tomogram, tomogram_name, write_mrc
+from cryo3d.io.tomogram import Tomogram, read_tomogram, write_mrc
 from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import CLASS_DECISION, DENSITY_CAP_FACTOR, heatmap_to_picks
@@ -120,7 +122,7 @@ def load_checkpoint_model(checkpoint: str | os.PathLike, device: str | torch.dev
 
 def predict(
     checkpoint: str | os.PathLike,
-    tomogram_paths: Sequence[str],
+    tomogram_paths: Sequence[str | os.PathLike | CopickTomogramSource],
     out_dir: str | os.PathLike,
     voxel_spacing: float | None = None,
     thresholds: float | Sequence[float] | None = None,
@@ -158,15 +160,19 @@ def predict(
     ``picks.csv``, the copick picks and ``predict.json`` (the same files, byte for byte, as one
     process writes). A rerun after a killed rank redoes that rank's unfinished tomograms. Rank 0
     returns all picks, the others their own.
+
+    ``tomogram_paths`` holds files (or OME-Zarr folders) and copick tomograms as
+    :class:`~cryo3d.io.copick_tomogram.CopickTomogramSource` (any storage: local, S3, SSH; their
+    fingerprint as :func:`cryo3d.fingerprints.tomogram_fingerprint` says). ``out_dir`` is local.
     """
     out = Path(out_dir)
-    names = [tomogram_name(p) for p in tomogram_paths]
+    names = [input_name(p) for p in tomogram_paths]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise Cryo3DError(f"tomograms {dupes} share a name (file stem); names key the output files, rename them")
     ranks = init_ranks()  # torchrun: this rank's place; alone: rank 0 of 1
     if ranks.is_main:
-        check_output_folder(out, tomogram_paths, user_id, session_id, force=force)
+        check_output_folder(out, _local_paths(tomogram_paths), user_id, session_id, force=force)
     dev = ranks.device(device)
     net, meta = load_checkpoint_model(checkpoint, dev)
     particles = ParticleSet.from_dict(meta["particles"])
@@ -197,7 +203,7 @@ def predict(
             results.append(read_picks_csv(done))
             n_reused += 1
             continue
-        t = read_tomogram(path, voxel_spacing=voxel_spacing)
+        t = _read(path, voxel_spacing)
         p, hm, sp = pick_tomogram(net, t, particles, settings, device=dev, return_heatmap=True)
         made: dict[str, list[Path]] = {"picks": [store.csv_path(name)]}
         if write_heatmaps:
@@ -231,6 +237,26 @@ def predict(
                        "heatmaps": bool(write_heatmaps), "user_id": user_id, "session_id": session_id})
     ranks.close()
     return picks
+
+
+def _local_paths(tomograms: Sequence[Any]) -> list[str]:
+    """The local files and folders among predict's inputs (a copick tomogram elsewhere has none)."""
+    out = []
+    for p in tomograms:
+        local = p.local if isinstance(p, CopickTomogramSource) else os.fspath(p)
+        if local is not None:
+            out.append(str(local))
+    return out
+
+
+def _read(tomogram: str | os.PathLike | CopickTomogramSource, voxel_spacing: float | None) -> Tomogram:
+    """One of predict's inputs read (values checked), with ``voxel_spacing`` overriding its own when given."""
+    if not isinstance(tomogram, CopickTomogramSource):
+        return read_tomogram(tomogram, voxel_spacing=voxel_spacing)
+    t = tomogram.read()
+    if voxel_spacing is not None:
+        t = dataclasses.replace(t, voxel_spacing=coords.check_voxel_spacing(voxel_spacing, where="voxel_spacing"))
+    return t
 
 
 def gather_per_tomogram(folder: str | os.PathLike, names: Sequence[str]) -> list[Picks]:

@@ -5,8 +5,9 @@ A finished tomogram's picks are kept in ``OUT/per_tomogram/<name>.csv`` with a r
 
 * the run key: the checkpoint's fingerprint (size, mtime, SHA-256 of the whole file), every
   inference setting and the voxel-spacing override;
-* the tomogram's content fingerprint (:func:`file_fingerprint`: size, mtime and a SHA-256
-  of every byte of the file, or of every file of an OME-Zarr folder);
+* the tomogram's content fingerprint (:func:`cryo3d.fingerprints.tomogram_fingerprint`: for a
+  local file or folder a SHA-256 of every byte, for a copick tomogram in object storage or on
+  another machine each file's size, modification time and the content hash the storage keeps);
 * the SHA-256 of the CSV itself and the outputs made (picks, heatmaps).
 
 A result is reused only when all of these match and the files are still what the
@@ -22,71 +23,20 @@ not in the call are removed by :meth:`ResultStore.remove_stale`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from cryo3d.errors import Cryo3DError
+from cryo3d.fingerprints import file_fingerprint, tomogram_fingerprint
 from cryo3d.io.atomic import json_default, write_json_atomic
+from cryo3d.io.copick_tomogram import CopickTomogramSource
 from cryo3d.io.tomogram import MRC_SUFFIXES, NIFTI_SUFFIXES
-
-#: Bytes read per step while hashing.
-_READ_BYTES = 2**20
 
 #: Marker of the record ``predict`` writes into its output folder.
 PREDICT_RECORD = "predict.json"
 WRITER = "cryo3d predict"
-
-
-def _hash_into(h: Any, path: Path) -> None:
-    """Feed every byte of ``path`` to the hash ``h``."""
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_READ_BYTES), b""):
-            h.update(chunk)
-
-
-def _folder_fingerprint(p: Path) -> dict:
-    """Fingerprint of a folder tomogram (OME-Zarr): every file's relative path, size, mtime and content."""
-    files = sorted(f for f in p.rglob("*") if f.is_file())
-    h = hashlib.sha256()
-    total = 0
-    for f in files:
-        st = f.stat()
-        total += st.st_size
-        h.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-        _hash_into(h, f)
-    return {"size": int(total), "mtime_ns": int(p.stat().st_mtime_ns), "sha256": h.hexdigest(), "files": len(files)}
-
-
-def file_fingerprint(path: str | os.PathLike) -> dict:
-    """Content fingerprint of a file: ``size``, ``mtime_ns`` and the ``sha256`` of every byte.
-
-    A folder (an OME-Zarr tomogram of a copick project) is fingerprinted by every file's
-    path, size, mtime and content. Every byte counts, so a tomogram changed in place (same
-    size, mtime restored) is not taken for the old one. The cost was measured with
-    ``scripts/bench_fingerprint.py``: SHA-256 reads about 1.2 GB/s from the page cache, 0.25 s
-    for a 184 x 630 x 630 float32 tomogram (292 MB), whose inference takes tens of seconds and
-    reads every byte too.
-
-    Args:
-        path (path-like): A tomogram or checkpoint file, or an OME-Zarr folder.
-
-    Returns:
-        dict: ``size`` (bytes; a folder's total), ``mtime_ns``, ``sha256`` (hex) and, for a
-            folder, ``files`` (how many).
-
-    Raises:
-        OSError: The file cannot be read.
-    """
-    p = Path(path)
-    if p.is_dir():
-        return _folder_fingerprint(p)
-    st = p.stat()
-    h = hashlib.sha256()
-    _hash_into(h, p)
-    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sha256": h.hexdigest()}
 
 
 def _sha256_file(path: Path) -> str:
@@ -121,12 +71,12 @@ class ResultStore:
         self.key = _plain(dict(key))
         self._fingerprints: dict[str, dict] = {}
 
-    def _fingerprint(self, tomogram: str | os.PathLike) -> dict:
+    def _fingerprint(self, tomogram: str | os.PathLike | CopickTomogramSource) -> dict:
         """The tomogram's fingerprint, taken once per call: at lookup, before inference reads it, so
         the record holds what was read (a file changed meanwhile is computed afresh next time)."""
-        key = os.fspath(tomogram)
+        key = str(tomogram)
         if key not in self._fingerprints:
-            self._fingerprints[key] = _plain(file_fingerprint(tomogram))
+            self._fingerprints[key] = _plain(tomogram_fingerprint(tomogram))
         return self._fingerprints[key]
 
     def _paths(self, name: str) -> tuple[Path, Path]:
@@ -136,7 +86,8 @@ class ResultStore:
         """``out/heatmaps/<tomogram>_<class>.mrc`` for each class."""
         return [self.out / "heatmaps" / f"{name}_{c}.mrc" for c in classes]
 
-    def lookup(self, name: str, tomogram: str | os.PathLike, outputs: Iterable[str]) -> Path | None:
+    def lookup(self, name: str, tomogram: str | os.PathLike | CopickTomogramSource,
+               outputs: Iterable[str]) -> Path | None:
         """The CSV of ``name`` if it was made from this tomogram's content with this run key and
         has every output in ``outputs`` (and those files are intact); else None."""
         csv, rec_path = self._paths(name)
@@ -161,7 +112,8 @@ class ResultStore:
                     return None
         return csv
 
-    def record(self, name: str, tomogram: str | os.PathLike, outputs: Mapping[str, Sequence[Path]]) -> None:
+    def record(self, name: str, tomogram: str | os.PathLike | CopickTomogramSource,
+               outputs: Mapping[str, Sequence[Path]]) -> None:
         """Record that ``name``'s CSV (already written) and ``outputs`` were made from ``tomogram``."""
         csv, rec_path = self._paths(name)
         write_json_atomic(rec_path, {

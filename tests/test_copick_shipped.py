@@ -208,3 +208,63 @@ def test_view_takes_a_copick_project_run_and_its_picks(shipped):
     t, picks, gt, _ = view_inputs(a)
     assert t.name == "synth_000" and len(gt) == len(shipped["picks"].for_tomo("synth_000"))
     assert picks is not None
+
+
+def _predict_namespace(config, trust_spacing=None):
+    import argparse
+
+    return argparse.Namespace(copick_config=str(config), tomo_type=None, copick_voxel_spacing=None, runs=None,
+                              trust_spacing=trust_spacing, voxel_spacing=None, tomograms=None)
+
+
+def _off_scale_layout(tmp_path):
+    """One run whose OME-Zarr scale (11 A) is 10% off its folder, VoxelSpacing10.000."""
+    from cryo3d.picks import Picks
+
+    rng = np.random.default_rng(0)
+    picks = Picks(np.array(["TS_1"], dtype=object), np.array(["ribosome"], dtype=object), np.array([[80.0] * 3]))
+    return write_challenge_layout(tmp_path, {"TS_1": rng.normal(size=(16, 16, 16)).astype(np.float32)}, picks,
+                                  scale=11.0)
+
+
+def test_predict_takes_the_folder_spacing_when_told_to_trust_copick(tmp_path):
+    from cryo3d.commands.copick_inputs import predict_tomograms
+
+    sources = predict_tomograms(_predict_namespace(_off_scale_layout(tmp_path), "copick"))
+    assert [s.tomogram.voxel_spacing for s in sources] == [10.0]
+
+
+def test_predict_refuses_a_spacing_mismatch_beyond_rounding_before_any_inference(tmp_path):
+    from cryo3d.commands.copick_inputs import predict_tomograms
+
+    with pytest.raises(ValueError, match="--trust-spacing"):
+        predict_tomograms(_predict_namespace(_off_scale_layout(tmp_path)))
+
+
+@pytest.mark.parametrize(("given", "used"), [("copick", "copick"), ("zarr", "zarr"), ("false", None), ("null", None)])
+def test_the_training_bundle_hands_its_trust_spacing_key_to_the_copick_reader(monkeypatch, tmp_path, given, used):
+    import cryo3d.workflows.data
+    from cryo3d.workflows.bundle import parse_bundle
+
+    seen: dict = {}
+
+    class Stop(BaseException):  # not an Exception: MONAI's evaluation does not wrap it
+        pass
+
+    def reader(**kw):  # training_inputs, stopped once it has been called with the key
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(cryo3d.workflows.data, "training_inputs", reader)
+    parser = parse_bundle(None, {"copick_config": str(tmp_path / "config.json"), "dataset_dir": str(tmp_path / "d"),
+                                 "trust_spacing": given})
+    with pytest.raises(Stop):
+        parser.get_parsed_content("data")
+    assert seen["trust_spacing"] == used
+
+
+def test_an_unknown_trust_spacing_key_names_the_key_and_its_choices():
+    from cryo3d.workflows.data import ensure_data
+
+    with pytest.raises(ValueError, match=r"trust_spacing: expected one of \['zarr', 'copick'\] or null, got 'folder'"):
+        ensure_data("unused", copick_config="config.json", trust_spacing="folder")

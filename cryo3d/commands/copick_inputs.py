@@ -15,13 +15,14 @@ from cryo3d.io.copick_project import (
     check_writable,
     project_particles,
     project_picks,
-    project_tomogram_paths,
+    project_tomogram_sources,
     project_tomograms,
     tomogram_sizes,
     write_project_picks,
 )
+from cryo3d.io.copick_tomogram import CopickTomogramSource, input_name
 from cryo3d.io.pick_formats import read_picks
-from cryo3d.io.tomogram import find_tomograms, read_tomogram, tomogram_name
+from cryo3d.io.tomogram import find_tomograms, read_tomogram
 from cryo3d.particles import load_particles
 
 __all__ = ["prepare_inputs", "predict_tomograms", "check_predictions_writable", "write_predictions", "evaluate_inputs",
@@ -64,22 +65,28 @@ def prepare_inputs(a: argparse.Namespace) -> tuple[list, Any, Any]:
     return tomos, picks, particles
 
 
-def predict_tomograms(a: argparse.Namespace) -> list[str]:
-    """The OME-Zarr folders ``cryo3d predict --copick-config`` runs on (plus any given files)."""
-    paths = project_tomogram_paths(a.copick_config, a.tomo_type, a.copick_voxel_spacing, a.runs)
-    return paths + (find_tomograms(a.tomograms) if a.tomograms else [])
+def predict_tomograms(a: argparse.Namespace) -> list[CopickTomogramSource | str]:
+    """The tomograms ``cryo3d predict --copick-config`` runs on (plus any given files).
+
+    The project's are read where they live (local, S3, SSH: copick's storage), each opened now
+    (a spacing error comes before any inference) with ``--trust-spacing`` and ``--voxel-spacing``.
+    """
+    sources = project_tomogram_sources(a.copick_config, a.tomo_type, a.copick_voxel_spacing, a.runs,
+                                       trust_spacing=getattr(a, "trust_spacing", None),
+                                       spacing_override=getattr(a, "voxel_spacing", None))
+    return sources + (find_tomograms(a.tomograms) if a.tomograms else [])
 
 
-def check_predictions_writable(a: argparse.Namespace, paths: list[str]) -> None:
+def check_predictions_writable(a: argparse.Namespace, paths: list) -> None:
     """Refuse before inference when the project already holds picks of ``--user``/``--session``."""
-    check_writable(a.copick_config, a.user_id, a.session_id, [tomogram_name(p) for p in paths],
+    check_writable(a.copick_config, a.user_id, a.session_id, [input_name(p) for p in paths],
                    overwrite=a.overwrite)
 
 
-def write_predictions(a: argparse.Namespace, picks: Any, paths: list[str]) -> list[str]:
+def write_predictions(a: argparse.Namespace, picks: Any, paths: list) -> list[str]:
     """Write ``predict``'s picks into the project as ``--user``/``--session`` (copick's API)."""
     return write_project_picks(a.copick_config, picks, a.user_id, a.session_id,
-                               runs=[tomogram_name(p) for p in paths], overwrite=a.overwrite)
+                               runs=[input_name(p) for p in paths], overwrite=a.overwrite)
 
 
 def _report_tomogram_sizes(a: argparse.Namespace) -> dict | None:
@@ -151,10 +158,11 @@ def _picks_arg(path: Any, user: str | None, session: str | None) -> Any:
 
 
 def report_inputs(a: argparse.Namespace) -> tuple[list, Any, Any, Any]:
-    """Tomogram paths, picks, ground truth and particles of ``cryo3d report``.
+    """Tomograms, picks, ground truth and particles of ``cryo3d report``.
 
     Without ``--copick-config``: ``INPUTS`` are tomograms then one picks file (returned as paths for
-    :func:`cryo3d.commands.report.report_files`). With it: the project's tomograms, and picks of
+    :func:`cryo3d.commands.report.report_files`). With it: the project's tomograms (opened where they
+    live, as :class:`~cryo3d.io.tomogram.Tomogram`), and picks of
     ``--user``/``--session`` unless a picks file is the one input; ``--gt`` or the project's picks of
     ``--gt-user``/``--gt-session`` when it holds any.
     """
@@ -166,13 +174,13 @@ def report_inputs(a: argparse.Namespace) -> tuple[list, Any, Any, Any]:
         return a.inputs[:-1], _picks_arg(a.inputs[-1], a.user_id, a.session_id), gt, ps
     if len(a.inputs) > 1:
         raise ValueError("report: with --copick-config the tomograms come from the project; give at most a picks file")
-    paths = project_tomogram_paths(a.copick_config, a.tomo_type, a.copick_voxel_spacing, a.runs)
-    runs = [tomogram_name(p) for p in paths]
+    tomos = _project_tomograms(a)
+    runs = [t.name for t in tomos]
     picks = (_picks_arg(a.inputs[0], a.user_id, a.session_id) if a.inputs
              else project_picks(a.copick_config, a.user_id, a.session_id, runs, ps.names))
     if gt is None:
         gt = _project_picks_if_any(a, a.gt_user, a.gt_session, runs, ps.names, "gt-")
-    return paths, picks, gt, ps
+    return tomos, picks, gt, ps
 
 
 def view_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Any]:

@@ -11,9 +11,10 @@ from cryo3d.commands.copick_inputs import check_predictions_writable, predict_to
 from cryo3d.commands.report import report_files
 from cryo3d.inference import predict
 from cryo3d.io.copick_picks import check_copick_names
+from cryo3d.io.copick_tomogram import input_name
 from cryo3d.io.czii_submission import write_submission
 from cryo3d.io.output_guard import output_lock, refuse_input_as_output
-from cryo3d.io.tomogram import find_tomograms, tomogram_name
+from cryo3d.io.tomogram import find_tomograms
 from cryo3d.particles import ParticleSet
 
 
@@ -40,14 +41,14 @@ def _run(a: argparse.Namespace) -> int:
     thr = None
     if a.threshold is not None:
         thr = a.threshold[0] if len(a.threshold) == 1 else a.threshold
-    if a.copick_config:  # tomograms from the project; refuse now, not after inference, to overwrite picks
+    if a.copick_config:  # the project's tomograms, on any storage; refuse now, not after inference, to overwrite picks
         paths = predict_tomograms(a)
         check_predictions_writable(a, paths)
     elif not a.tomograms:
         raise ValueError("predict: give tomogram files, folders or globs, or --copick-config")
     else:
         paths = find_tomograms(a.tomograms)
-    check_copick_names([tomogram_name(p) for p in paths], user_id=a.user_id, session_id=a.session_id)
+    check_copick_names([input_name(p) for p in paths], user_id=a.user_id, session_id=a.session_id)
     picks = predict(
         a.checkpoint, paths, a.out, voxel_spacing=a.voxel_spacing, thresholds=thr,
         tta=a.tta, overlap=a.overlap, sw_batch_size=a.sw_batch_size, device=a.device,

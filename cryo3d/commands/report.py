@@ -7,15 +7,18 @@ names (tomograms, picks in any format, heatmaps, a checkpoint's classes) for it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from cryo3d.coords import check_voxel_spacing
 from cryo3d.io.copick_project import tomogram_sizes
+from cryo3d.io.copick_tomogram import CopickTomogramSource
 from cryo3d.io.output_guard import refuse_input_as_output
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.pick_validation import scale_mismatch_note, voxel_index_note
-from cryo3d.io.tomogram import find_tomograms, read_tomogram
+from cryo3d.io.tomogram import Tomogram, find_tomograms, read_tomogram
 from cryo3d.particles import ParticleSet, load_particles
 from cryo3d.report.build import load_heatmaps, write_report
 from cryo3d.report.viewer import import_napari, view
@@ -32,9 +35,20 @@ def _read_picks(path: str, vols: Sequence[Any], particles: Any, tomograms_star: 
     return read_picks(path)
 
 
+def _open_tomograms(tomograms: Sequence[Any], voxel_spacing: float | None) -> list[Tomogram]:
+    """Files, folders and globs read; tomograms already opened (a copick project's, on any storage) as
+    they are; ``voxel_spacing`` overrides every one's spacing when given."""
+    vols = [t.tomogram if isinstance(t, CopickTomogramSource) else t for t in tomograms
+            if isinstance(t, (Tomogram, CopickTomogramSource))]
+    if voxel_spacing is not None:
+        vols = [dataclasses.replace(t, voxel_spacing=check_voxel_spacing(voxel_spacing)) for t in vols]
+    files = [f for f in tomograms if not isinstance(f, (Tomogram, CopickTomogramSource))]
+    return vols + ([read_tomogram(f, voxel_spacing=voxel_spacing) for f in find_tomograms(files)] if files else [])
+
+
 def report_files(
     out: str,
-    tomograms: Sequence[str],
+    tomograms: Sequence[Any],
     picks: str | Any,
     gt: str | Any = None,
     heatmaps: str | None = None,
@@ -45,11 +59,13 @@ def report_files(
     notes: Sequence[str] = (),
     tomograms_star: str | None = None,
 ) -> Path:
-    """``cryo3d report`` from files: tomogram files / folders / globs, a picks file (or a
+    """``cryo3d report`` from files: tomogram files / folders / globs (or tomograms already opened:
+    :class:`~cryo3d.io.tomogram.Tomogram`, a copick project's
+    :class:`~cryo3d.io.copick_tomogram.CopickTomogramSource`), a picks file (or a
     :class:`~cryo3d.picks.Picks`), optional ground truth (file or ``Picks``) and heatmap folder.
     Returns ``index.html``."""
     ps = particles if isinstance(particles, ParticleSet) else load_particles(particles)
-    vols = [read_tomogram(p, voxel_spacing=voxel_spacing) for p in find_tomograms(list(tomograms))] if tomograms else []
+    vols = _open_tomograms(list(tomograms or []), voxel_spacing)
     p = _read_picks(picks, vols, ps, tomograms_star) if isinstance(picks, (str, Path)) else picks
     g = _read_picks(gt, vols, ps, tomograms_star) if isinstance(gt, (str, Path)) else gt
     _warn_units(p, g, ps, vols, picks, gt)

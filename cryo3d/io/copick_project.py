@@ -17,7 +17,8 @@ user and session. This module turns a selection of it into cryo3d's parts and ba
 
 Every selector that is left out is resolved when the project holds exactly one choice, and
 is an error listing the choices otherwise. Tomograms are read through copick's own storage
-(fsspec: local, S3, SSH); only :func:`project_tomogram_paths` needs local folders. Picks as
+(fsspec: local, S3, SSH), by every command (:func:`project_tomogram_sources` for ``predict``,
+which also fingerprints them where they live). Picks as
 the CZII challenge shipped them (``Picks/<object>.json``) are read as they are
 (:mod:`cryo3d.io.copick_shipped`).
 """
@@ -34,7 +35,7 @@ import numpy as np
 
 from cryo3d import coords
 from cryo3d.io.copick_files import check_one_source, load_copick_file, store_copick_picks
-from cryo3d.io.copick_tomogram import local_zarr_path, read_copick_tomogram
+from cryo3d.io.copick_tomogram import CopickTomogramSource, copick_tomogram_source, read_copick_tomogram
 from cryo3d.io.picks_csv import write_picks_csv
 from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
 from cryo3d.picks import Picks
@@ -45,7 +46,7 @@ __all__ = [
     "open_project",
     "project_particles",
     "select_runs",
-    "project_tomogram_paths",
+    "project_tomogram_sources",
     "project_tomograms",
     "project_picks",
     "check_writable",
@@ -138,14 +139,6 @@ def select_runs(config: Any, runs: Sequence[str] | str | None = None) -> list[An
     return [all_runs[n] for n in names]
 
 
-def _zarr_path(tomo: Any, where: str) -> str:
-    path = local_zarr_path(tomo)
-    if path is None:
-        raise ValueError(f"{where}: tomogram {tomo.zarr().path} is not on a local file system; this command needs "
-                         "local tomograms (train, prepare, evaluate, report and view read any copick storage)")
-    return path
-
-
 def _chosen_tomograms(
     config: Any,
     tomo_type: str | None = None,
@@ -193,21 +186,30 @@ def _chosen_tomograms(
     return out
 
 
-def project_tomogram_paths(
+def project_tomogram_sources(
     config: Any,
     tomo_type: str | None = None,
     voxel_spacing: float | None = None,
     runs: Sequence[str] | None = None,
-) -> list[str]:
-    """Local OME-Zarr folders of the chosen runs' tomograms (selection as in :func:`project_tomograms`).
+    trust_spacing: str | None = None,
+    spacing_override: float | None = None,
+) -> list[CopickTomogramSource]:
+    """The chosen runs' tomograms as ``cryo3d predict`` takes them, on any copick storage (local, S3, SSH).
+
+    Selection and spacing rule as in :func:`project_tomograms`; each is opened now (metadata only, so a
+    spacing error comes before any work) and read, values checked, when its turn comes
+    (:meth:`~cryo3d.io.copick_tomogram.CopickTomogramSource.read`).
+
+    Args:
+        spacing_override (float, optional): Angstrom per voxel for every tomogram (``--voxel-spacing``),
+            whatever the OME-Zarr scale and the folder say.
 
     Raises:
-        ValueError: As :func:`project_tomograms`, or a tomogram not on a local file system (the
-            commands that take files need local ones; :func:`project_tomograms` reads any).
+        ValueError: As :func:`project_tomograms`.
     """
     root = open_project(config)
-    return [_zarr_path(t, f"{_where(root)}: run {r.name!r}")
-            for r, t in _chosen_tomograms(root, tomo_type, voxel_spacing, runs)]
+    return [copick_tomogram_source(tomo, r.name, trust_spacing, spacing_override)
+            for r, tomo in _chosen_tomograms(root, tomo_type, voxel_spacing, runs)]
 
 
 def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: float | None = None,
@@ -215,11 +217,10 @@ def project_tomograms(config: Any, tomo_type: str | None = None, voxel_spacing: 
                       trust_spacing: str | None = None) -> list:
     """:class:`~cryo3d.io.tomogram.Tomogram` of the chosen runs, opened lazily (``data`` is a zarr array).
 
-    Selection as in :func:`project_tomogram_paths`; read through copick's storage (local, S3,
-    SSH). When the OME-Zarr scale and the copick folder (``VoxelSpacing<s>``) differ, a relative
-    difference up to 2% is the folder name's rounding (a warning; the OME-Zarr scale is used), a
-    larger one an error unless ``trust_spacing`` names which to use
-    (:func:`cryo3d.io.copick_tomogram.read_copick_tomogram`).
+    Read through copick's storage (local, S3, SSH). When the OME-Zarr scale and the copick
+    folder (``VoxelSpacing<s>``) differ, a relative difference up to 2% is the folder name's
+    rounding (a warning; the OME-Zarr scale is used), a larger one an error unless
+    ``trust_spacing`` names which to use (:func:`cryo3d.io.copick_tomogram.read_copick_tomogram`).
 
     Args:
         trust_spacing (str, optional): ``zarr`` (the OME-Zarr scale) or ``copick`` (the folder's

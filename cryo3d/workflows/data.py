@@ -19,8 +19,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from cryo3d.bundle_keys import parse_choice_key
 from cryo3d.dataset import split_tomograms
 from cryo3d.io.copick_project import training_inputs
+from cryo3d.io.copick_tomogram import SPACING_SOURCES
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import find_tomograms, read_tomogram
 from cryo3d.coords import voxels_to_volume
@@ -57,6 +59,7 @@ def ensure_data(
     batch_size: int | str = 8,
     network: str | dict | None = None,
     synth_structures: str | None = None,
+    trust_spacing: str | bool | None = None,
 ) -> dict:
     """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
 
@@ -77,7 +80,10 @@ def ensure_data(
     copick project instead (:func:`cryo3d.io.copick_project.training_inputs`): ``runs`` (all
     by default) at ``copick_voxel_spacing`` and ``tomo_type`` (needed only when the project
     has several), ground truth of ``gt_user``/``gt_session``; ``dataset_dir`` then holds only
-    the store and the ground truth as a picks CSV.
+    the store and the ground truth as a picks CSV. A tomogram whose OME-Zarr scale and copick
+    folder (``VoxelSpacing<s>``) differ by up to 2% uses the scale (a warning), by more is an error
+    unless ``trust_spacing`` names the one to use: ``zarr`` or ``copick`` (None, null or false:
+    the rule; :func:`cryo3d.io.copick_tomogram.decide_spacing`).
 
     Returns:
         ``store`` (path), ``train`` and ``val`` (tomogram names), ``val_paths`` (files; for a copick
@@ -93,9 +99,10 @@ def ensure_data(
     if distributed and dist.get_rank() != 0:
         dist.barrier()  # rank 0 makes the data first; the others then find it ready
     try:
+        trust_spacing = parse_choice_key(trust_spacing, "trust_spacing", SPACING_SOURCES)  # a typo fails now
         copick = None if copick_config is None else dict(
             config=copick_config, tomo_type=tomo_type, voxel_spacing=copick_voxel_spacing, gt_user=gt_user,
-            gt_session=gt_session, runs=runs)
+            gt_session=gt_session, runs=runs, trust_spacing=trust_spacing)
         return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                             ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
                             progress and (not distributed or dist.get_rank() == 0), copick, batch_size, network,
