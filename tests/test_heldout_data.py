@@ -137,3 +137,11 @@ def test_built_in_data_of_fewer_tomograms_than_the_default_trains_on_what_is_the
         data = ensure_data(d, n_tomograms=4, n_test=1, seed=7, **TINY)
     assert data["train"] == ["synth_000"] and len(data["val"]) == 2
     assert "holds 3 simulated tomograms, fewer than n_synth_tomograms (4): training on 1, validating on 2" in caplog.text
+
+
+def test_an_experiments_default_split_is_the_bundles_two_validation_tomograms(builtin, tmp_path):
+    from cryo3d.workflows.experiments.epochs import run_eval_set
+
+    d, data = builtin
+    (tmp_path / "experiment.json").write_text(json.dumps({"overrides": {"dataset_dir": str(d)}}))
+    assert sorted(Path(p).stem for p in run_eval_set(tmp_path).paths) == data["val"]
