@@ -2,10 +2,12 @@
 
 ``python -m monai.bundle run ... --voxel_spacing null`` passes the *string* ``'null'``
 (and ``--time_budget 5`` may arrive as ``5`` or ``'5'``), so a key that takes "a number,
-``auto`` or null" must read all of these the same way. One parser here, used by
-:mod:`cryo3d.resolution` and :mod:`cryo3d.workflows.budget`, so every such key behaves alike.
-A key that names one of a few choices or none (``trust_spacing``: ``zarr``, ``copick`` or
-null) is read by :func:`parse_choice_key`, where ``false`` (YAML's or MONAI's string) means none.
+``auto`` or null" must read all of these the same way. One parser here per kind of key, used by
+:mod:`cryo3d.resolution`, :mod:`cryo3d.workflows.budget`, :mod:`cryo3d.workflows.data`
+(``n_val``, ``n_test_tomograms``) and :mod:`cryo3d.workflows.plateau` (``early_stop_patience``),
+so every such key behaves alike. A key that names one of a few choices or none (``trust_spacing``:
+``zarr``, ``copick`` or null) is read by :func:`parse_choice_key`, where ``false`` (YAML's or
+MONAI's string) means none.
 """
 
 from __future__ import annotations
@@ -82,3 +84,43 @@ def parse_choice_key(value: Any, field: str, choices: Sequence[str]) -> str | No
         if word in choices:
             return word
     raise ValueError(f"{field}: expected one of {list(choices)} or null, got {value!r}")
+
+
+def parse_count_key(value: Any, field: str, expected: str, minimum: int = 1, auto: bool = False,
+                    null_words: tuple[str, ...] = ()) -> int | str | None:
+    """A whole number ``>= minimum`` (or ``"auto"``, or None) from a bundle key.
+
+    Args:
+        value: the key's value (int, a whole float, a numeric string, ``"auto"`` or a null word).
+        field: the key's name, for the error message.
+        expected: what the number counts, for the error message (e.g. ``"tomograms"``).
+        minimum: the smallest allowed number.
+        auto: whether ``"auto"`` is allowed (returned as the string ``"auto"``).
+        null_words: lower-case strings read as None (and None itself); empty: None is refused.
+
+    Returns:
+        An int ``>= minimum``, ``"auto"``, or None.
+
+    Raises:
+        ValueError: naming the key and what was expected.
+    """
+    words = (["'auto'"] if auto else []) + (["null"] if null_words else [])
+    wanted = f"a whole number of {expected} >= {minimum}" + "".join(f" or {w}" for w in words)
+    if value is None and null_words:
+        return None
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s in null_words:
+            return None
+        if auto and s == "auto":
+            return "auto"
+        try:
+            value = float(s)
+        except ValueError:
+            raise ValueError(f"{field}: expected {wanted}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field}: expected {wanted}, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v != int(v) or v < minimum:
+        raise ValueError(f"{field}: expected {wanted}, got {value!r}")
+    return int(v)

@@ -17,6 +17,7 @@ from cryo3d.io.pick_validation import scale_mismatch_note, voxel_index_note
 from cryo3d.metrics import MATCHINGS, score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet, load_particles
 from cryo3d.picks import Picks
+from cryo3d.tomogram_scores import scores_by_tomogram, spread_line
 
 
 def check_inputs(pred: Picks, gt: Picks, pred_path: str | os.PathLike, gt_path: str | os.PathLike,
@@ -115,7 +116,8 @@ def evaluate_files(
 
     Returns:
         dict: ``score``, ``per_class`` rows, ``scores`` (``{matching: score}`` for both
-            matchings), ``text`` (the printed table), ``warnings`` (see :func:`check_inputs`;
+            matchings), ``per_tomogram`` (``{tomogram: score}``, each scored alone: the
+            spread behind ``score``; a line of the text when there are several), ``text`` (the printed table), ``warnings`` (see :func:`check_inputs`;
             also issued as ``UserWarning``) and, with ``sweep``, ``best_thresholds`` and
             ``best_score``.
     """
@@ -135,6 +137,12 @@ def evaluate_files(
         "matching": matching, "score": float(res.score), "per_class": res.to_rows(), "text": res.table(),
         "scores": {matching: float(res.score)}, "warnings": notes,
     }
+    names = list(tomograms) if tomograms is not None else sorted(
+        {str(t) for t in g.tomo} | ({str(t) for t in p.tomo} if matching == "greedy" else set()))
+    out["per_tomogram"] = scores_by_tomogram(p, g, ps, names, beta=beta, distance_multiplier=distance_multiplier,
+                                             matching=matching)
+    if len(names) > 1:  # the spread behind the pooled figure
+        out["text"] += "\n" + spread_line(out["per_tomogram"])
     for other in MATCHINGS:
         if other != matching:
             alt = score_picks(p, g, ps, **{**kw, "matching": other})

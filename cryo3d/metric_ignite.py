@@ -20,6 +20,7 @@ from cryo3d.metrics import score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import CROSS_CLASS_FRACTION, heatmap_to_picks
 from cryo3d.picks import Picks
+from cryo3d.tomogram_scores import scores_by_tomogram, spread_line
 
 logger = logging.getLogger("cryo3d")
 
@@ -62,8 +63,10 @@ class ParticleFBeta(Metric):
     at each class's best threshold (``sweep=True``) or at ``thresholds``. A class without
     any true positive keeps :data:`cryo3d.metrics.UNLEARNED_THRESHOLD` (never the lowest,
     which floods unseen data) and is listed in ``last["unlearned"]`` (and so in the
-    checkpoint, for ``predict`` to warn). The per-class table and the best thresholds are
-    kept in :attr:`last` for logging and for the checkpoint.
+    checkpoint, for ``predict`` to warn). The per-class table, each tomogram's own score at
+    those thresholds (``last["per_tomogram"]``: the spread behind the pooled figure, also a
+    line of the table) and the best thresholds are kept in :attr:`last` for logging and
+    for the checkpoint.
 
     Args:
         gt: ground-truth picks (CSV path or :class:`Picks`).
@@ -165,7 +168,9 @@ class ParticleFBeta(Metric):
             unlearned = [c.name for c in res.per_class if c.tp == 0]
             calib = None
         self.last_picks = pred  # every peak of this validation (the training report draws them)
-        table = res.table()
+        per_tomo = scores_by_tomogram(pred, gt, self.particles, self._seen, thresholds=thr, beta=self.beta,
+                                      matching=self.matching)
+        table = res.table() + f"\n{spread_line(per_tomo)}"
         if calib is not None and np.isfinite(calib["ece"]):
             table += f"\n{calibration_line(calib)}"
         if unlearned:
@@ -175,6 +180,7 @@ class ParticleFBeta(Metric):
             "thresholds": [float(t) for t in thr],
             "per_class": {c.name: {"precision": c.precision, "recall": c.recall, "fbeta": c.fbeta,
                                    "tp": c.tp, "fp": c.fp, "fn": c.fn} for c in res.per_class},
+            "per_tomogram": per_tomo,
             "table": table,
             "unlearned": unlearned,
             "calibration": calib,

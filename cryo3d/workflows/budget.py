@@ -3,7 +3,8 @@
 A fixed epoch count stops a CPU run before the slower classes are learned on one data set
 and wastes time on another. Here a run has a **time budget** (minutes of wall clock,
 validation included) and an epoch cap; it ends at whichever comes first, or earlier on a
-validation plateau (MONAI's ``EarlyStopHandler``). Everything that used to be defined in
+validation plateau, never before :data:`cryo3d.workflows.plateau.MIN_PLATEAU_PROGRESS` of
+the run (:class:`cryo3d.workflows.plateau.PlateauStopHandler`). Everything that used to be defined in
 epochs is defined on the run's **progress** ``p`` in ``[0, 1]``:
 
 ``p = max(elapsed / budget, iterations / (max_epochs * epoch_length))``

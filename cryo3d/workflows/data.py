@@ -2,9 +2,11 @@
 
 :func:`ensure_data` fills an empty dataset folder with the built-in simulator's tomograms,
 or reads a user's ``tomograms/`` + ``picks.csv`` or a copick project, holds out the
-validation tomograms, chooses the training geometry from the particle set
-(:func:`cryo3d.resolution.choose_geometry`) and cuts the patch store of the training
-tomograms.
+validation tomograms (:func:`resolve_n_val`: two on the built-in data), chooses the
+training geometry from the particle set (:func:`cryo3d.resolution.choose_geometry`) and
+cuts the patch store of the training tomograms. Beside built-in data it simulates
+held-out test tomograms (:mod:`cryo3d.workflows.heldout`) that nothing trains or
+validates on.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from cryo3d.bundle_keys import parse_choice_key
+from cryo3d.bundle_keys import parse_choice_key, parse_count_key
 from cryo3d.dataset import split_tomograms
 from cryo3d.io.copick_project import training_inputs
 from cryo3d.io.copick_tomogram import SPACING_SOURCES
@@ -31,15 +33,45 @@ from cryo3d.peak_selection import class_densities
 from cryo3d.resolution import choose_geometry, parse_spacing_key
 from cryo3d.store import StoreSettings, prepare_store
 from cryo3d.synth import SynthConfig, synthesize
+from cryo3d.workflows.heldout import ensure_heldout_set
 from cryo3d.workflows.network_spec import bundle_particles, structures_key
 
 logger = logging.getLogger("cryo3d")
 
+#: Validation tomograms when ``n_val: auto`` on the built-in data: one held-out tomogram made
+#: ``best.pt`` and its thresholds a lottery (issue 22) ...
+AUTO_N_VAL_BUILTIN = 2
+#: ... and on a user's own tomograms (few, and each one taken from training counts).
+AUTO_N_VAL_USER = 1
+
+
+def resolve_n_val(n_val: Any, builtin: bool, n_tomograms: int) -> int:
+    """The number of validation tomograms from the bundle key ``n_val``.
+
+    Args:
+        n_val: a whole number >= 1, or ``"auto"``: :data:`AUTO_N_VAL_BUILTIN` on the built-in
+            data, :data:`AUTO_N_VAL_USER` on a user's, but never all of ``n_tomograms`` (one
+            at least is left to train on).
+        builtin: whether the data is the built-in simulator's.
+        n_tomograms: how many tomograms there are.
+
+    Returns:
+        The number of tomograms to hold out (a number given is returned as it is:
+        :func:`cryo3d.dataset.split_tomograms` says when it does not fit).
+
+    Raises:
+        ValueError: ``n_val`` is neither ``auto`` nor a whole number >= 1.
+    """
+    v = parse_count_key(n_val, "n_val", "validation tomograms", minimum=1, auto=True)
+    if v == "auto":
+        return max(1, min(AUTO_N_VAL_BUILTIN if builtin else AUTO_N_VAL_USER, int(n_tomograms) - 1))
+    return int(v)
+
 
 def ensure_data(
     dataset_dir: str | os.PathLike,
-    n_tomograms: int = 5,
-    n_val: int = 1,
+    n_tomograms: int = 6,
+    n_val: int | str = "auto",
     synth_shape: Sequence[int] = (184, 256, 256),
     synth_preset: str = "default",
     seed: int = 0,
@@ -60,13 +92,18 @@ def ensure_data(
     network: str | dict | None = None,
     synth_structures: str | None = None,
     trust_spacing: str | bool | None = None,
+    n_test: int = 4,
 ) -> dict:
     """Make sure ``dataset_dir`` holds tomograms, picks and a patch store of the training tomograms.
 
     Layout: ``dataset_dir/tomograms/*.mrc`` + ``dataset_dir/picks.csv`` (the synth layout, also
     what a user puts there) and ``dataset_dir/store/<geometry and split tag>/``. An empty or missing folder is filled
     with ``n_tomograms`` synthetic tomograms first. The last ``n_val`` tomograms by name (or
-    ``val_tomograms``) are held out: they are not in the store and are validated whole.
+    ``val_tomograms``) are held out: they are not in the store and are validated whole
+    (``n_val="auto"``: :func:`resolve_n_val`, two on the built-in data). Built-in data also
+    gets ``n_test`` held-out test tomograms in ``dataset_dir/test/`` (another simulator seed,
+    :func:`cryo3d.workflows.heldout.ensure_heldout_set`), never trained or validated on: the
+    README's evaluate step scores them.
     ``voxel_spacing`` resamples the store (and so the model) to that spacing; ``"auto"``
     (and ``"auto"`` patch size, stride and batch size) follow the particle set
     (:func:`cryo3d.resolution.choose_geometry`; the choice and its reason are logged).
@@ -90,7 +127,8 @@ def ensure_data(
         project its tomograms as opened),
         ``gt`` (picks CSV path), ``particles`` (a :class:`ParticleSet`), ``voxel_spacing``,
         ``patch_size``, ``stride``, ``batch_size`` (as chosen), ``geometry_reason``,
-        ``builtin`` (whether the data is the built-in simulator's) and ``class_density``
+        ``builtin`` (whether the data is the built-in simulator's), ``test`` (the folder of the
+        held-out test tomograms, or None) and ``class_density``
         (annotated particles per cubic Angstrom of each class in the training tomograms, for
         the flood cap of validation and ``predict``).
     """
@@ -106,7 +144,7 @@ def ensure_data(
         return _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                             ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing,
                             progress and (not distributed or dist.get_rank() == 0), copick, batch_size, network,
-                            synth_structures)
+                            synth_structures, n_test)
     finally:
         if distributed and dist.get_rank() == 0:
             dist.barrier()
@@ -114,15 +152,23 @@ def ensure_data(
 
 def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, seed, patch_size, stride,
                  ds_factor, precompute_heatmaps, val_tomograms, voxel_spacing, progress, copick=None, batch_size=8,
-                 network=None, synth_structures=None) -> dict:
+                 network=None, synth_structures=None, n_test=0) -> dict:
     d = Path(dataset_dir)
+    n_val = parse_count_key(n_val, "n_val", "validation tomograms", minimum=1, auto=True)  # before any work
+    n_test = parse_count_key(n_test, "n_test_tomograms", "test tomograms", minimum=0)
     if copick is not None:  # a copick project: tomograms, ground truth and classes from it
         tomos, picks, particles, gt = training_inputs(dataset_dir=d, **copick)
         builtin = False
     else:
         tomos, picks, particles, gt, builtin = _folder_inputs(d, n_tomograms, synth_shape, synth_preset, seed,
                                                               progress, synth_structures)
-    train, val = split_tomograms(list(tomos), n_val=n_val, val=val_tomograms)
+    n_held = resolve_n_val(n_val, builtin, len(tomos))
+    if builtin and copick is None and val_tomograms is None and len(tomos) < int(n_tomograms):
+        logger.warning("%s holds %d simulated tomograms, fewer than n_synth_tomograms (%d): training on %d, "
+                       "validating on %d (an empty dataset_dir is simulated with %d)", d / "tomograms", len(tomos),
+                       int(n_tomograms), len(tomos) - n_held, n_held, int(n_tomograms))
+    train, val = split_tomograms(list(tomos), n_val=n_held, val=val_tomograms)
+    test = ensure_heldout_set(d, n_test, progress) if builtin and copick is None else None
     geo = _choose_geometry(particles, [tomos[n] for n in train], voxel_spacing, patch_size, stride,
                            batch_size, network, ds_factor)
     voxel_spacing = geo.voxel_spacing
@@ -153,8 +199,18 @@ def _ensure_data(dataset_dir, n_tomograms, n_val, synth_shape, synth_preset, see
         "batch_size": geo.batch_size,
         "geometry_reason": geo.reason,
         "builtin": builtin,
+        "test": None if test is None else str(test),
         "class_density": class_density,
     }
+
+
+def is_builtin_data(dataset_dir: str | os.PathLike) -> bool:
+    """Whether a dataset folder holds the built-in simulator's data (its ``manifest.json`` says so)."""
+    man = Path(dataset_dir) / "manifest.json"
+    try:
+        return json.loads(man.read_text()).get("kind") == "cryo3d-synth" if man.exists() else False
+    except ValueError:
+        return False
 
 
 def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progress, synth_structures=None) -> tuple:
@@ -169,8 +225,7 @@ def _folder_inputs(d: Path, n_tomograms, synth_shape, synth_preset, seed, progre
     gt = d / "picks.csv"
     if not gt.exists():
         raise FileNotFoundError(f"{gt}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
-    man = json.loads((d / "manifest.json").read_text()) if (d / "manifest.json").exists() else {}
-    builtin = man.get("kind") == "cryo3d-synth"  # the built-in simulator's data (time_budget: auto)
+    builtin = is_builtin_data(d)  # the built-in simulator's data (time_budget: auto, n_val: auto)
     particles = bundle_particles("auto", d, synth_preset)  # the rule network_def is built with
     paths = find_tomograms([str(tdir)])
     tomos = {t.name: t for t in (read_tomogram(p) for p in paths)}

@@ -3,8 +3,8 @@
 * :class:`ValidationTomograms`: held-out whole tomograms, normalised like the store, as
   ``{"image": [1, z, y, x], "label": [tomogram index]}`` items for ``SupervisedEvaluator``
   (scored by :class:`cryo3d.metric_ignite.ParticleFBeta`).
-* :class:`MetricTableHandler`: the per-class validation table in the log, a JSON-lines
-  file and TensorBoard.
+* :class:`MetricTableHandler`: the per-class validation table (and each tomogram's own
+  score: the spread) in the log, a JSON-lines file and TensorBoard.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ class ValidationTomograms(torch.utils.data.Dataset):
 class MetricTableHandler:
     """After each validation: log the per-class table, write it to ``val_metrics.jsonl`` and TensorBoard.
 
+    Each record holds ``epoch``, ``score`` (pooled over the validation tomograms),
+    ``thresholds``, ``per_class`` and ``per_tomogram`` (each tomogram scored alone at the
+    same thresholds: the spread of the figure).
+
     Args:
         metric: the evaluator's :class:`ParticleFBeta` (its ``last`` result is read).
         output_dir: folder of ``val_metrics.jsonl`` (one JSON line per validation).
@@ -88,7 +92,8 @@ class MetricTableHandler:
             epoch = int(engine.state.epoch)
         logger.info("validation particle F-beta (epoch %s):\n%s", epoch, last["table"])
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        rec = {"epoch": epoch, "score": last["score"], "thresholds": last["thresholds"], "per_class": last["per_class"]}
+        rec = {"epoch": epoch, "score": last["score"], "thresholds": last["thresholds"], "per_class": last["per_class"],
+               "per_tomogram": last.get("per_tomogram", {})}
         with open(self.output_dir / "val_metrics.jsonl", "a") as fh:
             fh.write(json.dumps(rec) + "\n")
         if self.writer is None:
@@ -96,4 +101,6 @@ class MetricTableHandler:
         step = epoch if epoch is not None else 0
         for name, v in last["per_class"].items():
             self.writer.add_scalar(f"val_fbeta/{name}", v["fbeta"], step)
+        for name, v in last.get("per_tomogram", {}).items():
+            self.writer.add_scalar(f"val_fbeta_tomogram/{name}", v, step)
         self.writer.flush()

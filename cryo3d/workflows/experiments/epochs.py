@@ -27,6 +27,7 @@ from cryo3d.resample import to_spacing
 from cryo3d.sliding_window import InferenceSettings
 from cryo3d.synth import SynthConfig, synthesize
 from cryo3d.metric_ignite import ParticleFBeta
+from cryo3d.workflows.data import is_builtin_data, resolve_n_val
 from cryo3d.workflows.experiments.handlers import checkpoint_paths
 from cryo3d.workflows.experiments.plots import plot_epoch_curves
 from cryo3d.workflows.experiments.runs import bundle_values
@@ -106,7 +107,7 @@ def run_eval_set(train_dir: str | os.PathLike) -> EvalSet:
     val = v["val_tomograms"]
     if val is None:  # the bundle's default split
         names = [tomogram_name(x) for x in find_tomograms([str(d / "tomograms")])]
-        val = split_tomograms(names, n_val=int(v["n_val"]))[1]
+        val = split_tomograms(names, n_val=resolve_n_val(v["n_val"], is_builtin_data(d), len(names)))[1]
     return dataset_eval_set("val", d, val)
 
 
