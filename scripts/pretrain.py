@@ -10,6 +10,14 @@ remake them.
 
     python scripts/pretrain.py --budget 40 --export cryo3d/weights/unet-tiny_ds1.pt
     python -m monai.bundle run training ... --pretrained auto   # fine-tune on your data
+
+The shipped ``unet-tiny_ds1.pt`` was made on one GPU (the simulator's tilt-series imaging is
+in its data), where the data loader, not the network, sets the pace::
+
+    python scripts/pretrain.py --n-tomograms 16 --budget 4.5 --export cryo3d/weights/unet-tiny_ds1.pt \
+        --set num_workers=12 threads=4 max_epochs=100000 epoch_length=200 early_stop_patience=1000 write_report=false
+
+The file's ``made_by`` records the command's settings, overrides included.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ def main() -> None:
         raise SystemExit(f"pretraining wrote no best checkpoint in {out / 'run'}")
     net, meta = load_checkpoint_model(res["best_checkpoint"])
     dest = export_weights(net, meta["network"], ParticleSet.from_dict(meta["particles"]), meta["voxel_spacing"],
-                          a.export, made_by=f"scripts/pretrain.py budget={a.budget} n={a.n_tomograms} seed={a.seed}")
+                          a.export, made_by=" ".join([f"scripts/pretrain.py --n-tomograms {a.n_tomograms} --budget {a.budget} --seed {a.seed}",
+                                            *([f"--set {' '.join(a.set)}"] if a.set else [])]))
     print(f"pretrained: best validation {res['best']:.3f} after {len(res['history'])} validations -> {dest}")
 
 
