@@ -457,6 +457,7 @@ def heatmap_to_picks(
     class_density: Sequence[float | None] | None = None,
     density_factor: float | None = DENSITY_CAP_FACTOR,
     class_decision: str = CLASS_DECISION,
+    temperature: float | Sequence[float] | None = None,
 ) -> Picks:
     """The picks of one tomogram's downsampled heatmap: find, select, convert to Angstrom.
 
@@ -485,6 +486,8 @@ def heatmap_to_picks(
         class_density, density_factor: the annotation-density cap (:func:`select_peaks`).
         class_decision: ``"independent"`` or ``"strongest"`` (:func:`strongest_class_keep`,
             before the other selections).
+        temperature: with ``logits``, the checkpoint's score temperature per class
+            (:mod:`cryo3d.temperature`): scores and ``thresholds`` are ``sigmoid(logit / T)``.
 
     Returns:
         Picks with ``xyz`` in Angstrom, class names and peak scores.
@@ -492,7 +495,7 @@ def heatmap_to_picks(
     if class_decision not in CLASS_DECISIONS:
         raise ValueError(f"class_decision must be one of {CLASS_DECISIONS}, got {class_decision!r}")
     min_dist = coords.length_to_voxels(min_distance_fraction * particles.radii, voxel_spacing, ds_factor)
-    c, lab, score = find_peaks(heatmap, thresholds, min_dist, logits=logits)
+    c, lab, score = find_peaks(heatmap, thresholds, min_dist, logits=logits, temperature=temperature)
     if class_decision == "strongest":
         own = strongest_class_keep(heatmap, c, lab)
         c, lab, score = c[own], lab[own], score[own]
