@@ -72,7 +72,7 @@ def pick_tomogram(
                              settings.min_distance_fraction, settings.cross_class_fraction,
                              where=f"tomogram {tomogram.name}", logits=True,
                              class_density=settings.class_density, density_factor=settings.density_factor,
-                             class_decision=settings.class_decision)
+                             class_decision=settings.class_decision, temperature=settings.score_temperature)
     if return_heatmap:
         return picks, hm.cpu().numpy().astype(np.float32, copy=False), spacing
     return picks
@@ -184,6 +184,7 @@ def predict(
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
         class_density=meta.get("class_density"), class_decision=class_decision,
         density_factor=DENSITY_CAP_FACTOR if density_factor is None else density_factor,
+        score_temperature=meta.get("score_temperature"),
     )
     net = prepare_network(net, settings, dev)  # once: channels-last weights, the compiled graph
     settings_d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}

@@ -8,6 +8,7 @@ kept for the checkpoint and so for inference.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, Sequence
 
@@ -20,6 +21,7 @@ from cryo3d.metrics import score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import CROSS_CLASS_FRACTION, heatmap_to_picks
 from cryo3d.picks import Picks
+from cryo3d.temperature import temper
 from cryo3d.tomogram_scores import scores_by_tomogram, spread_line
 
 logger = logging.getLogger("cryo3d")
@@ -40,6 +42,13 @@ def sweep_grid(fixed: np.ndarray, scores: np.ndarray, n_quantiles: int = SWEEP_Q
     if s.size == 0:
         return fixed
     return np.unique(np.r_[fixed, np.quantile(s, np.linspace(0.0, 1.0, n_quantiles))])
+
+
+def temperature_line(names: list[str], temps: list[float], calib: dict) -> str:
+    """One line of the fitted score temperatures (:mod:`cryo3d.temperature`) and the calibration they give."""
+    per = ", ".join(f"{n} {t:.2f}" for n, t in zip(names, temps))
+    ece = f"; expected calibration error with them {calib['ece']:.3f}" if np.isfinite(calib["ece"]) else ""
+    return f"score temperature (scores are sigmoid(logit / T)): {per}{ece}"
 
 
 def calibration_line(calib: dict) -> str:
@@ -85,6 +94,10 @@ class ParticleFBeta(Metric):
         class_density: ``[C]`` annotated particles per cubic Angstrom of the training data:
             validation caps each class as inference does
             (:func:`cryo3d.peak_selection.density_caps`); None: no density cap.
+        temperature: with ``sweep=False``, the score temperature of the checkpoint whose
+            ``thresholds`` are given (its ``score_temperature``: those thresholds are on tempered
+            scores). A sweep fits its own (:mod:`cryo3d.temperature`; ``last["temperature"]``),
+            and the thresholds it keeps are on the scores tempered by it.
     """
 
     def __init__(
@@ -105,6 +118,7 @@ class ParticleFBeta(Metric):
         matching: str = "czii",
         logits: bool = True,
         class_density: Sequence[float | None] | None = None,
+        temperature: Sequence[float] | None = None,
         output_transform: Callable = lambda out: (out["pred"], out["label"]),
         device: str | torch.device = "cpu",
     ) -> None:
@@ -116,6 +130,9 @@ class ParticleFBeta(Metric):
         self.beta = float(beta)
         self.sweep = sweep
         self.thresholds = thresholds
+        if temperature is not None and (sweep or not logits):
+            raise ValueError("temperature is the given thresholds' (sweep=False, logits=True); a sweep fits its own")
+        self.temperature = temperature
         self.base_threshold = float(base_threshold)
         self.min_distance_fraction = float(min_distance_fraction)
         self.max_peaks = max_peaks
@@ -146,7 +163,8 @@ class ParticleFBeta(Metric):
             self._picks.append(heatmap_to_picks(hm, low, name, self.particles, self.voxel_spacing, self.ds_factor,
                                                 self.min_distance_fraction, self.cross_class_fraction,
                                                 where=f"validation tomogram {name}", max_peaks=self.max_peaks,
-                                                logits=self.logits, class_density=self.class_density))
+                                                logits=self.logits, class_density=self.class_density,
+                                                temperature=self.temperature))
             self._seen.append(name)
 
     def compute(self) -> float:
@@ -160,19 +178,25 @@ class ParticleFBeta(Metric):
             res = sw["result"]
             unlearned = list(sw["unlearned"])
             calib = sw["calibration"]
+            temps = [sw["temperature"][n] for n in self.particles.names] if self.logits else None
         else:
             thr = list(np.broadcast_to(np.asarray(self.thresholds, float), (len(self.particles),)))
             keep = pred.score >= np.asarray(thr)[self.particles.indices(pred.cls)] if len(pred) else np.zeros(0, bool)
             res = score_picks(pred.select(keep), gt, self.particles, beta=self.beta, matching=self.matching,
                               tomograms=self._seen)
             unlearned = [c.name for c in res.per_class if c.tp == 0]
-            calib = None
-        self.last_picks = pred  # every peak of this validation (the training report draws them)
+            calib = temps = None
         per_tomo = scores_by_tomogram(pred, gt, self.particles, self._seen, thresholds=thr, beta=self.beta,
                                       matching=self.matching)
         table = res.table() + f"\n{spread_line(per_tomo)}"
         if calib is not None and np.isfinite(calib["ece"]):
             table += f"\n{calibration_line(calib)}"
+        if temps is not None:  # scores and thresholds from here on are tempered (the same picks pass)
+            table += f"\n{temperature_line(self.particles.names, temps, sw['calibration_tempered'])}"
+            t = np.asarray(temps)
+            pred = dataclasses.replace(pred, score=temper(pred.score, t[self.particles.indices(pred.cls)])) if len(pred) else pred
+            thr = [float(x) for x in temper(thr, t)]
+        self.last_picks = pred  # every peak of this validation (the training report draws them)
         if unlearned:
             table += f"\nnot learned (no true positive at any threshold): {', '.join(unlearned)}"
         self.last = {
@@ -184,6 +208,7 @@ class ParticleFBeta(Metric):
             "table": table,
             "unlearned": unlearned,
             "calibration": calib,
+            "temperature": None if temps is None else [float(x) for x in temps],
         }
         if unlearned:
             logger.warning(

@@ -58,6 +58,7 @@ from scipy.spatial import cKDTree
 
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
+from cryo3d.temperature import fit_class_temperatures, temper
 
 __all__ = [
     "MATCHINGS",
@@ -473,7 +474,10 @@ def sweep_thresholds(
             uses its own best threshold;
             ``"score_curve"``: ``[T]`` score when every class uses the same threshold;
             ``"result"``: the :class:`ScoreResult` at the best thresholds;
-            ``"calibration"``: :func:`calibration` of all predictions' scores.
+            ``"calibration"``: :func:`calibration` of all predictions' scores;
+            ``"temperature"``: ``{class: T}`` fitted on these matches
+            (:func:`cryo3d.temperature.fit_class_temperatures`);
+            ``"calibration_tempered"``: :func:`calibration` of the scores tempered by it.
     """
     _check_args(beta, distance_multiplier, matching)
     if tie_break not in TIE_BREAKS:
@@ -498,6 +502,8 @@ def sweep_thresholds(
             unlearned.append(name)
     result = _result(counts, best_t, particles, beta, distance_multiplier, matching, True)
     fmat = np.stack([curves[n] for n in particles.names])  # [C, T]
+    temps = fit_class_temperatures([c.pred_scores for c in counts], [c.tp_scores for c in counts])
+    tempered = [_ClassCounts(temper(c.tp_scores, t), temper(c.pred_scores, t), c.n_gt) for c, t in zip(counts, temps)]
     w = particles.weights
     return {
         "thresholds": thr,
@@ -509,4 +515,6 @@ def sweep_thresholds(
         "score_curve": (w[:, None] * fmat).sum(axis=0) / w.sum(),
         "result": result,
         "calibration": calibration(counts),
+        "temperature": {n: float(t) for n, t in zip(particles.names, temps)},
+        "calibration_tempered": calibration(tempered),
     }

@@ -275,6 +275,7 @@ def find_peaks(
     refine: bool = True,
     max_peaks: int | None = None,
     logits: bool = False,
+    temperature: float | Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Find particle centres in a downsampled heatmap.
 
@@ -298,6 +299,9 @@ def find_peaks(
             sigmoid map saturates at exactly 1.0 above a logit of about 16.6, so a
             confident model's peaks all tie there; in float64 from the logits they keep
             their order up to a logit of about 36.7 (probability ``1 - 1e-16``).
+        temperature: float or ``[C]`` (> 0), only with ``logits``: scores are
+            ``sigmoid(logit / T)`` (:mod:`cryo3d.temperature`, fitted on validation), and
+            ``thresholds`` are on those tempered scores. None: ``T = 1``.
 
     Returns:
         ``(coords, labels, scores)``: ``coords`` float64 ``[N, 3]`` peak positions
@@ -328,14 +332,21 @@ def find_peaks(
     if bool(torch.isnan(hm).any()):
         raise ValueError("heatmap contains NaN")
     radii = nms_radius(dist)
+    if temperature is not None and not logits:
+        raise ValueError("temperature applies to a logit heatmap (logits=True)")
+    temp = _per_class(1.0 if temperature is None else temperature, C, "temperature")
+    if np.any(~(temp > 0)):
+        raise ValueError(f"temperature: values must be > 0, got {temp.tolist()}")
 
-    mask = _candidates(hm, logit_thresholds(thr) if logits else thr, radii)
+    with np.errstate(invalid="ignore"):  # -inf x T stays -inf (a threshold of 0)
+        cut = logit_thresholds(thr) * temp if logits else thr
+    mask = _candidates(hm, cut, radii)
     idx = torch.nonzero(mask)  # [M, 4] (c, z, y, x), row-major = flat-index order
     if idx.shape[0] == 0:
         return _empty()
     vals = hm[idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3]].to(torch.float64)
     if logits:
-        vals = torch.sigmoid(vals)
+        vals = torch.sigmoid(vals / torch.as_tensor(temp, dtype=torch.float64, device=vals.device)[idx[:, 0]])
     off = _refine_offsets(hm, idx, logits) if refine else None
 
     idx_np = idx.cpu().numpy()

@@ -63,6 +63,9 @@ class InferenceSettings:
             (:func:`cryo3d.peak_selection.density_caps`); None or 0: no density cap.
         class_decision: ``"independent"`` or ``"strongest"`` (one particle, one class:
             :func:`cryo3d.peak_selection.strongest_class_keep`).
+        score_temperature: ``[C]`` (or one) temperature of the scores (:mod:`cryo3d.temperature`,
+            the checkpoint's ``score_temperature``): scores and ``thresholds`` are
+            ``sigmoid(logit / T)``; None: ``T = 1`` (a checkpoint from before it).
     """
 
     roi_size: tuple[int, int, int] = (64, 64, 64)
@@ -82,6 +85,7 @@ class InferenceSettings:
     class_density: Sequence[float | None] | None = None
     density_factor: float | None = DENSITY_CAP_FACTOR
     class_decision: str = CLASS_DECISION
+    score_temperature: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         self.roi_size = tuple(int(r) for r in (self.roi_size if not np.isscalar(self.roi_size) else (self.roi_size,) * 3))

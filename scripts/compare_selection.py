@@ -5,7 +5,8 @@ particle's class is decided) the validation tomograms' picks choose the per-clas
 (the bundle's own sweep), then the held-out tomograms are picked with them and scored with the
 challenge's metric. Heatmaps are computed once per tomogram (logits, as ``predict`` stitches
 them). Prints per rule: validation and test score, the worst class's picks / true ratio, the
-share of picks that tie on their score, and the per-class F-beta.
+share of picks that tie on their score, the test picks' expected calibration error and the
+per-class F-beta.
 
     python scripts/compare_selection.py runs/bench_ood/crowded12/run/checkpoints/best.pt \\
         --val runs/bench_ood/crowded12/data --test runs/bench_ood/crowded12/test
@@ -34,17 +35,21 @@ from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import class_densities, heatmap_to_picks
 from cryo3d.picks import Picks
 from cryo3d.sliding_window import InferenceSettings
+from cryo3d.temperature import temper
 
-#: The rules compared: name -> (scores from logits, density cap factor, class decision, cross-class fraction).
+#: The rules compared: name -> (scores from logits, density cap factor, class decision, cross-class fraction,
+#: score temperature fitted on validation).
 RULES = {
-    "before (float32 sigmoid, packing cap only)": (False, None, "independent", 0.0),
-    "logit scores": (True, None, "independent", 0.0),
-    "logit scores + 3x density cap": (True, 3.0, "independent", 0.0),
-    "logit scores + 5x density cap": (True, 5.0, "independent", 0.0),
-    "logit scores + 10x density cap": (True, 10.0, "independent", 0.0),
-    "logit scores + 20x density cap": (True, 20.0, "independent", 0.0),
-    "logit scores + strongest class at the peak": (True, None, "strongest", 0.0),
-    "logit scores + cross-class 0.5 (smaller)": (True, None, "independent", 0.5),
+    "before (float32 sigmoid, packing cap only)": (False, None, "independent", 0.0, False),
+    "logit scores": (True, None, "independent", 0.0, False),
+    "logit scores + 3x density cap": (True, 3.0, "independent", 0.0, False),
+    "logit scores + 3x density cap + temperature": (True, 3.0, "independent", 0.0, True),
+    "logit scores + 5x density cap": (True, 5.0, "independent", 0.0, False),
+    "logit scores + 10x density cap": (True, 10.0, "independent", 0.0, False),
+    "logit scores + 10x density cap + temperature": (True, 10.0, "independent", 0.0, True),
+    "logit scores + 20x density cap": (True, 20.0, "independent", 0.0, False),
+    "logit scores + strongest class at the peak": (True, None, "strongest", 0.0, False),
+    "logit scores + cross-class 0.5 (smaller)": (True, None, "independent", 0.5, False),
 }
 BASE_THRESHOLD = 0.05
 FIXED_GRID = np.unique(np.round(np.r_[np.arange(BASE_THRESHOLD, 0.95, 0.025), np.linspace(0.95, 0.995, 10)], 4))
@@ -72,8 +77,8 @@ def heatmaps(net, meta, paths, settings, cache: Path | None = None) -> dict[str,
     return out
 
 
-def picks_of(hms, rule, thresholds, particles, meta, settings) -> Picks:
-    logits, factor, decision, cross = rule
+def picks_of(hms, rule, thresholds, particles, meta, settings, temperature=None) -> Picks:
+    logits, factor, decision, cross = rule[:4]
     rows = []
     for name, (hm, spacing) in hms.items():
         h = hm if logits else torch.sigmoid(hm)  # before: the float32 probability map
@@ -82,7 +87,7 @@ def picks_of(hms, rule, thresholds, particles, meta, settings) -> Picks:
             rows.append(heatmap_to_picks(h, thresholds, name, particles, spacing, int(meta["ds_factor"]),
                                          settings.min_distance_fraction, cross, logits=logits,
                                          class_density=meta.get("class_density") if factor else None,
-                                         density_factor=factor, class_decision=decision))
+                                         density_factor=factor, class_decision=decision, temperature=temperature))
     return Picks.concat(rows)
 
 
@@ -124,18 +129,23 @@ def main() -> None:
     hv = heatmaps(net, meta, val_paths, settings, cache)
     ht = heatmaps(net, meta, test_paths, settings, cache)
     n_true = np.bincount(particles.indices(gt_test.cls), minlength=len(particles))
-    print(f"\n{'rule':<45} {'val':>6} {'test':>6} {'max picks/true':>15} {'tied':>6}")
+    print(f"\n{'rule':<45} {'val':>6} {'test':>6} {'max picks/true':>15} {'tied':>6} {'ECE':>6}")
     for name, rule in RULES.items():
         pv = picks_of(hv, rule, BASE_THRESHOLD, particles, meta, settings)
         sw = sweep_thresholds(pv, gt_val, particles, thresholds=sweep_grid(FIXED_GRID, pv.score),
                               tomograms=val_names)
         thr = np.array([sw["best_threshold"][n] for n in particles.names])
-        pt = picks_of(ht, rule, thr, particles, meta, settings)
+        temp = None
+        if rule[4]:  # as validation does: thresholds and scores tempered by the temperature fitted there
+            temp = np.array([sw["temperature"][n] for n in particles.names])
+            thr = temper(thr, temp)
+        pt = picks_of(ht, rule, thr, particles, meta, settings, temp)
         res = score_picks(pt, gt_test, particles)
+        ece = sweep_thresholds(pt, gt_test, particles, thresholds=[0.0])["calibration"]["ece"]
         n_pred = np.bincount(particles.indices(pt.cls), minlength=len(particles))
         ratio = np.max(n_pred / np.maximum(n_true, 1))
         tied = 1.0 - len(np.unique(pt.score)) / max(len(pt), 1)
-        print(f"{name:<45} {sw['score']:6.3f} {res.score:6.3f} {ratio:15.1f} {tied:6.1%}   "
+        print(f"{name:<45} {sw['score']:6.3f} {res.score:6.3f} {ratio:15.1f} {tied:6.1%} {ece:6.3f}   "
               + " ".join(f"{c.name[:8]}={c.fbeta:.2f}({n}/{t})" for c, n, t in zip(res.per_class, n_pred, n_true)),
               flush=True)
 

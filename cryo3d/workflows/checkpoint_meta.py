@@ -57,6 +57,8 @@ class CheckpointMeta:
             d["thresholds"] = self.metric.last["thresholds"]
             d["val_score"] = self.metric.last["score"]
             d["unlearned_classes"] = list(self.metric.last.get("unlearned", []))
+            if self.metric.last.get("temperature"):  # the thresholds are on scores tempered by it
+                d["score_temperature"] = self.metric.last["temperature"]
         # plain JSON types only, so the checkpoint loads with torch.load(weights_only=True)
         return json.loads(json.dumps(d, default=json_default))
 

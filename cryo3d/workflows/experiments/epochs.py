@@ -156,7 +156,8 @@ def score_checkpoint(
         heat = [pick_tomogram(net, t, particles, settings, device=device, return_heatmap=True)[1] for t in tomos]
         for mode in ("checkpoint", "sweep"):
             metric = ParticleFBeta(gt, names, particles, spacing, f, beta=beta, sweep=mode == "sweep",
-                                   thresholds=thr, base_threshold=base_threshold)
+                                   thresholds=thr, base_threshold=base_threshold,
+                                   temperature=meta.get("score_temperature") if mode == "checkpoint" else None)
             metric.reset()
             for i, hm in enumerate(heat):
                 metric.update((torch.from_numpy(hm)[None], torch.tensor([[i]])))
