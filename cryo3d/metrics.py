@@ -58,7 +58,7 @@ from scipy.spatial import cKDTree
 
 from cryo3d.particles import ParticleSet
 from cryo3d.picks import Picks
-from cryo3d.temperature import fit_class_temperatures, temper
+from cryo3d.temperature import MIN_TEMPERATURE, fit_class_temperatures, temper
 
 __all__ = [
     "MATCHINGS",
@@ -476,7 +476,8 @@ def sweep_thresholds(
             ``"result"``: the :class:`ScoreResult` at the best thresholds;
             ``"calibration"``: :func:`calibration` of all predictions' scores;
             ``"temperature"``: ``{class: T}`` fitted on these matches
-            (:func:`cryo3d.temperature.fit_class_temperatures`);
+            (:func:`cryo3d.temperature.fit_class_temperatures`; 1 for an unlearned class, whose
+            ``unlearned_threshold`` then stays as it is);
             ``"calibration_tempered"``: :func:`calibration` of the scores tempered by it.
     """
     _check_args(beta, distance_multiplier, matching)
@@ -503,6 +504,7 @@ def sweep_thresholds(
     result = _result(counts, best_t, particles, beta, distance_multiplier, matching, True)
     fmat = np.stack([curves[n] for n in particles.names])  # [C, T]
     temps = fit_class_temperatures([c.pred_scores for c in counts], [c.tp_scores for c in counts])
+    temps[[particles.names.index(n) for n in unlearned]] = MIN_TEMPERATURE  # nothing to calibrate: its safe threshold stays
     tempered = [_ClassCounts(temper(c.tp_scores, t), temper(c.pred_scores, t), c.n_gt) for c, t in zip(counts, temps)]
     w = particles.weights
     return {

@@ -57,7 +57,8 @@ def temper(scores: np.ndarray | Sequence[float] | float, temperature: np.ndarray
 
     Monotonic in ``p`` for any ``T > 0``: ``p >= t`` exactly when ``temper(p, T) >= temper(t, T)``,
     up to float64 rounding (none where ``p`` is exactly a threshold; a tempered value below
-    about ``1e-308`` underflows to 0). ``p`` of exactly 0 or 1 stays there.
+    about ``1e-308`` underflows to 0). ``p`` of exactly 0 or 1 stays there, and ``T = 1`` returns
+    ``p`` exactly.
 
     Args:
         scores: probabilities in ``[0, 1]``.
@@ -77,6 +78,7 @@ def temper(scores: np.ndarray | Sequence[float] | float, temperature: np.ndarray
     with np.errstate(divide="ignore"):
         z = np.log(p) - np.log1p(-p)
     out = expit(z / t)  # SciPy's sigmoid: no overflow at +-inf, no underflow until exp(-745)
+    out = np.where(t == 1.0, p, out)  # T = 1 is the identity, exactly (not up to a rounding of logit and back)
     return np.where(p >= 1.0, 1.0, np.where(p <= 0.0, 0.0, out))
 
 

@@ -159,3 +159,13 @@ def test_predict_applies_the_checkpoint_temperature_so_scores_beyond_a_float64_s
     assert len(plain) == len(tempered) > 50  # the same picks: a tempered threshold keeps them all
     assert 1.0 - len(np.unique(plain.score)) / len(plain) > 0.01  # beyond 36.7 they tie at exactly 1.0
     assert 1.0 - len(np.unique(tempered.score)) / len(tempered) < 0.01
+
+
+def test_an_unlearned_class_keeps_its_safe_threshold_untempered():
+    from cryo3d.metrics import UNLEARNED_THRESHOLD
+
+    pred, gt = _validation_case()
+    far = Picks(pred.tomo, pred.cls, pred.xyz + 1e5, pred.score)  # no pick near any particle: nothing learned
+    sw = sweep_thresholds(far, gt, ONE, thresholds=[0.05, 0.5, 0.9])
+    assert sw["unlearned"] == ["a"] and sw["temperature"]["a"] == MIN_TEMPERATURE
+    assert float(temper(sw["best_threshold"]["a"], sw["temperature"]["a"])) == UNLEARNED_THRESHOLD
