@@ -129,16 +129,16 @@ def test_a_checkpoint_carries_the_annotated_density():
     assert meta.state_dict()["class_density"] == [1e-9] * 6
 
 
-def _confident_checkpoint(path: Path, class_density=None) -> None:
-    """A network whose logits sit around +25 everywhere: a float32 sigmoid gives exactly 1.0."""
+def _confident_checkpoint(path: Path, class_density=None, bias: float = 25.0, gain: float = 4.0, **meta_extra) -> None:
+    """A network whose logits sit around ``bias`` everywhere (+25: a float32 sigmoid gives exactly 1.0)."""
     torch.manual_seed(0)
     net = build_network(dict(NET_CONFIG))
     last = [m for m in net.modules() if isinstance(m, torch.nn.Conv3d)][-1]
     with torch.no_grad():
-        last.weight.mul_(4.0)
-        last.bias.add_(25.0)
+        last.weight.mul_(gain)
+        last.bias.add_(bias)
     meta = {"network": dict(NET_CONFIG), "particles": CZII_PARTICLES.to_dict(), "voxel_spacing": SPACING,
-            "patch_size": [32, 32, 32], "ds_factor": 2}
+            "patch_size": [32, 32, 32], "ds_factor": 2, **meta_extra}
     if class_density is not None:
         meta["class_density"] = class_density
     torch.save({"network": net.state_dict(), "cryo3d": meta}, path)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,15 +14,14 @@ from cryo3d.io.picks_csv import read_picks_csv
 from cryo3d.io.tomogram import write_mrc
 from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.metrics import sweep_thresholds
-from cryo3d.networks import build_network
-from cryo3d.particles import CZII_PARTICLES, ParticleClass, ParticleSet
+from cryo3d.particles import ParticleClass, ParticleSet
 from cryo3d.peaks import find_peaks
 from cryo3d.picks import Picks
 from cryo3d.temperature import (LOGIT_CEILING, MIN_FIT_PICKS, MIN_TEMPERATURE, fit_class_temperatures,
                                 fit_temperature, score_logits, temper)
+from test_scores_rank import _confident_checkpoint
 
 SPACING = 10.0
-NET_CONFIG = {"name": "unet-tiny", "out_channels": 6, "ds_factor": 2}
 
 
 def _sigmoid(z):
@@ -130,27 +127,13 @@ def test_validation_keeps_tempered_thresholds_that_pass_the_same_picks():
         ParticleFBeta(gt, ["t"], ONE, SPACING, 1, temperature=[2.0])
 
 
-def _confident_checkpoint(path: Path, temperature=None) -> None:
-    """A network whose logits sit around +25 (exactly 1.0 from a float32 sigmoid), and its temperature."""
-    torch.manual_seed(0)
-    net = build_network(dict(NET_CONFIG))
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv3d)][-1]
-    with torch.no_grad():
-        last.weight.mul_(8.0)
-        last.bias.add_(40.0)
-    meta = {"network": dict(NET_CONFIG), "particles": CZII_PARTICLES.to_dict(), "voxel_spacing": SPACING,
-            "patch_size": [32, 32, 32], "ds_factor": 2, "thresholds": [0.5] * 6}
-    if temperature is not None:
-        meta["score_temperature"] = temperature
-    torch.save({"network": net.state_dict(), "cryo3d": meta}, path)
-
-
 def test_predict_applies_the_checkpoint_temperature_so_scores_beyond_a_float64_sigmoid_still_rank(tmp_path):
     tomo = tmp_path / "TS_t.mrc"
     write_mrc(tomo, np.random.default_rng(1).standard_normal((48, 64, 64)).astype(np.float32), SPACING)
     for name, temp in (("plain", None), ("tempered", [4.0] * 6)):
         ck = tmp_path / f"{name}.pt"
-        _confident_checkpoint(ck, temp)
+        extra = {"thresholds": [0.5] * 6, **({"score_temperature": temp} if temp else {})}
+        _confident_checkpoint(ck, bias=40.0, gain=8.0, **extra)  # logits past 36.7: 1.0 even in float64
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the packing cap may cut the untrained model's picks
             predict(ck, [str(tomo)], tmp_path / name, progress=False, device="cpu", density_factor=0)
