@@ -30,6 +30,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
 
+from cryo3d.peaks import logit_thresholds
+
 __all__ = ["LOGIT_CEILING", "MIN_TEMPERATURE", "MAX_TEMPERATURE", "MIN_FIT_PICKS", "score_logits", "temper",
            "fit_temperature", "fit_class_temperatures"]
 
@@ -46,10 +48,7 @@ MIN_FIT_PICKS = 20
 
 def score_logits(scores: np.ndarray) -> np.ndarray:
     """Probabilities -> logits (float64), a saturated 1.0 read as :data:`LOGIT_CEILING`, 0 as its negative."""
-    p = np.asarray(scores, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        z = np.log(p) - np.log1p(-p)
-    return np.clip(z, -LOGIT_CEILING, LOGIT_CEILING)
+    return np.clip(logit_thresholds(scores), -LOGIT_CEILING, LOGIT_CEILING)
 
 
 def temper(scores: np.ndarray | Sequence[float] | float, temperature: np.ndarray | Sequence[float] | float) -> np.ndarray:
@@ -75,11 +74,8 @@ def temper(scores: np.ndarray | Sequence[float] | float, temperature: np.ndarray
     t = np.asarray(temperature, dtype=np.float64)
     if np.any(~(t > 0)):
         raise ValueError(f"temperature must be > 0, got {t.tolist()}")
-    with np.errstate(divide="ignore"):
-        z = np.log(p) - np.log1p(-p)
-    out = expit(z / t)  # SciPy's sigmoid: no overflow at +-inf, no underflow until exp(-745)
-    out = np.where(t == 1.0, p, out)  # T = 1 is the identity, exactly (not up to a rounding of logit and back)
-    return np.where(p >= 1.0, 1.0, np.where(p <= 0.0, 0.0, out))
+    out = expit(logit_thresholds(p) / t)  # SciPy's sigmoid: 0 and 1 at -+inf, no underflow until exp(-745)
+    return np.where(t == 1.0, p, out)  # T = 1 is the identity, exactly (not up to a rounding of logit and back)
 
 
 def _nll(temperature: float, z_all: np.ndarray, z_tp: np.ndarray) -> float:
@@ -124,9 +120,8 @@ def fit_class_temperatures(pred_scores: Sequence[np.ndarray], tp_scores: Sequenc
     Returns:
         float64 ``[C]``.
     """
-    pooled = fit_temperature(np.concatenate([np.asarray(p, float) for p in pred_scores]) if len(pred_scores) else
-                             np.zeros(0), np.concatenate([np.asarray(t, float) for t in tp_scores]) if len(tp_scores)
-                             else np.zeros(0))
+    pooled = fit_temperature(np.concatenate([np.zeros(0), *map(np.ravel, pred_scores)]),
+                             np.concatenate([np.zeros(0), *map(np.ravel, tp_scores)]))
     out = np.full(len(pred_scores), pooled)
     for c, (p, t) in enumerate(zip(pred_scores, tp_scores)):
         if len(p) >= MIN_FIT_PICKS and 0 < len(t) < len(p):
