@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="data/synth", help="output folder (default: %(default)s)")
     s.add_argument("--n", type=int, default=4, help="number of tomograms (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--preset", default="default", choices=["default", "clean", "hard", "ood", "crowded12", "tilt"],
+    s.add_argument("--preset", default="default", choices=["default", "demo", "clean", "hard", "ood", "crowded12", "tilt"],
                    help="default: randomised shapes, sizes, distractors and imaging (what training uses); "
                    "clean: high SNR, no distractors; hard: low SNR, crowded; ood: the CZII classes with held-out "
                    "shapes at 10.012 A; crowded12: 12 crowded protein-like classes (its own particle set); "

@@ -134,6 +134,26 @@ def test_default_preset_draws_several_shape_variants_per_class():
     assert all(len(v) >= 2 for v in per_class.values()), per_class
 
 
+def test_demo_preset_renders_each_class_as_its_own_structure_in_every_tomogram_and_seed():
+    """The first run's data: one molecule per class (no per-tomogram variants), the same across seeds."""
+    seen = set()
+    for seed, index in ((0, 0), (1000, 3)):
+        _, _, p = simulate_tomogram(SynthConfig.preset("demo", seed=seed, shape=(48, 128, 128),
+                                                       particles_per_class=4, voxel_spacing=14.0), index)
+        per_class = {c: v for c, v in p["variants"].items() if c != "(crowders)"}
+        assert len(per_class) == 6
+        assert all(list(v) == [f"tpl:{c}"] for c, v in per_class.items()), per_class
+        seen.add(tuple(sorted(per_class)))
+    assert len(seen) == 1
+
+
+def test_demo_preset_keeps_the_default_imaging():
+    demo, default = SynthConfig.preset("demo"), SynthConfig.preset("default")
+    assert demo.variants == "fixed"
+    assert {k: v for k, v in vars(demo).items() if k not in ("variants", "preset")} == \
+        {k: v for k, v in vars(default).items() if k not in ("variants", "preset")}
+
+
 def test_hollow_classes_draw_hollow_variants_and_the_others_filled_ones():
     from cryo3d.synth import families as fam
 

@@ -50,6 +50,15 @@ Presets (:meth:`SynthConfig.preset`, ``cryo3d synth --preset NAME``)
     signed CTF in 40 % and bright particles in 15 % of tomograms; 80 % of tomograms imaged
     through a tilt series (its settings drawn per tomogram: see :class:`SynthConfig`), the
     rest through the Fourier model.
+``demo``
+    What ``cryo3d train`` simulates when it is given no data (the bundle's ``synth_preset``):
+    ``default``'s imaging, voxel spacings, contrast and distractors, but every particle of a
+    class is the class's own pseudo-atomic protein (``variants="fixed"``), the same structure
+    in every tomogram and every seed, as each class of a user's data is one molecule. Under
+    ``default`` a class is only "a hollow or filled protein of this size" (its models change
+    per tomogram), so classes of close radii (ribosome 150 A, virus-like particle 135 A,
+    thyroglobulin 130 A) cannot be told apart there: fine for pretraining, which learns
+    size and kind, but a first run on it measured the label noise, not the picker.
 ``clean``, ``hard``
     The project's first simulator (Fourier-model imaging, as ``ood`` and ``crowded12``) (fixed class shapes, 10 A voxels, no crowders or
     carbon): ``clean`` at high SNR without distractors, for debugging; ``hard`` at SNR

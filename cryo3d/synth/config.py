@@ -37,6 +37,9 @@ _HELD_OUT_IMAGING: dict[str, Any] = dict(
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    # the README's first run (the bundle's synth_preset): default's imaging and distractors, but each
+    # class is one molecule, the same in every tomogram, as in a user's data
+    "demo": dict(variants="fixed"),
     "clean": dict(_LEGACY, snr=8.0, tilt_range=60.0, defocus_um=3.0, bfactor=100.0,
                   vesicles=0, sheets=0, gold=0),
     "hard": dict(_LEGACY, snr=(0.2, 0.5), tilt_range=(40.0, 50.0), particles_per_class=(20, 30),
