@@ -28,8 +28,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/heldout", help="folder for the test tomograms, picks and report")
     ap.add_argument("--n", type=int, default=2, help="test tomograms (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1000, help="simulator seed; training used 0 (default: %(default)s)")
-    ap.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                    help="simulator preset; ood and crowded12 hold out shapes training never saw")
+    ap.add_argument("--preset", default="demo", choices=sorted(PRESETS),
+                    help="simulator preset (default: %(default)s, the bundle's built-in data); ood, crowded12 and "
+                         "tilt hold out shapes training never saw")
     ap.add_argument("--shape", type=int, nargs=3, help="tomogram size (default: the preset's)")
     ap.add_argument("--snr", type=float, nargs="+", help="override the SNR (one value or LOW HIGH)")
     ap.add_argument("--tilt-range", type=float, nargs="+", help="override the tilt range (degrees)")

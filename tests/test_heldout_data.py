@@ -42,11 +42,11 @@ def test_a_bad_n_val_is_one_clear_line_naming_the_key(bad):
         resolve_n_val(bad, builtin=True, n_tomograms=6)
 
 
-def test_the_bundle_trains_on_four_built_in_tomograms_and_validates_two():
+def test_the_bundle_trains_on_eight_built_in_tomograms_and_validates_two():
     cfg = yaml.safe_load(TRAIN_YAML.read_text())
     n = cfg["n_synth_tomograms"]
     held = resolve_n_val(cfg["n_val"], builtin=True, n_tomograms=n)
-    assert (n - held, held) == (4, 2)
+    assert (n - held, held) == (8, 2)
     assert cfg["n_test_tomograms"] == 4
     assert "n_test=@n_test_tomograms" in cfg["data"]
 
@@ -57,6 +57,7 @@ def test_ensure_data_defaults_are_the_bundles():
     assert params["n_tomograms"].default == cfg["n_synth_tomograms"]
     assert params["n_val"].default == cfg["n_val"]
     assert params["n_test"].default == cfg["n_test_tomograms"]
+    assert params["synth_preset"].default == cfg["synth_preset"]
 
 
 @pytest.fixture(scope="module")

@@ -70,10 +70,10 @@ def resolve_n_val(n_val: Any, builtin: bool, n_tomograms: int) -> int:
 
 def ensure_data(
     dataset_dir: str | os.PathLike,
-    n_tomograms: int = 6,
+    n_tomograms: int = 10,
     n_val: int | str = "auto",
     synth_shape: Sequence[int] = (184, 256, 256),
-    synth_preset: str = "default",
+    synth_preset: str = "demo",
     seed: int = 0,
     patch_size: int | Sequence[int] = 64,
     stride: int | Sequence[int] = 48,

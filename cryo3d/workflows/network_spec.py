@@ -42,7 +42,7 @@ def structures_key(value: Any) -> str | None:
 def bundle_particles(
     particle_set: Any,
     dataset_dir: str | os.PathLike,
-    synth_preset: str = "default",
+    synth_preset: str = "demo",
     copick_config: str | os.PathLike | None = None,
     synth_structures: str | None = None,
 ) -> ParticleSet:
