@@ -260,3 +260,16 @@ def test_every_built_in_grid_run_is_a_valid_bundle_setting():
                            **r.overrides["network_overrides"]})
     with pytest.raises(ValueError, match="unknown ablation group"):
         ablation_grid(["nope"])
+
+
+def test_experiment_arguments_default_to_the_bundles_built_in_data():
+    import argparse
+
+    from cryo3d.workflows.bundle import raw_bundle_keys
+    from cryo3d.workflows.experiments.arguments import add_common_arguments
+
+    ap = argparse.ArgumentParser()
+    add_common_arguments(ap, "runs/x")
+    a = ap.parse_args([])
+    keys = raw_bundle_keys()
+    assert (a.n_synth, a.synth_preset) == (keys["n_synth_tomograms"], keys["synth_preset"])

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import argparse
 
+from cryo3d.synth import PRESETS
+from cryo3d.workflows.bundle import raw_bundle_keys
 from cryo3d.workflows.experiments.runs import DEFAULT_BUDGET, base_overrides
 from cryo3d.workflows.experiments.tables import parse_set
 
 
 def add_common_arguments(ap: argparse.ArgumentParser, run_default: str) -> None:
-    """Arguments every experiment script shares: run folder, data, split and training budget."""
+    """Arguments every experiment script shares: run folder, data, split and training budget.
+
+    The built-in data's defaults (how many tomograms, which simulator preset) are the shipped
+    bundle's ``n_synth_tomograms`` and ``synth_preset``, so an experiment on an empty folder
+    simulates what ``cryo3d train`` would.
+    """
+    bundle = raw_bundle_keys()
     ap.add_argument("--run", default=run_default,
                     help="run folder: results, folds, data views (default: %(default)s)")
     ap.add_argument("--dataset-dir", default="data/picker",
                     help="tomograms/ + picks.csv; simulated there when empty, like the bundle (default: %(default)s)")
-    ap.add_argument("--n-synth", type=int, default=5,
+    ap.add_argument("--n-synth", type=int, default=int(bundle["n_synth_tomograms"]),
                     help="built-in data: tomograms to simulate (default: %(default)s)")
     ap.add_argument("--synth-shape", type=int, nargs=3, default=[184, 256, 256], metavar=("Z", "Y", "X"))
-    ap.add_argument("--synth-preset", default="default", choices=["default", "clean", "hard"])
+    ap.add_argument("--synth-preset", default=bundle["synth_preset"], choices=sorted(PRESETS),
+                    help="built-in data: simulator preset (default: %(default)s)")
     ap.add_argument("--k", type=int, default=4,
                     help="folds; fold 0 validates on about 1/k of the tomograms (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0,

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cryo3d.io.atomic import write_text_atomic
+from cryo3d.workflows.bundle import raw_bundle_keys
 from cryo3d.workflows.experiments.folds import check_no_leak, ensure_folds, fold_overrides, source_tomograms, split_view
 from cryo3d.workflows.experiments.history import CONVERGENCE_FRACTION, summarize_history
 from cryo3d.workflows.experiments.plots import plot_training_curves
@@ -68,7 +69,8 @@ def run_cross_validation(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     synth = dict(synth or {})
-    synth["n_synth"] = max(int(synth.get("n_synth", 5)), int(k))
+    n_synth = synth.get("n_synth")
+    synth["n_synth"] = max(int(raw_bundle_keys()["n_synth_tomograms"] if n_synth is None else n_synth), int(k))
     tomos = source_tomograms(dataset_dir, seed=seed, progress=progress, **synth)
     folds = ensure_folds(run_dir / "folds.json", tomos, k, seed)
     todo = list(range(len(folds))) if folds_to_run is None else [int(i) for i in folds_to_run]

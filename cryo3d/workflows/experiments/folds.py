@@ -17,6 +17,7 @@ import numpy as np
 from cryo3d.io.atomic import write_json_atomic
 from cryo3d.io.tomogram import find_tomograms, tomogram_name
 from cryo3d.synth import SynthConfig, synthesize
+from cryo3d.workflows.bundle import raw_bundle_keys
 
 #: Files of a dataset folder that a split view links to (when the source has them).
 VIEW_ITEMS = ("tomograms", "picks.csv", "particles.yaml", "manifest.json")
@@ -24,9 +25,9 @@ VIEW_ITEMS = ("tomograms", "picks.csv", "particles.yaml", "manifest.json")
 
 def source_tomograms(
     dataset_dir: str | os.PathLike,
-    n_synth: int = 5,
+    n_synth: int | None = None,
     synth_shape: Sequence[int] = (184, 256, 256),
-    synth_preset: str = "default",
+    synth_preset: str | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> list[str]:
@@ -34,7 +35,8 @@ def source_tomograms(
 
     The folder is the bundle's layout (``tomograms/`` + ``picks.csv``). An empty or
     missing one is filled with ``n_synth`` synthetic tomograms exactly as the bundle's
-    ``ensure_data`` would (same preset, shape and seed).
+    ``ensure_data`` would (same preset, shape and seed; None: the shipped bundle's
+    ``n_synth_tomograms`` and ``synth_preset``).
 
     Returns:
         Sorted tomogram names (file stems).
@@ -42,8 +44,11 @@ def source_tomograms(
     d = Path(dataset_dir)
     tdir = d / "tomograms"
     if not (tdir.is_dir() and any(tdir.iterdir())):
-        cfg = SynthConfig.preset(synth_preset, shape=tuple(int(s) for s in synth_shape), seed=seed)
-        synthesize(d, n_synth, cfg, progress=progress)
+        bundle = raw_bundle_keys()
+        preset = bundle["synth_preset"] if synth_preset is None else synth_preset
+        n = int(bundle["n_synth_tomograms"] if n_synth is None else n_synth)
+        cfg = SynthConfig.preset(preset, shape=tuple(int(s) for s in synth_shape), seed=seed)
+        synthesize(d, n, cfg, progress=progress)
     if not (d / "picks.csv").exists():
         raise FileNotFoundError(f"{d / 'picks.csv'}: the dataset folder needs picks.csv (tomo,class,x,y,z in Angstrom)")
     names = [tomogram_name(p) for p in find_tomograms([str(tdir)])]
