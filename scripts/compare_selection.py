@@ -29,7 +29,7 @@ from cryo3d.coords import voxels_to_volume
 from cryo3d.inference import load_checkpoint_model, pick_tomogram
 from cryo3d.io.pick_formats import read_picks
 from cryo3d.io.tomogram import read_tomogram
-from cryo3d.metric_ignite import sweep_grid
+from cryo3d.metric_ignite import THRESHOLD_SMOOTHING, sweep_grid
 from cryo3d.metrics import score_picks, sweep_thresholds
 from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import class_densities, heatmap_to_picks
@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--val-names", nargs="*", default=None, help="validation tomogram names (default: the last)")
     ap.add_argument("--test", required=True, help="folder with tomograms/ and picks.csv (unseen)")
     ap.add_argument("--cache", default=None, help="folder to keep the heatmaps in between runs")
+    ap.add_argument("--smooth", type=int, default=THRESHOLD_SMOOTHING,
+                    help="thresholds each side over which the validation F-beta curve is averaged before "
+                         "choosing, as validation does (0: the raw curve; default: %(default)s)")
     a = ap.parse_args()
     cache = None
     if a.cache:
@@ -133,7 +136,7 @@ def main() -> None:
     for name, rule in RULES.items():
         pv = picks_of(hv, rule, BASE_THRESHOLD, particles, meta, settings)
         sw = sweep_thresholds(pv, gt_val, particles, thresholds=sweep_grid(FIXED_GRID, pv.score),
-                              tomograms=val_names)
+                              tomograms=val_names, smooth=a.smooth)
         thr = np.array([sw["best_threshold"][n] for n in particles.names])
         temp = None
         if rule[4]:  # as validation does: thresholds and scores tempered by the temperature fitted there
