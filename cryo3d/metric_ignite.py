@@ -39,7 +39,8 @@ SWEEP_QUANTILES = 64
 #: checkpoints and heatmaps (scripts/compare_selection.py, unseen tomograms), raw -> 5:
 #: ood 0.709 -> 0.871, tilt 0.813 -> 0.845, crowded12 0.858 -> 0.849, the README's first run
 #: (3 seeds) 0.839 / 0.842 / 0.873 -> 0.862 / 0.858 / 0.873; 3 gave 0.839 / 0.836 / 0.852 and
-#: 0.858 / 0.851 / 0.874, 8 gave 0.899 / 0.844 / 0.845 and 0.858 / 0.865 / 0.867.
+#: 0.858 / 0.851 / 0.874, 8 gave 0.899 / 0.844 / 0.845 and 0.858 / 0.865 / 0.867. End to end with 5
+#: (scripts/bench_ood.py, defaults, 15 minutes on 2 cores): ood 0.895, tilt 0.832, crowded12 0.892.
 THRESHOLD_SMOOTHING = 5
 
 
