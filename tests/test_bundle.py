@@ -68,6 +68,13 @@ def test_training_makes_data_trains_validates_and_checkpoints(trained):
     assert any(p.name.startswith("events") for p in (out / "tensorboard").iterdir())
 
 
+def test_last_checkpoint_keeps_the_hard_patch_sampler_state(trained):
+    _, out, _ = trained
+    ck = torch.load(next((out / "checkpoints").glob("last_checkpoint_epoch=2.pt")), weights_only=True)
+    h = ck["hard_patches"]["hardness"]
+    assert h.ndim == 1 and h.numel() > 0 and bool(((h >= 0) & (h <= 1)).all())
+
+
 def test_best_checkpoint_carries_what_predict_needs(trained):
     _, out, _ = trained
     ck = torch.load(out / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
