@@ -66,9 +66,14 @@ def test_update_takes_store_indices_and_refuses_unknown_ones():
         s.update([5], [0.1])
 
 
-def test_hard_fraction_outside_zero_one_is_refused():
+@pytest.mark.parametrize("bad", [1.5, -0.1, "half", None, float("nan"), True])
+def test_a_hard_fraction_that_is_not_a_number_in_zero_one_is_refused_by_name(bad):
     with pytest.raises(ValueError, match="hard_fraction"):
-        HardPatchSampler(_dataset(range(3)), hard_fraction=1.5)
+        HardPatchSampler(_dataset(range(3)), hard_fraction=bad)
+
+
+def test_a_hard_fraction_given_as_a_string_on_the_command_line_is_read():
+    assert HardPatchSampler(_dataset(range(3)), hard_fraction="0.25").hard_fraction == 0.25
 
 
 def test_sampler_state_survives_a_weights_only_checkpoint_and_continues_the_same_draws():

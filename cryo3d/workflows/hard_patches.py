@@ -81,8 +81,11 @@ class HardPatchSampler(Sampler[int]):
     """
 
     def __init__(self, dataset: Any, hard_fraction: float = HARD_FRACTION, seed: int = 0) -> None:
-        f = float(hard_fraction)
-        if not 0.0 <= f <= 1.0:
+        try:
+            f = float(hard_fraction)
+        except (TypeError, ValueError):
+            f = float("nan")
+        if isinstance(hard_fraction, bool) or not 0.0 <= f <= 1.0:
             raise ValueError(f"hard_fraction: expected a number in [0, 1], got {hard_fraction!r}")
         self.hard_fraction = f
         store_indices = np.asarray([int(i) for i in dataset.data], np.int64)
