@@ -75,8 +75,9 @@ class HardPatchSampler(Sampler[int]):
         seed: seed of the sampler's own random generator.
 
     A pass yields ``len(dataset)`` indices. A patch never measured counts as hard as the
-    hardest measured one (1 before any), so the first passes see every patch. With ``hard_fraction > 0`` the draws are with
-    replacement, a chunk at a time, each chunk from the hardness known at that moment.
+    hardest measured one (1 before any), so the first passes see every patch. With
+    ``hard_fraction > 0`` the draws are with replacement, a chunk at a time, each chunk from
+    the hardness known at that moment.
 
     Example:
         >>> sampler = HardPatchSampler(dataset, hard_fraction=0.5, seed=0)   # doctest: +SKIP
