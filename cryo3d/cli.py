@@ -158,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--density-cap", type=_non_negative, default=None, metavar="FACTOR",
                    help="a class reports at most FACTOR x the particle density of the checkpoint's training "
                    "annotations per tomogram, its highest scores kept, with a warning (default: 10; 0: no cap)")
-    s.add_argument("--class-decision", default="independent", choices=["independent", "strongest"],
+    s.add_argument("--class-decision", default=None, choices=["independent", "strongest"],
                    help="independent: each class's peaks on their own; strongest: a peak is kept only where its "
-                   "class is the model's strongest at that voxel (one particle, one class) (default: %(default)s)")
+                   "class is the model's strongest at that voxel (one particle, one class) (default: the rule the "
+                   "checkpoint's thresholds were validated under: strongest since it is recorded, else independent)")
     s.add_argument("--overlap", type=float, default=0.25, help="window overlap (default: %(default)s)")
     s.add_argument("--sw-batch-size", type=_sw_batch_size, default="auto",
                    help="windows per forward pass; auto: 4 on the CPU, as many as fill the GPU (default: %(default)s)")

@@ -27,7 +27,7 @@ from cryo3d.io.picks_csv import read_picks_csv, write_picks_csv
 from cryo3d.io.tomogram import Tomogram, read_tomogram, write_mrc
 from cryo3d.normalization import normalize, robust_stats
 from cryo3d.particles import ParticleSet
-from cryo3d.peak_selection import CLASS_DECISION, DENSITY_CAP_FACTOR, heatmap_to_picks
+from cryo3d.peak_selection import CLASS_DECISIONS, DENSITY_CAP_FACTOR, LEGACY_CLASS_DECISION, heatmap_to_picks
 from cryo3d.picks import Picks
 from cryo3d.resample import to_spacing
 from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
@@ -120,6 +120,16 @@ def load_checkpoint_model(checkpoint: str | os.PathLike, device: str | torch.dev
     return net, meta
 
 
+def _class_decision(given: str | None, meta: dict, checkpoint: Any) -> str:
+    """The one-class-per-particle rule: ``given``, else the checkpoint's (the rule its thresholds
+    were validated under), else :data:`~cryo3d.peak_selection.LEGACY_CLASS_DECISION`."""
+    rule = given or meta.get("class_decision", LEGACY_CLASS_DECISION)
+    if rule not in CLASS_DECISIONS:
+        where = "--class-decision" if given else f"checkpoint {checkpoint}: field 'class_decision'"
+        raise Cryo3DError(f"{where}: expected one of {list(CLASS_DECISIONS)}, got {rule!r}")
+    return rule
+
+
 def predict(
     checkpoint: str | os.PathLike,
     tomogram_paths: Sequence[str | os.PathLike | CopickTomogramSource],
@@ -137,7 +147,7 @@ def predict(
     compile: bool | str = False,
     force: bool = False,
     density_factor: float | None = None,
-    class_decision: str = CLASS_DECISION,
+    class_decision: str | None = None,
 ) -> Picks:
     """``cryo3d predict``: pick every tomogram and write ``picks.csv`` + copick JSON (+ heatmap MRC).
 
@@ -152,7 +162,9 @@ def predict(
     ``torch.compile`` (see :class:`InferenceSettings`). Each class reports at most
     ``density_factor`` (default :data:`cryo3d.peak_selection.DENSITY_CAP_FACTOR`; 0: off) times
     the particle density of the checkpoint's training annotations; ``class_decision`` is
-    ``"independent"`` or ``"strongest"`` (:func:`cryo3d.peak_selection.strongest_class_keep`).
+    ``"independent"`` or ``"strongest"`` (:func:`cryo3d.peak_selection.strongest_class_keep`);
+    None: the rule the checkpoint's thresholds were validated under (its ``class_decision``;
+    ``"independent"`` for a checkpoint that records none).
 
     Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
     of nodes) the tomograms are shared among the ranks (:func:`cryo3d.sharding.shard_tomograms`),
@@ -182,7 +194,7 @@ def predict(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
         sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
-        class_density=meta.get("class_density"), class_decision=class_decision,
+        class_density=meta.get("class_density"), class_decision=_class_decision(class_decision, meta, checkpoint),
         density_factor=DENSITY_CAP_FACTOR if density_factor is None else density_factor,
         score_temperature=meta.get("score_temperature"),
     )

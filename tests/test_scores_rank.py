@@ -198,7 +198,7 @@ def test_picks_with_the_strongest_class_rule_report_each_particle_once():
     prob[1] *= np.where(np.indices(shape)[0] < 8, 0.7, 1.0)  # class 1 weaker on the first, stronger on the second
     prob[0] *= np.where(np.indices(shape)[0] < 8, 1.0, 0.7)
     two = ParticleSet((ParticleClass("a", 40.0), ParticleClass("b", 40.0)))
-    both = heatmap_to_picks(prob, 0.3, "t", two, SPACING, 1, 0.5)
+    both = heatmap_to_picks(prob, 0.3, "t", two, SPACING, 1, 0.5, class_decision="independent")
     once = heatmap_to_picks(prob, 0.3, "t", two, SPACING, 1, 0.5, class_decision="strongest")
     assert len(both) == 4
     assert sorted(once.cls.tolist()) == ["a", "b"]
@@ -217,3 +217,39 @@ def test_predict_without_the_density_cap_reports_more_than_the_annotations_allow
                      "--device", "cpu", "--density-cap", "0"]) == 0
     picks = read_picks_csv(tmp_path / "out" / "picks.csv")
     assert max(len(picks.for_class(n)) for n in CZII_PARTICLES.names) > 3
+
+
+def test_a_checkpoint_records_the_class_decision_its_thresholds_were_validated_under():
+    from cryo3d.peak_selection import CLASS_DECISION
+
+    meta = CheckpointMeta(dict(NET_CONFIG), CZII_PARTICLES, SPACING, 32, 2)
+    assert meta.state_dict()["class_decision"] == CLASS_DECISION == "strongest"
+
+
+def _rule(ck, tomogram, out, **kw) -> str:
+    """The class decision a predict call applied, as its predict.json records it."""
+    import json
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the packing cap may cut the untrained model's picks
+        predict(ck, [str(tomogram)], out, progress=False, device="cpu", **kw)
+    return json.loads((out / "predict.json").read_text())["settings"]["class_decision"]
+
+
+def test_predict_applies_the_rule_its_checkpoint_records_and_independent_for_one_that_records_none(
+        tmp_path, noise_tomogram):
+    legacy, strongest = tmp_path / "legacy.pt", tmp_path / "strongest.pt"
+    _confident_checkpoint(legacy)
+    _confident_checkpoint(strongest, class_decision="strongest")
+    assert _rule(legacy, noise_tomogram, tmp_path / "a") == "independent"
+    assert _rule(strongest, noise_tomogram, tmp_path / "b") == "strongest"
+    assert _rule(legacy, noise_tomogram, tmp_path / "c", class_decision="strongest") == "strongest"
+
+
+def test_a_checkpoint_with_an_unknown_class_decision_is_refused_naming_the_field(tmp_path, noise_tomogram):
+    from cryo3d.errors import Cryo3DError
+
+    ck = tmp_path / "odd.pt"
+    _confident_checkpoint(ck, class_decision="majority")
+    with pytest.raises(Cryo3DError, match="class_decision.*majority"):
+        predict(ck, [str(noise_tomogram)], tmp_path / "out", progress=False, device="cpu")

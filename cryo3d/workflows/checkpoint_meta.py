@@ -16,6 +16,7 @@ import numpy as np
 from cryo3d.io.atomic import json_default
 from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.particles import ParticleSet
+from cryo3d.peak_selection import CLASS_DECISION
 
 
 class CheckpointMeta:
@@ -50,6 +51,7 @@ class CheckpointMeta:
             "voxel_spacing": self.voxel_spacing,
             "patch_size": self.patch_size,
             "ds_factor": self.ds_factor,
+            "class_decision": CLASS_DECISION,  # the rule validation chose the thresholds under
         }
         if self.class_density is not None:
             d["class_density"] = self.class_density
