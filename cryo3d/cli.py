@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--voxel-spacing", type=float, help="override the tomograms' voxel spacing (Angstrom)")
     s.add_argument("--threshold", type=float, nargs="+",
                    help="peak score threshold: one, or one per class (default: the checkpoint's validated thresholds)")
-    s.add_argument("--tta", default="none", choices=["none", "flips", "flips_rot90"], help="test-time augmentation")
+    s.add_argument("--tta", default=None, choices=["none", "flips", "flips_rot90"],
+                   help="test-time augmentation: none, the 3 axis flips (4 passes averaged) or flips and 2 quarter "
+                        "turns (6); default: the checkpoint's, the one its thresholds were validated under")
     s.add_argument("--density-cap", type=_non_negative, default=None, metavar="FACTOR",
                    help="a class reports at most FACTOR x the particle density of the checkpoint's training "
                    "annotations per tomogram, its highest scores kept, with a warning (default: 10; 0: no cap)")

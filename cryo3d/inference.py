@@ -32,7 +32,7 @@ from cryo3d.picks import Picks
 from cryo3d.resample import to_spacing
 from cryo3d.results import ResultStore, check_output_folder, run_key, write_record
 from cryo3d.sharding import init_ranks, shard_tomograms
-from cryo3d.sliding_window import InferenceSettings, is_prepared, predict_heatmap, prepare_network
+from cryo3d.sliding_window import TTA_MODES, InferenceSettings, is_prepared, predict_heatmap, prepare_network
 
 
 def pick_tomogram(
@@ -130,13 +130,27 @@ def _class_decision(given: str | None, meta: dict, checkpoint: Any) -> str:
     return rule
 
 
+#: The test-time augmentation of checkpoints that record none (validated before the checkpoint kept it).
+LEGACY_TTA = "none"
+
+
+def _tta(given: str | None, meta: dict, checkpoint: Any) -> str:
+    """The test-time augmentation: ``given``, else the checkpoint's (the one its thresholds were
+    validated under: scores are averages over its passes), else :data:`LEGACY_TTA`."""
+    tta = given or meta.get("tta", LEGACY_TTA)
+    if tta not in TTA_MODES:
+        where = "--tta" if given else f"checkpoint {checkpoint}: field 'tta'"
+        raise Cryo3DError(f"{where}: expected one of {list(TTA_MODES)}, got {tta!r}")
+    return tta
+
+
 def predict(
     checkpoint: str | os.PathLike,
     tomogram_paths: Sequence[str | os.PathLike | CopickTomogramSource],
     out_dir: str | os.PathLike,
     voxel_spacing: float | None = None,
     thresholds: float | Sequence[float] | None = None,
-    tta: str = "none",
+    tta: str | None = None,
     overlap: float = 0.25,
     sw_batch_size: int | str = "auto",
     device: str | None = None,
@@ -164,7 +178,10 @@ def predict(
     the particle density of the checkpoint's training annotations; ``class_decision`` is
     ``"independent"`` or ``"strongest"`` (:func:`cryo3d.peak_selection.strongest_class_keep`);
     None: the rule the checkpoint's thresholds were validated under (its ``class_decision``;
-    ``"independent"`` for a checkpoint that records none).
+    ``"independent"`` for a checkpoint that records none). ``tta`` likewise: None applies the
+    test-time augmentation the checkpoint's thresholds were validated under (its ``tta``;
+    ``"none"`` for a checkpoint that records none); ``"none"`` is about 3.5 times faster, with
+    the thresholds then chosen on other scores.
 
     Under ``torchrun`` (``torchrun --nproc-per-node=N -m cryo3d.cli predict ...``, any number
     of nodes) the tomograms are shared among the ranks (:func:`cryo3d.sharding.shard_tomograms`),
@@ -192,7 +209,7 @@ def predict(
     warn_unlearned(meta, checkpoint)
     settings = InferenceSettings(
         roi_size=tuple(meta["patch_size"]), ds_factor=int(meta["ds_factor"]), overlap=overlap,
-        sw_batch_size=sw_batch_size, tta=tta, voxel_spacing=float(meta["voxel_spacing"]),
+        sw_batch_size=sw_batch_size, tta=_tta(tta, meta, checkpoint), voxel_spacing=float(meta["voxel_spacing"]),
         thresholds=thresholds if thresholds is not None else meta.get("thresholds", 0.3), compile=compile,
         class_density=meta.get("class_density"), class_decision=_class_decision(class_decision, meta, checkpoint),
         density_factor=DENSITY_CAP_FACTOR if density_factor is None else density_factor,

@@ -30,6 +30,9 @@ from cryo3d import coords
 from cryo3d.normalization import NORM_CLIP
 from cryo3d.peak_selection import CLASS_DECISION, CROSS_CLASS_FRACTION, DENSITY_CAP_FACTOR
 
+#: Test-time augmentation (:func:`_tta_ops`): none; the three axis flips added (4 passes); and
+#: two quarter turns in y-x added to those (6 passes). The logits of the passes are averaged.
+TTA_MODES = ("none", "flips", "flips_rot90")
 
 @dataclass
 class InferenceSettings:
@@ -99,7 +102,7 @@ class InferenceSettings:
                     f"window stride int({r} * (1 - overlap {self.overlap})) = {step} must be a positive multiple of "
                     f"ds_factor {f} so windows map onto whole heatmap voxels; change overlap"
                 )
-        if self.tta not in ("none", "flips", "flips_rot90"):
+        if self.tta not in TTA_MODES:
             raise ValueError(f"tta must be 'none', 'flips' or 'flips_rot90', got {self.tta!r}")
         self.sw_batch_size = parse_sw_batch_size(self.sw_batch_size)
         if not isinstance(self.compile, (bool, str)):

@@ -17,6 +17,7 @@ from cryo3d.io.atomic import json_default
 from cryo3d.metric_ignite import ParticleFBeta
 from cryo3d.particles import ParticleSet
 from cryo3d.peak_selection import CLASS_DECISION
+from cryo3d.sliding_window import TTA_MODES
 
 
 class CheckpointMeta:
@@ -30,11 +31,15 @@ class CheckpointMeta:
         class_density: ``[C]`` annotated particles per cubic Angstrom of the training tomograms
             (:func:`cryo3d.peak_selection.class_densities`): ``predict`` caps each class at a
             multiple of it.
+        tta: the test-time augmentation validation chose the thresholds under (the bundle's
+            ``val_tta``); ``predict`` applies it unless told otherwise.
     """
 
     def __init__(self, network: dict, particles: ParticleSet, voxel_spacing: float,
                  patch_size: int | Sequence[int], ds_factor: int, metric: ParticleFBeta | None = None,
-                 class_density: Sequence[float] | None = None) -> None:
+                 class_density: Sequence[float] | None = None, tta: str = "none") -> None:
+        if tta not in TTA_MODES:
+            raise ValueError(f"val_tta: expected one of {list(TTA_MODES)}, got {tta!r}")
         self.network = dict(network)
         self.particles = particles
         self.voxel_spacing = float(voxel_spacing)
@@ -43,6 +48,7 @@ class CheckpointMeta:
         self.ds_factor = int(ds_factor)
         self.metric = metric
         self.class_density = None if class_density is None else [float(v) for v in class_density]
+        self.tta = tta
 
     def state_dict(self) -> dict:
         d = {
@@ -52,6 +58,7 @@ class CheckpointMeta:
             "patch_size": self.patch_size,
             "ds_factor": self.ds_factor,
             "class_decision": CLASS_DECISION,  # the rule validation chose the thresholds under
+            "tta": self.tta,  # and the test-time augmentation of its heatmaps
         }
         if self.class_density is not None:
             d["class_density"] = self.class_density
