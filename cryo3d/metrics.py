@@ -456,6 +456,7 @@ def sweep_thresholds(
     tie_break: str = "low",
     unlearned_threshold: float = UNLEARNED_THRESHOLD,
     smooth: int = 0,
+    max_picks_per_true: float | None = None,
 ) -> dict[str, Any]:
     """Best score threshold per class (keep predictions with ``score >= t``).
 
@@ -490,6 +491,11 @@ def sweep_thresholds(
             them there. The averaged curve prefers the middle of a broad good region.
             ``"fbeta"``, ``"best_fbeta"`` and ``"score"`` stay the raw F-beta (at the chosen
             thresholds).
+        max_picks_per_true (float or None): Choose each class's threshold only among those that
+            keep at most this many predictions per ground truth of the class (a bound on its
+            flood: F-beta 4 keeps a pick that is right one time in 17 or more, so a class whose
+            look-alikes score like its particles would otherwise report many times their
+            number); None: no bound. Where no threshold keeps within it, the unbounded choice.
 
     Returns:
         dict with: ``"thresholds"`` float64 ``[T]`` (as given, sorted ascending);
@@ -513,6 +519,8 @@ def sweep_thresholds(
         raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     if not np.isfinite(unlearned_threshold):
         raise ValueError(f"unlearned_threshold must be a finite number, got {unlearned_threshold!r}")
+    if max_picks_per_true is not None and not (np.isfinite(max_picks_per_true) and max_picks_per_true > 0):
+        raise ValueError(f"max_picks_per_true must be a positive number of picks per true particle, got {max_picks_per_true!r}")
     thr = np.sort(np.asarray(thresholds, dtype=np.float64).reshape(-1))
     if thr.size == 0 or not np.all(np.isfinite(thr)):
         raise ValueError(f"thresholds must be a non-empty list of finite numbers, got {thr.tolist()}")
@@ -521,11 +529,15 @@ def sweep_thresholds(
     unlearned = []
     best_t = np.empty(len(particles))
     for k, (name, cc) in enumerate(zip(particles.names, counts)):
-        tp, fp, fn, _ = cc.counts(thr)
+        tp, fp, fn, n_kept = cc.counts(thr)
         _, _, f = precision_recall_fbeta(tp, fp, fn, beta, matching)
         curves[name] = f
         if tp[0] > 0:
-            best_t[k] = thr[_choose_threshold(smooth_curve(f, smooth), thr, tie_break)]
+            fs = smooth_curve(f, smooth)
+            if max_picks_per_true is not None:
+                within = n_kept <= float(max_picks_per_true) * cc.n_gt
+                fs = np.where(within, fs, -np.inf) if within.any() else fs
+            best_t[k] = thr[_choose_threshold(fs, thr, tie_break)]
         else:
             best_t[k] = float(unlearned_threshold)
             unlearned.append(name)
