@@ -87,6 +87,7 @@ def test_best_checkpoint_carries_what_predict_needs(trained):
     assert meta["ds_factor"] == 1 and meta["patch_size"] == [32, 32, 32] and meta["voxel_spacing"] == 20.0
     assert len(meta["thresholds"]) == 6 and meta["network"]["name"] == "unet-tiny"
     assert meta["class_decision"] == "strongest"  # the rule its thresholds were chosen under
+    assert meta["tta"] == "flips"  # and the test-time augmentation of the heatmaps they were chosen on
     # a class validation found no true positive for keeps the safe threshold, never the sweep's lowest
     from cryo3d.metrics import UNLEARNED_THRESHOLD
     from cryo3d.particles import ParticleSet

@@ -106,3 +106,18 @@ def test_picking_a_class_the_model_never_saw_yields_at_most_what_the_volume_hold
     assert n <= cap and len(picks.for_class("seen")) == 0
     if threshold == 0.05:  # the lowest threshold floods: capped, with a warning naming tomogram and class
         assert n == cap and any("TS_unseen" in str(w.message) and "unseen" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("bad", [0, -2.0, float("inf"), True])
+def test_validation_refuses_a_flood_bound_that_is_not_a_positive_number_naming_the_bundle_key(bad):
+    gt = Picks(["TS_val"], ["seen"], np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="val_max_picks_per_true"):
+        ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1, max_picks_per_true=bad)
+
+
+def test_validation_bounds_each_class_at_three_picks_per_annotated_particle_by_default():
+    from cryo3d.metric_ignite import VALIDATION_MAX_PICKS_PER_TRUE
+
+    gt = Picks(["TS_val"], ["seen"], np.zeros((1, 3)))
+    assert ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1).max_picks_per_true == VALIDATION_MAX_PICKS_PER_TRUE == 3.0
+    assert ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1, max_picks_per_true=None).max_picks_per_true is None

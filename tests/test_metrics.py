@@ -477,3 +477,35 @@ def test_smoothing_moves_a_knife_edge_threshold_down_into_the_broad_good_region(
     assert raw == pytest.approx(0.80)
     assert smooth["best_threshold"]["a"] < raw
     assert smooth["result"]["a"].recall == 1.0  # the recall kept; F-beta reported at the chosen threshold
+
+
+def _flooding_class() -> tuple[Picks, Picks]:
+    """2 particles of "a": one scored 0.9, six look-alikes 0.8-0.55 above the other particle (0.3)."""
+    gt = picks([("t1", "a", 0, 0, 0), ("t1", "a", 500, 0, 0)])
+    rows = [("t1", "a", 5, 0, 0)] + [("t1", "a", 200.0 * i, 900, 0) for i in range(6)] + [("t1", "a", 505, 0, 0)]
+    return picks(rows, [0.9, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.3]), gt
+
+
+def test_an_unbounded_sweep_keeps_a_flood_for_the_last_particle():
+    pred, gt = _flooding_class()
+    assert sweep_thresholds(pred, gt, PARTICLES)["result"]["a"].n_pred == 8  # 4 picks per particle
+
+
+def test_a_sweep_bounded_in_picks_per_particle_chooses_among_thresholds_within_the_bound():
+    pred, gt = _flooding_class()
+    s = sweep_thresholds(pred, gt, PARTICLES, max_picks_per_true=3.0)
+    assert 1 <= s["result"]["a"].n_pred <= 6
+    assert s["best_threshold"]["a"] > 0.55
+
+
+def test_a_bound_no_threshold_meets_leaves_the_unbounded_choice():
+    pred, gt = _flooding_class()
+    grid = [0.05, 0.1, 0.2]  # every threshold keeps all 8 picks
+    assert sweep_thresholds(pred, gt, PARTICLES, thresholds=grid, max_picks_per_true=1.0)["best_threshold"]["a"] == 0.05
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_a_sweep_refuses_a_bound_that_is_not_a_positive_number(bad):
+    pred, gt = _flooding_class()
+    with pytest.raises(ValueError, match="max_picks_per_true"):
+        sweep_thresholds(pred, gt, PARTICLES, max_picks_per_true=bad)

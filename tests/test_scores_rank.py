@@ -253,3 +253,41 @@ def test_a_checkpoint_with_an_unknown_class_decision_is_refused_naming_the_field
     _confident_checkpoint(ck, class_decision="majority")
     with pytest.raises(Cryo3DError, match="class_decision.*majority"):
         predict(ck, [str(noise_tomogram)], tmp_path / "out", progress=False, device="cpu")
+
+
+def test_a_checkpoint_records_the_test_time_augmentation_its_thresholds_were_validated_under():
+    meta = CheckpointMeta(dict(NET_CONFIG), CZII_PARTICLES, SPACING, 32, 2, tta="flips")
+    assert meta.state_dict()["tta"] == "flips"
+
+
+def test_an_unknown_val_tta_is_refused_naming_the_bundle_key():
+    with pytest.raises(ValueError, match="val_tta.*mirror"):
+        CheckpointMeta(dict(NET_CONFIG), CZII_PARTICLES, SPACING, 32, 2, tta="mirror")
+
+
+def _tta(ck, tomogram, out, **kw) -> str:
+    """The test-time augmentation a predict call applied, as its predict.json records it."""
+    import json
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the packing cap may cut the untrained model's picks
+        predict(ck, [str(tomogram)], out, progress=False, device="cpu", **kw)
+    return json.loads((out / "predict.json").read_text())["settings"]["tta"]
+
+
+def test_predict_applies_the_tta_its_checkpoint_records_and_none_for_one_that_records_none(tmp_path, noise_tomogram):
+    legacy, flips = tmp_path / "legacy.pt", tmp_path / "flips.pt"
+    _confident_checkpoint(legacy)
+    _confident_checkpoint(flips, tta="flips")
+    assert _tta(legacy, noise_tomogram, tmp_path / "a") == "none"
+    assert _tta(flips, noise_tomogram, tmp_path / "b") == "flips"
+    assert _tta(flips, noise_tomogram, tmp_path / "c", tta="none") == "none"
+
+
+def test_a_checkpoint_with_an_unknown_tta_is_refused_naming_the_field(tmp_path, noise_tomogram):
+    from cryo3d.errors import Cryo3DError
+
+    ck = tmp_path / "odd.pt"
+    _confident_checkpoint(ck, tta="rot180")
+    with pytest.raises(Cryo3DError, match="field 'tta'.*rot180"):
+        predict(ck, [str(noise_tomogram)], tmp_path / "out", progress=False, device="cpu")
