@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "turns (6); default: the checkpoint's, the one its thresholds were validated under")
     s.add_argument("--density-cap", type=_non_negative, default=None, metavar="FACTOR",
                    help="a class reports at most FACTOR x the particle density of the checkpoint's training "
-                   "annotations per tomogram, its highest scores kept, with a warning (default: 10; 0: no cap)")
+                   "annotations per tomogram, its highest scores kept, with a warning (default: 2.5, "
+                   "cryo3d.peak_selection.DENSITY_CAP_FACTOR; 0: no cap)")
     s.add_argument("--class-decision", default=None, choices=["independent", "strongest"],
                    help="independent: each class's peaks on their own; strongest: a peak is kept only where its "
                    "class is the model's strongest at that voxel (one particle, one class) (default: the rule the "

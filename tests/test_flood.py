@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -121,3 +122,25 @@ def test_validation_bounds_each_class_at_three_picks_per_annotated_particle_by_d
     gt = Picks(["TS_val"], ["seen"], np.zeros((1, 3)))
     assert ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1).max_picks_per_true == VALIDATION_MAX_PICKS_PER_TRUE == 3.0
     assert ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1, max_picks_per_true=None).max_picks_per_true is None
+
+
+def test_validation_caps_a_flooding_class_at_its_own_looser_density_factor_than_predicts():
+    from cryo3d.metric_ignite import VALIDATION_DENSITY_CAP_FACTOR
+    from cryo3d.peak_selection import DENSITY_CAP_FACTOR, heatmap_to_picks
+
+    shape = (32, 32, 32)
+    logits = np.full((2, *shape), -10.0, np.float32)
+    g = np.arange(4, 32, 8)
+    zz, yy, xx = np.meshgrid(g, g, g, indexing="ij")
+    logits[0, zz, yy, xx] = 5.0 + np.linspace(0.0, 1.0, zz.size).reshape(zz.shape)  # 64 peaks, distinct scores
+    density = [1.0 / coords.voxels_to_volume(shape, SPACING, 1), None]  # one annotated per such volume
+    gt = Picks(["TS_val"], ["seen"], coords.voxel_to_angstrom(np.array([[4.0, 4.0, 4.0]]), SPACING))
+    metric = ParticleFBeta(gt, ["TS_val"], TWO, SPACING, ds_factor=1, class_density=density)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cap's warning
+        metric.update((torch.from_numpy(logits)[None], torch.tensor([[0]])))
+        metric.compute()
+        predicted = heatmap_to_picks(torch.from_numpy(logits), 0.05, "TS_val", TWO, SPACING, 1, 0.6, logits=True,
+                                     class_density=density)
+    assert len(metric.last_picks.for_class("seen")) == math.ceil(VALIDATION_DENSITY_CAP_FACTOR) == 10
+    assert len(predicted.for_class("seen")) == math.ceil(DENSITY_CAP_FACTOR) == 3
