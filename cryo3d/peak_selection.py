@@ -457,7 +457,9 @@ def select_peaks(
             warnings.warn(
                 f"{where or 'volume'}: more picks than {density_factor:g} x the density of the training "
                 f"annotations for {listed}. Such a class usually fires on unlabelled particles of its "
-                "size; check its picks, or annotate more of it.",
+                "size; check its picks, or annotate more of it. If the training tomograms were annotated only in "
+                "part, their density understates the class's: raise the cap (cryo3d predict --density-cap "
+                "FACTOR; 0: off).",
                 stacklevel=2,
             )
     return keep

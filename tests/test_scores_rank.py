@@ -300,3 +300,13 @@ def test_predicts_help_gives_the_density_caps_default():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     cap = next(a for a in sub.choices["predict"]._actions if a.dest == "density_cap")
     assert f"default: {DENSITY_CAP_FACTOR:g}," in cap.help
+
+
+def test_the_density_caps_warning_says_how_to_raise_it_for_partly_annotated_training_data():
+    shape = (20, 30, 30)
+    density = [1.0 / coords.voxels_to_volume(shape, SPACING, 1)]
+    scores = np.linspace(0.5, 1.0, 10)
+    c = np.c_[np.linspace(1, 18, 10), np.linspace(1, 28, 10), np.linspace(1, 28, 10)]
+    with pytest.warns(UserWarning, match=r"annotated only in part.*--density-cap FACTOR"):
+        select_peaks(c, np.zeros(10, int), scores, shape, ONE, SPACING, 1, where="TS_p", class_density=density,
+                     density_factor=2.5)
