@@ -227,32 +227,37 @@ def test_a_checkpoint_records_the_class_decision_its_thresholds_were_validated_u
     assert meta.state_dict()["class_decision"] == CLASS_DECISION == "strongest"
 
 
-def _rule(ck, tomogram, out, **kw) -> str:
-    """The class decision a predict call applied, as its predict.json records it."""
+def _applied(setting: str, ck, tomogram, out, **kw) -> str:
+    """The value of ``setting`` (class_decision, tta) a predict call applied, as its predict.json records it."""
     import json
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the packing cap may cut the untrained model's picks
         predict(ck, [str(tomogram)], out, progress=False, device="cpu", **kw)
-    return json.loads((out / "predict.json").read_text())["settings"]["class_decision"]
+    return json.loads((out / "predict.json").read_text())["settings"][setting]
 
 
-def test_predict_applies_the_rule_its_checkpoint_records_and_independent_for_one_that_records_none(
-        tmp_path, noise_tomogram):
-    legacy, strongest = tmp_path / "legacy.pt", tmp_path / "strongest.pt"
-    _confident_checkpoint(legacy)
-    _confident_checkpoint(strongest, class_decision="strongest")
-    assert _rule(legacy, noise_tomogram, tmp_path / "a") == "independent"
-    assert _rule(strongest, noise_tomogram, tmp_path / "b") == "strongest"
-    assert _rule(legacy, noise_tomogram, tmp_path / "c", class_decision="strongest") == "strongest"
+@pytest.mark.parametrize("field, recorded, legacy, other", [
+    ("class_decision", "strongest", "independent", "strongest"),
+    ("tta", "flips", "none", "none"),
+])
+def test_predict_applies_what_its_checkpoint_records_and_the_legacy_setting_for_one_that_records_none(
+        tmp_path, noise_tomogram, field, recorded, legacy, other):
+    old, new = tmp_path / "legacy.pt", tmp_path / "recorded.pt"
+    _confident_checkpoint(old)
+    _confident_checkpoint(new, **{field: recorded})
+    assert _applied(field, old, noise_tomogram, tmp_path / "a") == legacy
+    assert _applied(field, new, noise_tomogram, tmp_path / "b") == recorded
+    assert _applied(field, new, noise_tomogram, tmp_path / "c", **{field: other}) == other  # the caller overrides
 
 
-def test_a_checkpoint_with_an_unknown_class_decision_is_refused_naming_the_field(tmp_path, noise_tomogram):
+@pytest.mark.parametrize("field, bad", [("class_decision", "majority"), ("tta", "rot180")])
+def test_a_checkpoint_with_an_unknown_setting_is_refused_naming_the_field(tmp_path, noise_tomogram, field, bad):
     from cryo3d.errors import Cryo3DError
 
     ck = tmp_path / "odd.pt"
-    _confident_checkpoint(ck, class_decision="majority")
-    with pytest.raises(Cryo3DError, match="class_decision.*majority"):
+    _confident_checkpoint(ck, **{field: bad})
+    with pytest.raises(Cryo3DError, match=f"field '{field}'.*{bad}"):
         predict(ck, [str(noise_tomogram)], tmp_path / "out", progress=False, device="cpu")
 
 
@@ -264,34 +269,6 @@ def test_a_checkpoint_records_the_test_time_augmentation_its_thresholds_were_val
 def test_an_unknown_val_tta_is_refused_naming_the_bundle_key():
     with pytest.raises(ValueError, match="val_tta.*mirror"):
         CheckpointMeta(dict(NET_CONFIG), CZII_PARTICLES, SPACING, 32, 2, tta="mirror")
-
-
-def _tta(ck, tomogram, out, **kw) -> str:
-    """The test-time augmentation a predict call applied, as its predict.json records it."""
-    import json
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the packing cap may cut the untrained model's picks
-        predict(ck, [str(tomogram)], out, progress=False, device="cpu", **kw)
-    return json.loads((out / "predict.json").read_text())["settings"]["tta"]
-
-
-def test_predict_applies_the_tta_its_checkpoint_records_and_none_for_one_that_records_none(tmp_path, noise_tomogram):
-    legacy, flips = tmp_path / "legacy.pt", tmp_path / "flips.pt"
-    _confident_checkpoint(legacy)
-    _confident_checkpoint(flips, tta="flips")
-    assert _tta(legacy, noise_tomogram, tmp_path / "a") == "none"
-    assert _tta(flips, noise_tomogram, tmp_path / "b") == "flips"
-    assert _tta(flips, noise_tomogram, tmp_path / "c", tta="none") == "none"
-
-
-def test_a_checkpoint_with_an_unknown_tta_is_refused_naming_the_field(tmp_path, noise_tomogram):
-    from cryo3d.errors import Cryo3DError
-
-    ck = tmp_path / "odd.pt"
-    _confident_checkpoint(ck, tta="rot180")
-    with pytest.raises(Cryo3DError, match="field 'tta'.*rot180"):
-        predict(ck, [str(noise_tomogram)], tmp_path / "out", progress=False, device="cpu")
 
 
 def test_predicts_help_gives_the_density_caps_default():
