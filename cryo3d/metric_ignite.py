@@ -58,7 +58,7 @@ VALIDATION_MAX_PICKS_PER_TRUE = 3.0
 #: than ``predict``'s (:data:`cryo3d.peak_selection.DENSITY_CAP_FACTOR`): the thresholds are chosen on
 #: the picks the cap leaves, and a tight cap there changes them. Measured on the bench_ood checkpoints
 #: (thresholds re-chosen on validation with each cap, unseen tomograms; 10x -> 2.5x): ood 0.937 -> 0.903
-#: (its ribosomes' threshold rose: 0.98 -> 0.80), tilt 0.863 -> 0.848, crowded12 and hard unchanged.
+#: (its ribosomes' F-beta 0.98 -> 0.80), tilt 0.863 -> 0.848, crowded12 and hard unchanged.
 VALIDATION_DENSITY_CAP_FACTOR = 10.0
 
 
