@@ -34,6 +34,7 @@ from cryo3d.peak_selection import CLASS_DECISION, CROSS_CLASS_FRACTION, DENSITY_
 #: two quarter turns in y-x added to those (6 passes). The logits of the passes are averaged.
 TTA_MODES = ("none", "flips", "flips_rot90")
 
+
 @dataclass
 class InferenceSettings:
     """Settings of whole-tomogram inference (a bundle's ``inference.yaml`` fills these).
@@ -103,7 +104,7 @@ class InferenceSettings:
                     f"ds_factor {f} so windows map onto whole heatmap voxels; change overlap"
                 )
         if self.tta not in TTA_MODES:
-            raise ValueError(f"tta must be 'none', 'flips' or 'flips_rot90', got {self.tta!r}")
+            raise ValueError(f"tta must be one of {list(TTA_MODES)}, got {self.tta!r}")
         self.sw_batch_size = parse_sw_batch_size(self.sw_batch_size)
         if not isinstance(self.compile, (bool, str)):
             raise ValueError(f"compile must be True, False or a torch.compile backend name, got {self.compile!r}")
